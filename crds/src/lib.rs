@@ -1,0 +1,7 @@
+//! Switchyard's API: the routing snapshot schema shared by the operator and the proxies.
+
+pub mod snapshot;
+pub mod validate;
+
+pub use snapshot::*;
+pub use validate::FieldError;

@@ -1,0 +1,188 @@
+//! Turns a snapshot (from a file, or from `--upstream` alone) into the proxy's runtime state.
+
+use crate::route::RouteTable;
+use std::path::Path;
+use std::sync::Arc;
+use switchyard_api::{
+    Backend, ParameterPolicy, Protocol, Route, RoutingSnapshot, SecretRef, ServerSettings,
+    SystemMessagePlacement, ThinkingStyle,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: invalid configuration:\n{}", .errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        path: String,
+        errors: Vec<switchyard_api::FieldError>,
+    },
+    #[error("{field}: {message}")]
+    Secret { field: String, message: String },
+}
+
+/// Parses and validates a YAML snapshot file.
+pub fn load_file(path: &Path) -> Result<RoutingSnapshot, ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let snapshot: RoutingSnapshot =
+        serde_yaml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
+    snapshot.validate().map_err(|errors| ConfigError::Invalid {
+        path: shown,
+        errors,
+    })?;
+    Ok(snapshot)
+}
+
+/// The zero-config snapshot: every client model name goes to the one upstream.
+pub fn single_upstream(
+    base_url: &str,
+    protocol: Protocol,
+    served_model: Option<String>,
+    context_window: Option<u32>,
+    api_key_env: Option<String>,
+) -> RoutingSnapshot {
+    RoutingSnapshot {
+        version: Some("standalone".into()),
+        server: ServerSettings::default(),
+        backends: vec![Backend {
+            name: "upstream".into(),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            protocol,
+            served_model,
+            context_window,
+            api_key: api_key_env.map(|env| SecretRef {
+                env: Some(env),
+                file: None,
+            }),
+            thinking: ThinkingStyle::Auto,
+            system_messages: SystemMessagePlacement::Inline,
+            text_tool_calls: true,
+            parameters: ParameterPolicy::default(),
+        }],
+        routes: vec![Route {
+            name: "all".into(),
+            models: vec!["*".into()],
+            backend: "upstream".into(),
+        }],
+    }
+}
+
+/// A secret value that never prints.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A backend ready to serve: secrets read, URL normalised. Discovery of the served model and
+/// context window happens on first use (see `upstream::Discovered`), since vLLM may still be
+/// loading when the proxy starts.
+#[derive(Debug)]
+pub struct BackendRuntime {
+    pub spec: Backend,
+    /// Base URL without a trailing slash, e.g. `http://127.0.0.1:8000/v1`.
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    pub discovered: tokio::sync::OnceCell<crate::upstream::Discovered>,
+}
+
+/// Everything a request needs, swapped whole on reload.
+#[derive(Debug)]
+pub struct Runtime {
+    pub settings: ServerSettings,
+    pub backends: Vec<Arc<BackendRuntime>>,
+    pub routes: RouteTable,
+    pub version: String,
+}
+
+impl Runtime {
+    pub fn build(snapshot: RoutingSnapshot) -> Result<Self, ConfigError> {
+        snapshot.validate().map_err(|errors| ConfigError::Invalid {
+            path: "config".into(),
+            errors,
+        })?;
+        let hash = content_hash(&snapshot);
+        let version = match &snapshot.version {
+            Some(v) => format!("{v}-{hash:016x}"),
+            None => format!("{hash:016x}"),
+        };
+        let mut backends = Vec::with_capacity(snapshot.backends.len());
+        for (i, spec) in snapshot.backends.iter().enumerate() {
+            let api_key = spec
+                .api_key
+                .as_ref()
+                .map(|r| read_secret(r, &format!("backends[{i}].apiKey")))
+                .transpose()?;
+            backends.push(Arc::new(BackendRuntime {
+                base_url: spec.base_url.trim_end_matches('/').to_owned(),
+                spec: spec.clone(),
+                api_key,
+                discovered: tokio::sync::OnceCell::new(),
+            }));
+        }
+        let routes = RouteTable::new(&snapshot.routes, &snapshot.backends);
+        Ok(Self {
+            settings: snapshot.server,
+            backends,
+            routes,
+            version,
+        })
+    }
+}
+
+fn read_secret(r: &SecretRef, field: &str) -> Result<Secret, ConfigError> {
+    let err = |message: String| ConfigError::Secret {
+        field: field.into(),
+        message,
+    };
+    match (&r.env, &r.file) {
+        (Some(var), None) => std::env::var(var)
+            .map(Secret)
+            .map_err(|_| err(format!("environment variable `{var}` is not set"))),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|s| Secret(s.trim_end().to_owned()))
+            .map_err(|e| err(format!("cannot read `{path}`: {e}"))),
+        _ => Err(err("set exactly one of `env` or `file`".into())),
+    }
+}
+
+/// FNV-1a over the canonical JSON form: stable across processes, so every proxy of a fleet
+/// reports the same version for the same snapshot.
+fn content_hash(snapshot: &RoutingSnapshot) -> u64 {
+    let bytes = serde_json::to_vec(snapshot).expect("snapshot serializes");
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Protocol as given on the command line.
+pub fn parse_protocol(s: &str) -> Result<Protocol, String> {
+    match s {
+        "openai" => Ok(Protocol::Openai),
+        "anthropic" => Ok(Protocol::Anthropic),
+        other => Err(format!(
+            "unknown protocol `{other}` (expected `openai` or `anthropic`)"
+        )),
+    }
+}

@@ -1,0 +1,282 @@
+//! Claude Code fixes, applied in the Anthropic domain before any backend protocol is chosen.
+//!
+//! Each fix answers something the real CLI sends (see `shared/fixtures/claude-code/README.md`)
+//! that an open-model backend mishandles.
+
+use crate::anthropic::{Content, ContentBlock, Message, MessagesRequest, Role, SystemPrompt};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use switchyard_api::SystemMessagePlacement;
+
+/// Claude Code's first system block; it changes every session (`cc_version=…`), so leaving it
+/// in front of the prompt defeats the backend's prefix cache across sessions.
+const BILLING_HEADER_PREFIX: &str = "x-anthropic-billing-header:";
+
+/// Applies every fix in place.
+pub fn apply(req: &mut MessagesRequest, placement: SystemMessagePlacement) {
+    remove_billing_header(req);
+    place_system_messages(req, placement);
+    resolve_deferred_tools(req);
+    repair_tools(req);
+}
+
+pub fn remove_billing_header(req: &mut MessagesRequest) {
+    match &mut req.system {
+        Some(SystemPrompt::Blocks(blocks)) => blocks.retain(|b| {
+            !matches!(b, ContentBlock::Text { text, .. } if text.starts_with(BILLING_HEADER_PREFIX))
+        }),
+        Some(SystemPrompt::Text(text)) if text.starts_with(BILLING_HEADER_PREFIX) => {
+            // A single string: drop only its first line.
+            *text = text.split_once('\n').map(|(_, rest)| rest.to_owned()).unwrap_or_default();
+        }
+        _ => {}
+    }
+}
+
+/// Claude Code sends `role: "system"` entries inside `messages`, often last or
+/// mid-conversation; most open-model chat templates raise on a system message that is not
+/// first. Their text is kept, placed as the backend's policy says.
+pub fn place_system_messages(req: &mut MessagesRequest, placement: SystemMessagePlacement) {
+    if placement == SystemMessagePlacement::Keep
+        || !req.messages.iter().any(|m| m.role == Role::System)
+    {
+        return;
+    }
+    let messages = std::mem::take(&mut req.messages);
+    let mut out: Vec<Message> = Vec::with_capacity(messages.len());
+    // System text seen before any user turn to attach it to.
+    let mut pending: Vec<ContentBlock> = Vec::new();
+    for msg in messages {
+        if msg.role != Role::System {
+            let mut msg = msg;
+            if !pending.is_empty() && msg.role == Role::User {
+                let mut blocks = std::mem::take(&mut pending);
+                blocks.extend(msg.content.into_blocks());
+                msg.content = Content::Blocks(blocks);
+            }
+            out.push(msg);
+            continue;
+        }
+        let text = content_text(&msg.content);
+        match placement {
+            SystemMessagePlacement::Hoist => append_system(req, text),
+            _ => {
+                let block =
+                    ContentBlock::text(format!("<system-reminder>\n{text}\n</system-reminder>"));
+                match out.last_mut() {
+                    Some(prev) if prev.role == Role::User => {
+                        let content =
+                            std::mem::replace(&mut prev.content, Content::Blocks(Vec::new()));
+                        let mut blocks = content.into_blocks();
+                        blocks.push(block);
+                        prev.content = Content::Blocks(blocks);
+                    }
+                    _ => pending.push(block),
+                }
+            }
+        }
+    }
+    if !pending.is_empty() {
+        out.push(Message {
+            role: Role::User,
+            content: Content::Blocks(pending),
+            extra: Default::default(),
+        });
+    }
+    req.messages = out;
+}
+
+fn append_system(req: &mut MessagesRequest, text: String) {
+    match &mut req.system {
+        None => req.system = Some(SystemPrompt::Text(text)),
+        Some(SystemPrompt::Text(existing)) => {
+            existing.push_str("\n\n");
+            existing.push_str(&text);
+        }
+        Some(SystemPrompt::Blocks(blocks)) => blocks.push(ContentBlock::text(text)),
+    }
+}
+
+/// All text of a content value, blocks joined by blank lines.
+pub fn content_text(content: &Content) -> String {
+    match content {
+        Content::Text(t) => t.clone(),
+        Content::Blocks(blocks) => blocks
+            .iter()
+            .filter_map(|b| match b {
+                ContentBlock::Text { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n\n"),
+    }
+}
+
+/// Anthropic's tool search: tools marked `defer_loading` stay hidden from the model until a
+/// ToolSearch result names them with a `tool_reference` block. A backend without tool search
+/// gets exactly the tools the model is meant to see: the loaded ones plus every referenced
+/// deferred one, and each reference becomes a sentence saying that tool is now available.
+pub fn resolve_deferred_tools(req: &mut MessagesRequest) {
+    let mut referenced: HashSet<String> = HashSet::new();
+    for m in &mut req.messages {
+        if let Content::Blocks(blocks) = &mut m.content {
+            for b in blocks.iter_mut() {
+                if let ContentBlock::ToolResult {
+                    content: Some(Content::Blocks(inner)),
+                    ..
+                } = b
+                {
+                    for ib in inner.iter_mut() {
+                        if let ContentBlock::ToolReference { tool_name, .. } = ib {
+                            referenced.insert(tool_name.clone());
+                            *ib = ContentBlock::text(format!(
+                                "Tool `{tool_name}` is now loaded and available to call."
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let Some(tools) = &mut req.tools {
+        tools.retain_mut(|t| {
+            if t.defer_loading != Some(true) {
+                return true;
+            }
+            t.defer_loading = None;
+            referenced.contains(&t.name)
+        });
+    }
+}
+
+/// Every tool gets a string description and an object schema: templates and OpenAI-style
+/// validators reject `null` descriptions and schemas without `type: object`.
+pub fn repair_tools(req: &mut MessagesRequest) {
+    let Some(tools) = &mut req.tools else { return };
+    for t in tools.iter_mut() {
+        if t.description.is_none() {
+            t.description = Some(String::new());
+        }
+        let schema = t.input_schema.get_or_insert_with(|| json!({}));
+        if let Value::Object(obj) = schema {
+            obj.remove("$schema");
+            obj.entry("type").or_insert_with(|| json!("object"));
+            if obj.get("type") == Some(&json!("object")) {
+                obj.entry("properties").or_insert_with(|| json!({}));
+            }
+        } else {
+            *schema = json!({"type": "object", "properties": {}});
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(v: Value) -> MessagesRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn billing_header_goes_other_system_blocks_stay() {
+        let mut r = req(json!({"model":"m","max_tokens":1,"messages":[],
+            "system":[{"type":"text","text":"x-anthropic-billing-header: cc_version=2.1.330.c4f;"},
+                      {"type":"text","text":"You are Claude."}]}));
+        remove_billing_header(&mut r);
+        let Some(SystemPrompt::Blocks(b)) = &r.system else {
+            panic!()
+        };
+        assert_eq!(b.len(), 1);
+        assert!(matches!(&b[0], ContentBlock::Text{text,..} if text == "You are Claude."));
+    }
+
+    #[test]
+    fn trailing_system_message_is_inlined_into_last_user_turn() {
+        let mut r = req(json!({"model":"m","max_tokens":1,"messages":[
+            {"role":"user","content":"hi"},
+            {"role":"system","content":"env: linux"}]}));
+        place_system_messages(&mut r, SystemMessagePlacement::Inline);
+        assert_eq!(r.messages.len(), 1);
+        let text = content_text(&r.messages[0].content);
+        assert_eq!(
+            text,
+            "hi\n\n<system-reminder>\nenv: linux\n</system-reminder>"
+        );
+    }
+
+    #[test]
+    fn system_after_assistant_waits_for_next_user_turn() {
+        let mut r = req(json!({"model":"m","max_tokens":1,"messages":[
+            {"role":"user","content":"a"},
+            {"role":"assistant","content":"b"},
+            {"role":"system","content":"note"},
+            {"role":"user","content":"c"}]}));
+        place_system_messages(&mut r, SystemMessagePlacement::Inline);
+        let roles: Vec<Role> = r.messages.iter().map(|m| m.role).collect();
+        assert_eq!(roles, [Role::User, Role::Assistant, Role::User]);
+        assert_eq!(
+            content_text(&r.messages[2].content),
+            "<system-reminder>\nnote\n</system-reminder>\n\nc"
+        );
+    }
+
+    #[test]
+    fn hoist_moves_text_to_system_prompt() {
+        let mut r = req(json!({"model":"m","max_tokens":1,"system":"S","messages":[
+            {"role":"user","content":"a"},{"role":"system","content":"late"}]}));
+        place_system_messages(&mut r, SystemMessagePlacement::Hoist);
+        assert_eq!(r.messages.len(), 1);
+        assert!(matches!(&r.system, Some(SystemPrompt::Text(t)) if t == "S\n\nlate"));
+    }
+
+    #[test]
+    fn deferred_tools_appear_only_when_referenced() {
+        let mut r = req(json!({"model":"m","max_tokens":1,
+            "tools":[{"name":"Bash","input_schema":{"type":"object"}},
+                     {"name":"WebFetch","defer_loading":true,"input_schema":{"type":"object"}},
+                     {"name":"DeferredToolPlaceholder","defer_loading":true,"input_schema":{"type":"object","properties":{}}}],
+            "messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1",
+                "content":[{"type":"tool_reference","tool_name":"WebFetch"}]}]}]}));
+        resolve_deferred_tools(&mut r);
+        let names: Vec<&str> = r
+            .tools
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(names, ["Bash", "WebFetch"]);
+        let Content::Blocks(b) = &r.messages[0].content else {
+            panic!()
+        };
+        let ContentBlock::ToolResult {
+            content: Some(c), ..
+        } = &b[0]
+        else {
+            panic!()
+        };
+        assert_eq!(
+            content_text(c),
+            "Tool `WebFetch` is now loaded and available to call."
+        );
+    }
+
+    #[test]
+    fn tools_get_valid_descriptions_and_schemas() {
+        let mut r = req(json!({"model":"m","max_tokens":1,"messages":[],
+            "tools":[{"name":"a","description":null},
+                     {"name":"b","input_schema":{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"x":{"type":"string"}}}}]}));
+        repair_tools(&mut r);
+        let t = r.tools.unwrap();
+        assert_eq!(t[0].description.as_deref(), Some(""));
+        assert_eq!(
+            t[0].input_schema,
+            Some(json!({"type":"object","properties":{}}))
+        );
+        assert_eq!(
+            t[1].input_schema,
+            Some(json!({"type":"object","properties":{"x":{"type":"string"}}}))
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! Prometheus metrics, served on the admin listener. Every label value comes from the config
+//! (route and backend names) or from a fixed set, so cardinality stays bounded.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub backend: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub route: String,
+    pub backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub backend: String,
+    /// `input`, `output` or `cache_read`.
+    pub r#type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub backend: String,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabels {
+    pub version: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: Family<BackendLabels, Histogram>,
+    pub ttft: Family<BackendLabels, Histogram>,
+    pub tokens: Family<TokenLabels, Counter>,
+    pub active_streams: Gauge,
+    pub upstream_errors: Family<KindLabels, Counter>,
+    /// Request fields a backend could not take, by fixed name class.
+    pub dropped_params: Family<KindLabels, Counter>,
+    /// Corrective resends after vLLM reported the exact prompt size.
+    pub context_retries: Family<KindLabels, Counter>,
+    pub client_disconnects: Counter,
+    pub config_info: Family<VersionLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms … ~65 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("switchyard");
+        let requests = Family::default();
+        let duration = Family::<BackendLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let ttft = Family::<BackendLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let tokens = Family::default();
+        let active_streams = Gauge::default();
+        let upstream_errors = Family::default();
+        let dropped_params = Family::default();
+        let context_retries = Family::default();
+        let client_disconnects = Counter::default();
+        let config_info = Family::default();
+        registry.register(
+            "requests",
+            "Client requests by route, backend and HTTP status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to last byte",
+            duration.clone(),
+        );
+        registry.register(
+            "time_to_first_token_seconds",
+            "Time from request to the first streamed token",
+            ttft.clone(),
+        );
+        registry.register(
+            "tokens",
+            "Tokens by backend and type (input, output, cache_read)",
+            tokens.clone(),
+        );
+        registry.register(
+            "active_streams",
+            "Streams being served now",
+            active_streams.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Backend failures by kind",
+            upstream_errors.clone(),
+        );
+        registry.register(
+            "dropped_params",
+            "Request fields not sent to a backend, by parameter class",
+            dropped_params.clone(),
+        );
+        registry.register(
+            "context_retries",
+            "Resends with max_tokens clamped to vLLM's exact prompt count",
+            context_retries.clone(),
+        );
+        registry.register(
+            "client_disconnects",
+            "Streams the client abandoned (upstream request cancelled)",
+            client_disconnects.clone(),
+        );
+        registry.register(
+            "config_info",
+            "Applied configuration version",
+            config_info.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            duration,
+            ttft,
+            tokens,
+            active_streams,
+            upstream_errors,
+            dropped_params,
+            context_retries,
+            client_disconnects,
+            config_info,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Label class of a dropped field: a known parameter name, or `other` for client-invented
+/// keys (which must not become label values).
+pub fn param_class(name: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "temperature",
+        "top_p",
+        "top_k",
+        "stop",
+        "user",
+        "parallel_tool_calls",
+        "chat_template_kwargs",
+        "reasoning_effort",
+    ];
+    if name.starts_with("tools[") {
+        return "server_tool";
+    }
+    KNOWN
+        .iter()
+        .find(|k| **k == name)
+        .copied()
+        .unwrap_or("other")
+}

@@ -1,0 +1,365 @@
+//! Anthropic Messages request → OpenAI Chat Completions request (pure).
+
+use crate::anthropic::{
+    Content, ContentBlock, ImageSource, MessagesRequest, Role, SystemPrompt, ThinkingKind,
+    ToolChoice,
+};
+use crate::error::ApiError;
+use crate::openai::{
+    ChatContent, ChatMessage, ChatRequest, ChatTool, ContentPart, FunctionCall, FunctionDef,
+    ImageUrl, StreamOptions, ToolCall,
+};
+use serde_json::{json, Map, Value};
+use switchyard_api::{ParameterPolicy, ThinkingStyle};
+
+/// What a backend needs to know to shape its request.
+#[derive(Debug, Clone)]
+pub struct BackendShape<'a> {
+    pub served_model: &'a str,
+    pub thinking: ThinkingStyle,
+    pub parameters: &'a ParameterPolicy,
+}
+
+/// The translated request and the names of the client fields it could not carry over.
+#[derive(Debug)]
+pub struct Translated {
+    pub request: ChatRequest,
+    pub dropped: Vec<String>,
+}
+
+/// Anthropic-only top-level fields that have no OpenAI meaning; dropping them is expected and
+/// not worth reporting.
+const ANTHROPIC_ONLY: &[&str] = &[
+    "context_management",
+    "container",
+    "mcp_servers",
+    "service_tier",
+];
+
+pub fn to_openai(
+    req: MessagesRequest,
+    max_tokens: u32,
+    shape: &BackendShape,
+) -> Result<Translated, ApiError> {
+    let mut dropped: Vec<String> = req
+        .extra
+        .keys()
+        .filter(|k| !ANTHROPIC_ONLY.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    let mut messages = Vec::with_capacity(req.messages.len() + 1);
+    if let Some(system) = req.system {
+        let text = system_text(system);
+        if !text.is_empty() {
+            messages.push(ChatMessage::new("system", ChatContent::Text(text)));
+        }
+    }
+    for (i, m) in req.messages.into_iter().enumerate() {
+        match m.role {
+            Role::User | Role::System => user_messages(m.role, m.content, &mut messages, i)?,
+            Role::Assistant => messages.push(assistant_message(m.content)),
+        }
+    }
+
+    let mut tools = Vec::new();
+    for t in req.tools.unwrap_or_default() {
+        // Server tools (`web_search_20250305`, …) run on Anthropic's side; a backend cannot.
+        if t.kind.as_deref().is_some_and(|k| k != "custom") {
+            dropped.push(format!("tools[{}]", t.name));
+            continue;
+        }
+        tools.push(ChatTool {
+            kind: "function",
+            function: FunctionDef {
+                name: t.name,
+                description: t.description.unwrap_or_default(),
+                parameters: t
+                    .input_schema
+                    .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+            },
+        });
+    }
+
+    let mut params = Map::new();
+    let tool_choice = match (&req.tool_choice, tools.is_empty()) {
+        (_, true) => None,
+        (None, false) => None,
+        (Some(choice), false) => Some(tool_choice(choice, &mut params)),
+    };
+    if let Some(t) = req.temperature {
+        params.insert("temperature".into(), json!(t));
+    }
+    if let Some(p) = req.top_p {
+        params.insert("top_p".into(), json!(p));
+    }
+    if let Some(k) = req.top_k {
+        params.insert("top_k".into(), json!(k));
+    }
+    if let Some(stop) = req.stop_sequences.filter(|s| !s.is_empty()) {
+        params.insert("stop".into(), json!(stop));
+    }
+    if let Some(user) = req.metadata.and_then(|m| m.user_id) {
+        params.insert("user".into(), json!(user));
+    }
+    let effort = req.output_config.and_then(|o| o.effort);
+    thinking_switch(
+        resolve_style(shape.thinking, shape.served_model),
+        req.thinking.as_ref().map(|t| (t.kind, t.budget_tokens)),
+        effort.as_deref(),
+        &mut params,
+    );
+    for (k, v) in &shape.parameters.extra_body {
+        params.insert(k.clone(), v.clone());
+    }
+    let mut continuous_usage = true;
+    for name in &shape.parameters.drop {
+        if name == "continuous_usage_stats" {
+            continuous_usage = false;
+        } else if params.remove(name).is_some() {
+            dropped.push(name.clone());
+        }
+    }
+
+    Ok(Translated {
+        request: ChatRequest {
+            model: shape.served_model.to_owned(),
+            messages,
+            max_tokens,
+            stream: req.stream,
+            stream_options: req.stream.then_some(StreamOptions {
+                include_usage: true,
+                continuous_usage_stats: continuous_usage,
+            }),
+            tools,
+            tool_choice,
+            params,
+        },
+        dropped,
+    })
+}
+
+/// gpt-oss takes `reasoning_effort`; everything else served by vLLM takes template kwargs.
+pub fn resolve_style(style: ThinkingStyle, served_model: &str) -> ThinkingStyle {
+    match style {
+        ThinkingStyle::Auto if served_model.to_ascii_lowercase().contains("gpt-oss") => {
+            ThinkingStyle::ReasoningEffort
+        }
+        ThinkingStyle::Auto => ThinkingStyle::ChatTemplateKwargs,
+        other => other,
+    }
+}
+
+/// Anthropic's `thinking` (absent means off) and `output_config.effort` → the backend switch.
+fn thinking_switch(
+    style: ThinkingStyle,
+    thinking: Option<(ThinkingKind, Option<u32>)>,
+    effort: Option<&str>,
+    params: &mut Map<String, Value>,
+) {
+    let on = matches!(
+        thinking,
+        Some((ThinkingKind::Enabled | ThinkingKind::Adaptive, _))
+    );
+    match style {
+        ThinkingStyle::ChatTemplateKwargs => {
+            // Qwen3/GLM read `enable_thinking`, DeepSeek V3.1 reads `thinking`.
+            params.insert(
+                "chat_template_kwargs".into(),
+                json!({"enable_thinking": on, "thinking": on}),
+            );
+        }
+        ThinkingStyle::ReasoningEffort => {
+            let level = match thinking {
+                None | Some((ThinkingKind::Disabled, _)) => "low",
+                Some((ThinkingKind::Enabled, Some(budget))) if budget < 4_096 => "low",
+                Some((ThinkingKind::Enabled, Some(budget))) if budget < 16_384 => "medium",
+                Some((ThinkingKind::Enabled, Some(_))) => "high",
+                Some(_) => match effort {
+                    Some("low") => "low",
+                    Some("high" | "xhigh" | "max") => "high",
+                    _ => "medium",
+                },
+            };
+            params.insert("reasoning_effort".into(), json!(level));
+        }
+        ThinkingStyle::None | ThinkingStyle::Auto => {}
+    }
+}
+
+fn tool_choice(choice: &ToolChoice, params: &mut Map<String, Value>) -> Value {
+    let (value, extra) = match choice {
+        ToolChoice::Auto { extra } => (json!("auto"), extra),
+        ToolChoice::Any { extra } => (json!("required"), extra),
+        ToolChoice::None { extra } => (json!("none"), extra),
+        ToolChoice::Tool { name, extra } => (
+            json!({"type": "function", "function": {"name": name}}),
+            extra,
+        ),
+    };
+    if extra.get("disable_parallel_tool_use") == Some(&Value::Bool(true)) {
+        params.insert("parallel_tool_calls".into(), json!(false));
+    }
+    value
+}
+
+fn system_text(system: SystemPrompt) -> String {
+    match system {
+        SystemPrompt::Text(t) => t,
+        SystemPrompt::Blocks(blocks) => blocks
+            .into_iter()
+            .filter_map(|b| match b {
+                ContentBlock::Text { text, .. } => Some(text),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n\n"),
+    }
+}
+
+/// A user turn: its tool results become `role: tool` messages (which must directly follow the
+/// assistant's tool calls), the rest one user message.
+fn user_messages(
+    role: Role,
+    content: Content,
+    out: &mut Vec<ChatMessage>,
+    index: usize,
+) -> Result<(), ApiError> {
+    let mut parts: Vec<ContentPart> = Vec::new();
+    // Images a tool returned: OpenAI tool messages carry text only, so they follow as user input.
+    let mut tool_images: Vec<ContentPart> = Vec::new();
+    for block in content.into_blocks() {
+        match block {
+            ContentBlock::Text { text, .. } => parts.push(ContentPart::Text { text }),
+            ContentBlock::Image { source, .. } => parts.push(image_part(source)),
+            ContentBlock::ToolResult {
+                tool_use_id,
+                content,
+                is_error,
+                ..
+            } => {
+                let mut text = String::new();
+                for inner in content.map(Content::into_blocks).unwrap_or_default() {
+                    match inner {
+                        ContentBlock::Text { text: t, .. } => {
+                            if !text.is_empty() {
+                                text.push('\n');
+                            }
+                            text.push_str(&t);
+                        }
+                        ContentBlock::Image { source, .. } => tool_images.push(image_part(source)),
+                        other => text.push_str(&fallback_text(&other)),
+                    }
+                }
+                if is_error == Some(true) {
+                    text.insert_str(0, "Error: ");
+                }
+                out.push(ChatMessage {
+                    role: "tool",
+                    content: Some(ChatContent::Text(text)),
+                    reasoning_content: None,
+                    tool_calls: Vec::new(),
+                    tool_call_id: Some(tool_use_id),
+                });
+            }
+            ContentBlock::ToolUse { .. } => {
+                return Err(ApiError::invalid(format!(
+                    "messages.{index}: tool_use blocks may only appear in assistant messages"
+                )))
+            }
+            other => parts.push(ContentPart::Text {
+                text: fallback_text(&other),
+            }),
+        }
+    }
+    parts.extend(tool_images);
+    parts.retain(|p| !matches!(p, ContentPart::Text { text } if text.is_empty()));
+    if parts.is_empty() {
+        return Ok(());
+    }
+    let role = if role == Role::System {
+        "system"
+    } else {
+        "user"
+    };
+    out.push(ChatMessage::new(role, join_parts(parts)));
+    Ok(())
+}
+
+/// Text-only content as one string: every chat template handles that form.
+fn join_parts(parts: Vec<ContentPart>) -> ChatContent {
+    if parts.iter().all(|p| matches!(p, ContentPart::Text { .. })) {
+        let texts: Vec<String> = parts
+            .into_iter()
+            .map(|p| match p {
+                ContentPart::Text { text } => text,
+                ContentPart::ImageUrl { .. } => unreachable!("filtered above"),
+            })
+            .collect();
+        ChatContent::Text(texts.join("\n\n"))
+    } else {
+        ChatContent::Parts(parts)
+    }
+}
+
+fn image_part(source: ImageSource) -> ContentPart {
+    let url = match source {
+        ImageSource::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
+        ImageSource::Url { url } => url,
+    };
+    ContentPart::ImageUrl {
+        image_url: ImageUrl { url },
+    }
+}
+
+/// Blocks with no OpenAI counterpart, as text the model can still read.
+fn fallback_text(block: &ContentBlock) -> String {
+    match block {
+        ContentBlock::Document { source, .. } => match source.get("type").and_then(Value::as_str) {
+            Some("text") => source
+                .get("data")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            _ => "[document omitted: this backend accepts text documents only]".to_owned(),
+        },
+        ContentBlock::ToolReference { tool_name, .. } => {
+            format!("Tool `{tool_name}` is now loaded and available to call.")
+        }
+        // Thinking in a user turn has no meaning; previous-turn thinking is handled on assistant turns.
+        _ => String::new(),
+    }
+}
+
+fn assistant_message(content: Content) -> ChatMessage {
+    let mut text = String::new();
+    let mut reasoning = String::new();
+    let mut tool_calls = Vec::new();
+    for block in content.into_blocks() {
+        match block {
+            ContentBlock::Text { text: t, .. } => text.push_str(&t),
+            ContentBlock::Thinking { thinking, .. } => reasoning.push_str(&thinking),
+            ContentBlock::ToolUse {
+                id, name, input, ..
+            } => tool_calls.push(ToolCall {
+                id,
+                kind: "function".into(),
+                function: FunctionCall {
+                    name,
+                    arguments: if input.is_null() {
+                        "{}".into()
+                    } else {
+                        input.to_string()
+                    },
+                },
+            }),
+            _ => {}
+        }
+    }
+    ChatMessage {
+        role: "assistant",
+        content: (!text.is_empty() || tool_calls.is_empty()).then_some(ChatContent::Text(text)),
+        reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
+        tool_calls,
+        tool_call_id: None,
+    }
+}

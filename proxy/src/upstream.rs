@@ -1,0 +1,363 @@
+//! Talking to backends: discovery, requests, SSE reading, and the mapping of every upstream
+//! failure to the client's error (done once, here).
+//!
+//! Dropping a stream returned from here drops the HTTP response, which closes the connection;
+//! vLLM sees the disconnect and aborts the request, freeing its KV cache.
+
+use crate::config::BackendRuntime;
+use crate::context::{parse_overflow, Overflow};
+use crate::error::{ApiError, ErrorKind};
+use crate::openai::{ChatChunk, ModelList};
+use bytes::Bytes;
+use eventsource_stream::Eventsource;
+use futures::{Stream, StreamExt};
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::pin::Pin;
+use std::time::Duration;
+use switchyard_api::Protocol;
+
+/// What `/v1/models` told us about a backend.
+#[derive(Debug, Clone)]
+pub struct Discovered {
+    pub served_model: String,
+    pub context_window: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("backend `{backend}` is unreachable: {detail}")]
+    Unreachable { backend: String, detail: String },
+    #[error("backend `{backend}` answered {status}: {message}")]
+    Status {
+        backend: String,
+        status: u16,
+        message: String,
+        retry_after: Option<u64>,
+    },
+    #[error("context overflow: {0:?}")]
+    Overflow(Overflow),
+    #[error("backend `{backend}` sent an invalid response: {detail}")]
+    Protocol { backend: String, detail: String },
+    #[error("backend `{backend}` stream ended before completion: {detail}")]
+    Interrupted { backend: String, detail: String },
+    #[error("backend `{backend}`: {detail}")]
+    Discovery { backend: String, detail: String },
+}
+
+impl UpstreamError {
+    /// The one place an upstream failure becomes a client error.
+    pub fn to_api(&self) -> ApiError {
+        match self {
+            UpstreamError::Unreachable { .. } | UpstreamError::Discovery { .. } => {
+                ApiError::new(ErrorKind::Overloaded, self.to_string())
+            }
+            UpstreamError::Overflow(Overflow::PromptTooLong { prompt, window }) => {
+                ApiError::prompt_too_long(*prompt, *window)
+            }
+            UpstreamError::Overflow(Overflow::OutputTooLarge { prompt, window }) => ApiError::invalid(format!(
+                "max_tokens leaves no room: prompt is {prompt} tokens of a {window}-token context window"
+            )),
+            UpstreamError::Status { status, message, retry_after, backend } => {
+                let kind = match *status {
+                    400 | 422 => ErrorKind::InvalidRequest,
+                    404 => ErrorKind::NotFound,
+                    413 => ErrorKind::RequestTooLarge,
+                    429 => ErrorKind::RateLimit,
+                    // A backend refusing our credentials is a proxy configuration problem, not
+                    // the client's: Claude Code would otherwise ask its user to log in again.
+                    401 | 403 => ErrorKind::Api,
+                    502..=504 | 529 => ErrorKind::Overloaded,
+                    _ => ErrorKind::Api,
+                };
+                let message = if kind == ErrorKind::Api && matches!(*status, 401 | 403) {
+                    format!("backend `{backend}` rejected the proxy's credentials ({status})")
+                } else {
+                    message.clone()
+                };
+                ApiError {
+                    kind,
+                    message,
+                    retry_after: *retry_after,
+                }
+            }
+            UpstreamError::Protocol { .. } | UpstreamError::Interrupted { .. } => {
+                ApiError::new(ErrorKind::Api, self.to_string())
+            }
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+        .expect("HTTP client builds")
+}
+
+fn authorize(req: reqwest::RequestBuilder, backend: &BackendRuntime) -> reqwest::RequestBuilder {
+    match (&backend.api_key, backend.spec.protocol) {
+        (None, _) => req,
+        (Some(key), Protocol::Openai) => req.bearer_auth(key.expose()),
+        (Some(key), Protocol::Anthropic) => req.header("x-api-key", key.expose()),
+    }
+}
+
+fn unreachable(backend: &BackendRuntime, e: reqwest::Error) -> UpstreamError {
+    UpstreamError::Unreachable {
+        backend: backend.spec.name.clone(),
+        detail: if e.is_connect() {
+            "connection refused or failed".into()
+        } else if e.is_timeout() {
+            "timed out".into()
+        } else {
+            e.to_string()
+        },
+    }
+}
+
+/// Served model and context window, from the config or, once, from `/v1/models`.
+pub async fn discover(
+    client: &reqwest::Client,
+    backend: &BackendRuntime,
+) -> Result<Discovered, UpstreamError> {
+    backend
+        .discovered
+        .get_or_try_init(|| async {
+            let spec = &backend.spec;
+            if let (Some(served), Some(window)) = (&spec.served_model, spec.context_window) {
+                return Ok(Discovered {
+                    served_model: served.clone(),
+                    context_window: Some(window),
+                });
+            }
+            let resp = authorize(client.get(format!("{}/models", backend.base_url)), backend)
+                .header("anthropic-version", "2023-06-01")
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .map_err(|e| unreachable(backend, e))?;
+            if !resp.status().is_success() {
+                return Err(UpstreamError::Discovery {
+                    backend: spec.name.clone(),
+                    detail: format!("GET /models answered {}", resp.status()),
+                });
+            }
+            let list: ModelList = resp.json().await.map_err(|e| UpstreamError::Discovery {
+                backend: spec.name.clone(),
+                detail: format!("GET /models: {e}"),
+            })?;
+            let entry = match &spec.served_model {
+                Some(name) => list.data.iter().find(|m| &m.id == name),
+                None if list.data.len() == 1 => list.data.first(),
+                None => {
+                    let ids: Vec<&str> = list.data.iter().map(|m| m.id.as_str()).collect();
+                    return Err(UpstreamError::Discovery {
+                        backend: spec.name.clone(),
+                        detail: format!("serves {} models ({}); set servedModel", ids.len(), ids.join(", ")),
+                    });
+                }
+            };
+            let served_model = spec
+                .served_model
+                .clone()
+                .or_else(|| entry.map(|m| m.id.clone()))
+                .unwrap_or_default();
+            let context_window = spec.context_window.or_else(|| entry.and_then(|m| m.max_model_len));
+            tracing::info!(backend = %spec.name, %served_model, ?context_window, "discovered backend model");
+            Ok(Discovered { served_model, context_window })
+        })
+        .await
+        .cloned()
+}
+
+/// One item of an upstream stream.
+#[derive(Debug)]
+pub enum Item<T> {
+    Data(T),
+    Done,
+}
+
+pub type UpstreamStream<T> = Pin<Box<dyn Stream<Item = Result<Item<T>, UpstreamError>> + Send>>;
+
+/// Sends a request and checks its status; errors are read and mapped here.
+pub async fn send(
+    client: &reqwest::Client,
+    backend: &BackendRuntime,
+    path: &str,
+    body: Vec<u8>,
+    anthropic_headers: &[(String, String)],
+) -> Result<reqwest::Response, UpstreamError> {
+    let mut req = authorize(client.post(format!("{}{path}", backend.base_url)), backend)
+        .header("content-type", "application/json")
+        .body(body);
+    for (k, v) in anthropic_headers {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await.map_err(|e| unreachable(backend, e))?;
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let text = resp.text().await.unwrap_or_default();
+    Err(status_error(&backend.spec.name, status, &text, retry_after))
+}
+
+fn status_error(
+    backend: &str,
+    status: StatusCode,
+    body: &str,
+    retry_after: Option<u64>,
+) -> UpstreamError {
+    let message = error_message(body).unwrap_or_else(|| body.chars().take(500).collect());
+    if matches!(status.as_u16(), 400 | 413 | 422) {
+        if let Some(overflow) = parse_overflow(&message) {
+            return UpstreamError::Overflow(overflow);
+        }
+    }
+    UpstreamError::Status {
+        backend: backend.to_owned(),
+        status: status.as_u16(),
+        message,
+        retry_after,
+    }
+}
+
+/// The message of an OpenAI-, vLLM- or Anthropic-shaped error body.
+fn error_message(body: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    let msg = v
+        .pointer("/error/message")
+        .or_else(|| v.get("message"))
+        .or_else(|| v.get("detail"))?;
+    Some(match msg {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
+/// An error delivered inside a 200 stream (vLLM: `data: {"error": {...}}`; Anthropic: an
+/// `error` event). `None` if `data` is not an error object.
+fn stream_error(backend: &str, data: &str) -> Option<UpstreamError> {
+    let v: Value = serde_json::from_str(data).ok()?;
+    let err = v.get("error")?;
+    let status = err.get("code").and_then(Value::as_u64).unwrap_or(500) as u16;
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    Some(status_error(backend, status, data, None))
+}
+
+/// OpenAI SSE chunks of a streaming chat completion.
+pub fn chat_chunks(backend: &BackendRuntime, resp: reqwest::Response) -> UpstreamStream<ChatChunk> {
+    let name = backend.spec.name.clone();
+    let events = resp.bytes_stream().eventsource();
+    let stream = events.map(move |ev| match ev {
+        Err(e) => Err(UpstreamError::Interrupted {
+            backend: name.clone(),
+            detail: e.to_string(),
+        }),
+        Ok(ev) if ev.data == "[DONE]" => Ok(Item::Done),
+        Ok(ev) => match serde_json::from_str::<ChatChunk>(&ev.data) {
+            Ok(chunk) if !chunk.choices.is_empty() || chunk.usage.is_some() => {
+                Ok(Item::Data(chunk))
+            }
+            Ok(chunk) => match stream_error(&name, &ev.data) {
+                Some(e) => Err(e),
+                None => Ok(Item::Data(chunk)),
+            },
+            Err(e) => {
+                Err(
+                    stream_error(&name, &ev.data).unwrap_or_else(|| UpstreamError::Protocol {
+                        backend: name.clone(),
+                        detail: format!("bad chunk: {e}"),
+                    }),
+                )
+            }
+        },
+    });
+    Box::pin(stream)
+}
+
+/// A raw Anthropic SSE event from a pass-through backend.
+#[derive(Debug)]
+pub struct RawEvent {
+    pub event: String,
+    pub data: String,
+}
+
+/// Anthropic SSE events of a streaming pass-through.
+pub fn anthropic_events(
+    backend: &BackendRuntime,
+    resp: reqwest::Response,
+) -> UpstreamStream<RawEvent> {
+    let name = backend.spec.name.clone();
+    let stream =
+        resp.bytes_stream().eventsource().map(move |ev| match ev {
+            Err(e) => Err(UpstreamError::Interrupted {
+                backend: name.clone(),
+                detail: e.to_string(),
+            }),
+            Ok(ev) if ev.event == "error" => Err(stream_error(&name, &ev.data).unwrap_or_else(
+                || UpstreamError::Protocol {
+                    backend: name.clone(),
+                    detail: ev.data.clone(),
+                },
+            )),
+            Ok(ev) if ev.event == "message_stop" => Ok(Item::Done),
+            Ok(ev) => Ok(Item::Data(RawEvent {
+                event: ev.event,
+                data: ev.data,
+            })),
+        });
+    Box::pin(stream)
+}
+
+/// vLLM's `/tokenize` lives at the server root, beside `/v1`.
+pub async fn tokenize(
+    client: &reqwest::Client,
+    backend: &BackendRuntime,
+    body: Value,
+) -> Result<u64, UpstreamError> {
+    let root = backend
+        .base_url
+        .strip_suffix("/v1")
+        .unwrap_or(&backend.base_url);
+    let resp = authorize(client.post(format!("{root}/tokenize")), backend)
+        .json(&body)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .map_err(|e| unreachable(backend, e))?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        return Err(status_error(&backend.spec.name, status, &text, None));
+    }
+    let v: Value = resp.json().await.map_err(|e| UpstreamError::Protocol {
+        backend: backend.spec.name.clone(),
+        detail: e.to_string(),
+    })?;
+    v.get("count")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| UpstreamError::Protocol {
+            backend: backend.spec.name.clone(),
+            detail: "/tokenize answer has no `count`".into(),
+        })
+}
+
+/// Reads a whole JSON body.
+pub async fn json_body(
+    backend: &BackendRuntime,
+    resp: reqwest::Response,
+) -> Result<Bytes, UpstreamError> {
+    resp.bytes().await.map_err(|e| UpstreamError::Interrupted {
+        backend: backend.spec.name.clone(),
+        detail: e.to_string(),
+    })
+}
