@@ -362,13 +362,8 @@ impl StreamTranslator {
         if let Some(name) = name.filter(|s| !s.is_empty()) {
             state.name.get_or_insert(name);
         }
-        if state.emitted {
-            if !args.is_empty() {
-                self.anomalies += 1;
-            }
-            return;
-        }
         match self.open {
+            // A live call's own fragments (it is marked emitted as soon as it opens).
             Some(Open::Tool(index, live)) if live == slot => {
                 if !args.is_empty() {
                     write_event(
@@ -380,6 +375,11 @@ impl StreamTranslator {
                             },
                         },
                     );
+                }
+            }
+            _ if state.emitted => {
+                if !args.is_empty() {
+                    self.anomalies += 1;
                 }
             }
             Some(Open::Tool(..)) => state.pending.push_str(&args),
@@ -495,5 +495,286 @@ impl StreamTranslator {
             let args = std::mem::take(&mut state.pending);
             self.whole_tool(&id, &name, &args, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn chunk(v: Value) -> ChatChunk {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn delta(d: Value) -> ChatChunk {
+        chunk(json!({"choices": [{"index": 0, "delta": d, "finish_reason": null}]}))
+    }
+
+    fn finish(reason: &str) -> ChatChunk {
+        chunk(json!({"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}))
+    }
+
+    /// Parses SSE bytes into (event name, data) pairs, checking that each `event:` name
+    /// matches the data's `type`.
+    fn events(bytes: &[u8]) -> Vec<(String, Value)> {
+        let text = std::str::from_utf8(bytes).unwrap();
+        text.split("\n\n")
+            .filter(|s| !s.is_empty())
+            .map(|block| {
+                let mut lines = block.lines();
+                let name = lines
+                    .next()
+                    .unwrap()
+                    .strip_prefix("event: ")
+                    .unwrap()
+                    .to_owned();
+                let data: Value =
+                    serde_json::from_str(lines.next().unwrap().strip_prefix("data: ").unwrap())
+                        .unwrap();
+                assert_eq!(data["type"], name.as_str());
+                (name, data)
+            })
+            .collect()
+    }
+
+    fn run(chunks: Vec<ChatChunk>, text_tools: bool) -> Vec<(String, Value)> {
+        let mut tr =
+            StreamTranslator::new("msg_1".into(), "claude-x".into(), 100, text_tools, vec![]);
+        let mut out = Vec::new();
+        for c in chunks {
+            tr.on_chunk(c, &mut out);
+        }
+        tr.finish(&mut out);
+        events(&out)
+    }
+
+    fn names(ev: &[(String, Value)]) -> Vec<&str> {
+        ev.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// Rebuilds the final message the way the Anthropic SDKs accumulate a stream, checking
+    /// block indices count up and every block is closed before the next opens.
+    fn accumulate(ev: &[(String, Value)]) -> Value {
+        let mut message = Value::Null;
+        let mut open: Option<u64> = None;
+        let mut json_buf = String::new();
+        for (name, data) in ev {
+            match name.as_str() {
+                "message_start" => message = data["message"].clone(),
+                "content_block_start" => {
+                    assert!(open.is_none(), "block opened while another is open");
+                    let idx = data["index"].as_u64().unwrap();
+                    assert_eq!(idx as usize, message["content"].as_array().unwrap().len());
+                    message["content"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(data["content_block"].clone());
+                    open = Some(idx);
+                    json_buf.clear();
+                }
+                "content_block_delta" => {
+                    let idx = data["index"].as_u64().unwrap();
+                    assert_eq!(Some(idx), open);
+                    let block = &mut message["content"][idx as usize];
+                    let d = &data["delta"];
+                    match d["type"].as_str().unwrap() {
+                        "text_delta" => {
+                            block["text"] = json!(
+                                block["text"].as_str().unwrap().to_owned()
+                                    + d["text"].as_str().unwrap()
+                            )
+                        }
+                        "thinking_delta" => {
+                            block["thinking"] = json!(
+                                block["thinking"].as_str().unwrap().to_owned()
+                                    + d["thinking"].as_str().unwrap()
+                            )
+                        }
+                        "input_json_delta" => {
+                            json_buf.push_str(d["partial_json"].as_str().unwrap())
+                        }
+                        other => panic!("unexpected delta {other}"),
+                    }
+                }
+                "content_block_stop" => {
+                    let idx = data["index"].as_u64().unwrap();
+                    assert_eq!(Some(idx), open);
+                    let block = &mut message["content"][idx as usize];
+                    if block["type"] == "tool_use" && !json_buf.is_empty() {
+                        block["input"] =
+                            serde_json::from_str(&json_buf).expect("tool input is valid JSON");
+                    }
+                    open = None;
+                }
+                "message_delta" => {
+                    message["stop_reason"] = data["delta"]["stop_reason"].clone();
+                    message["usage"] = data["usage"].clone();
+                }
+                "message_stop" | "ping" => {}
+                other => panic!("unexpected event {other}"),
+            }
+        }
+        assert!(open.is_none(), "stream ended with an open block");
+        message
+    }
+
+    #[test]
+    fn text_stream_has_exact_event_sequence() {
+        let ev = run(
+            vec![
+                delta(json!({"role": "assistant", "content": ""})),
+                delta(json!({"content": "Hel"})),
+                delta(json!({"content": "lo"})),
+                finish("stop"),
+                chunk(
+                    json!({"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 2, "total_tokens": 14}}),
+                ),
+            ],
+            false,
+        );
+        assert_eq!(
+            names(&ev),
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        let msg = accumulate(&ev);
+        assert_eq!(msg["content"], json!([{"type": "text", "text": "Hello"}]));
+        assert_eq!(msg["stop_reason"], "end_turn");
+        assert_eq!(msg["usage"]["input_tokens"], 12);
+        assert_eq!(msg["usage"]["output_tokens"], 2);
+        assert_eq!(msg["model"], "claude-x");
+    }
+
+    #[test]
+    fn continuous_usage_puts_real_input_tokens_in_message_start() {
+        let ev = run(
+            vec![chunk(
+                json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}],
+                "usage": {"prompt_tokens": 4321, "completion_tokens": 0, "prompt_tokens_details": {"cached_tokens": 4000}}}),
+            )],
+            false,
+        );
+        assert_eq!(ev[0].1["message"]["usage"]["input_tokens"], 321);
+        assert_eq!(ev[0].1["message"]["usage"]["cache_read_input_tokens"], 4000);
+    }
+
+    #[test]
+    fn usage_is_numeric_even_when_backend_sends_none() {
+        let ev = run(vec![delta(json!({"content": "x"})), finish("stop")], false);
+        let (_, last_delta) = ev.iter().find(|(n, _)| n == "message_delta").unwrap();
+        assert_eq!(
+            last_delta["usage"]["input_tokens"], 100,
+            "falls back to the estimate"
+        );
+        assert_eq!(last_delta["usage"]["output_tokens"], 0);
+    }
+
+    #[test]
+    fn reasoning_text_and_tool_calls_interleave_into_ordered_blocks() {
+        let ev = run(
+            vec![
+                delta(json!({"reasoning_content": "Think"})),
+                delta(json!({"reasoning": "ing."})),
+                delta(json!({"content": "Running it."})),
+                delta(
+                    json!({"tool_calls": [{"index": 0, "id": "call_a", "type": "function", "function": {"name": "Bash", "arguments": ""}}]}),
+                ),
+                delta(
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"command\":"}}]}),
+                ),
+                delta(
+                    json!({"tool_calls": [{"index": 1, "id": "call_b", "type": "function", "function": {"name": "Read", "arguments": "{\"file_path\":"}}]}),
+                ),
+                delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"ls\"}"}}]})),
+                delta(json!({"tool_calls": [{"index": 1, "function": {"arguments": "\"/a\"}"}}]})),
+                finish("tool_calls"),
+            ],
+            false,
+        );
+        let msg = accumulate(&ev);
+        assert_eq!(
+            msg["content"],
+            json!([
+                {"type": "thinking", "thinking": "Thinking.", "signature": ""},
+                {"type": "text", "text": "Running it."},
+                {"type": "tool_use", "id": "call_a", "name": "Bash", "input": {"command": "ls"}},
+                {"type": "tool_use", "id": "call_b", "name": "Read", "input": {"file_path": "/a"}},
+            ])
+        );
+        assert_eq!(msg["stop_reason"], "tool_use");
+    }
+
+    #[test]
+    fn hermes_text_tool_call_becomes_tool_use() {
+        let text = "Let me check.\n<tool_call>\n{\"name\": \"Bash\", \"arguments\": {\"command\": \"ls\"}}\n</tool_call>";
+        let chunks: Vec<ChatChunk> = text
+            .as_bytes()
+            .chunks(5)
+            .map(|c| delta(json!({"content": std::str::from_utf8(c).unwrap()})))
+            .chain([finish("stop")])
+            .collect();
+        let msg = accumulate(&run(chunks, true));
+        assert_eq!(
+            msg["content"][0],
+            json!({"type": "text", "text": "Let me check.\n"})
+        );
+        assert_eq!(msg["content"][1]["name"], "Bash");
+        assert_eq!(msg["content"][1]["input"], json!({"command": "ls"}));
+        assert_eq!(
+            msg["stop_reason"], "tool_use",
+            "a recovered call ends the turn as tool_use"
+        );
+    }
+
+    #[test]
+    fn length_maps_to_max_tokens_and_stop_sequence_is_reported() {
+        let msg = accumulate(&run(
+            vec![delta(json!({"content": "a"})), finish("length")],
+            false,
+        ));
+        assert_eq!(msg["stop_reason"], "max_tokens");
+        let mut tr = StreamTranslator::new("m".into(), "c".into(), 1, false, vec!["STOP".into()]);
+        let mut out = Vec::new();
+        tr.on_chunk(delta(json!({"content": "alpha"})), &mut out);
+        tr.on_chunk(chunk(json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop", "stop_reason": "STOP"}]})), &mut out);
+        tr.finish(&mut out);
+        let ev = events(&out);
+        let (_, md) = ev.iter().find(|(n, _)| n == "message_delta").unwrap();
+        assert_eq!(
+            md["delta"],
+            json!({"stop_reason": "stop_sequence", "stop_sequence": "STOP"})
+        );
+    }
+
+    #[test]
+    fn failure_after_commit_closes_block_and_emits_error() {
+        let mut tr = StreamTranslator::new("m".into(), "c".into(), 1, false, vec![]);
+        let mut out = Vec::new();
+        tr.on_chunk(delta(json!({"content": "partial"})), &mut out);
+        tr.fail(
+            &ApiError::new(crate::error::ErrorKind::Api, "backend died"),
+            &mut out,
+        );
+        let ev = events(&out);
+        assert_eq!(
+            names(&ev),
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "error"
+            ]
+        );
+        assert_eq!(ev[4].1["error"]["type"], "api_error");
+        assert!(tr.finished());
     }
 }
