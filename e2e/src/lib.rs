@@ -1,0 +1,5 @@
+//! End-to-end support for Switchyard: a mock vLLM server, real-client tests
+//! and load tools.
+
+pub mod mock_vllm;
+pub mod proxy_process;

@@ -1,0 +1,465 @@
+//! `POST /v1/messages`: vLLM's native Anthropic Messages endpoint
+//! (`vllm/entrypoints/anthropic/`).
+//!
+//! vLLM validates the body against its `AnthropicMessagesRequest` pydantic
+//! model, converts it to a `ChatCompletionRequest`
+//! (`_convert_anthropic_to_openai_request`) and runs the normal chat pipeline,
+//! then converts the result back.  Behaviour imitated from it:
+//! - schema errors go through the app-wide FastAPI validation handler, so they
+//!   come back in the *OpenAI* shape (`{"error": {..., "type": "Bad Request"}}`);
+//!   message roles are `Literal["user", "assistant"]` (vLLM 0.11), so a
+//!   `system` message is such a 400;
+//! - pipeline errors are translated by `translate_error_response` into
+//!   `{"type": "error", "error": {"type": <OpenAI error type>, "message": ...}}`
+//!   — e.g. `BadRequestError`, not Anthropic's `invalid_request_error`;
+//! - streaming always uses `include_usage` + `continuous_usage_stats`;
+//!   `message_start.message` is dumped with `exclude_unset`, so it has no
+//!   `type`/`role` keys; thinking blocks end with a `signature_delta`;
+//!   finish reasons map `stop -> end_turn`, `length -> max_tokens`,
+//!   `tool_calls -> tool_use` (a matched stop sequence is still `end_turn`).
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+mod convert;
+
+use super::chat::{self, assemble, json_response, sse_response, CRASH_FLUSH};
+use super::generate::Generation;
+use super::scenario::{self, Piece};
+use super::stats::ResponseGuard;
+use super::{random_hex, validate, AppState};
+pub use convert::anthropic_to_chat;
+use convert::validate_anthropic_schema;
+
+pub(crate) async fn messages(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !st.cfg.anthropic_endpoint {
+        // The route does not exist: FastAPI's 404.
+        return json_response(StatusCode::NOT_FOUND, br#"{"detail":"Not Found"}"#.to_vec());
+    }
+    let mut guard = ResponseGuard::new(st.stats.clone());
+    let parsed = validate::parse_json_body(&headers, &body);
+    st.stats.record_request(
+        "/v1/messages",
+        &headers,
+        match &parsed {
+            Ok(v) => v.clone(),
+            Err(_) => Value::String(String::from_utf8_lossy(&body).into_owned()),
+        },
+    );
+    let planned = parsed.and_then(|body| {
+        validate_anthropic_schema(&body)?;
+        let chat_body = anthropic_to_chat(&body);
+        let messages = body
+            .get("messages")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        chat::plan(
+            &st.cfg,
+            &chat_body,
+            scenario::last_turn_anthropic(&messages),
+        )
+    });
+    let planned = match planned {
+        Ok(p) => p,
+        Err(e) => {
+            guard.errored();
+            return e.into_anthropic_response();
+        }
+    };
+    let id = format!("chatcmpl-{}", random_hex());
+    let model = st.cfg.served_model_name.clone();
+    let prompt_tokens = planned.prepared.prompt_tokens;
+    if planned.prepared.params.stream {
+        let stream = anthropic_stream(
+            AnthropicCtx {
+                id,
+                model,
+                prompt_tokens,
+                usage_null: planned.script.usage_null,
+            },
+            planned.generation,
+            planned.script.prefill,
+            planned.script.pace,
+            guard,
+        );
+        return sse_response(Body::from_stream(stream));
+    }
+    if !planned.script.prefill.is_zero() {
+        tokio::time::sleep(planned.script.prefill).await;
+    }
+    if planned.generation.finish.is_none() {
+        guard.abort();
+        let stream = futures::stream::iter(vec![
+            Ok(Bytes::from(format!(
+                "{{\"id\":\"{id}\",\"type\":\"message\""
+            ))),
+            Err(io::Error::other("mock vLLM: simulated engine crash")),
+        ])
+        .then(|item| async move {
+            if item.is_err() {
+                tokio::time::sleep(CRASH_FLUSH).await;
+            }
+            item
+        });
+        return json_stream_response(Body::from_stream(stream));
+    }
+    let body = message_json(&id, &model, prompt_tokens, &planned.generation);
+    guard.complete();
+    json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+}
+
+fn json_stream_response(body: Body) -> Response {
+    let mut resp = Response::new(body);
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn stop_reason(reason: &str) -> &'static str {
+    match reason {
+        "length" => "max_tokens",
+        "tool_calls" => "tool_use",
+        _ => "end_turn",
+    }
+}
+
+/// Non-streaming response (`model_dump(exclude_none=True)`).
+fn message_json(id: &str, model: &str, prompt_tokens: u32, generation: &Generation) -> Value {
+    let a = assemble(generation);
+    let mut content = Vec::new();
+    if !a.reasoning.is_empty() {
+        content
+            .push(json!({"type": "thinking", "thinking": a.reasoning, "signature": random_hex()}));
+    }
+    if !a.content.is_empty() {
+        content.push(json!({"type": "text", "text": a.content}));
+    }
+    for (tid, name, args) in &a.tool_calls {
+        let input: Value = serde_json::from_str(args).unwrap_or_else(|_| json!({}));
+        content.push(json!({"type": "tool_use", "id": tid, "name": name, "input": input}));
+    }
+    let reason = generation
+        .finish
+        .as_ref()
+        .map(|f| f.reason)
+        .unwrap_or("stop");
+    json!({
+        "id": id,
+        "type": "message",
+        "role": "assistant",
+        "content": content,
+        "model": model,
+        "stop_reason": stop_reason(reason),
+        "usage": {"input_tokens": prompt_tokens, "output_tokens": generation.completion_tokens},
+    })
+}
+
+struct AnthropicCtx {
+    id: String,
+    model: String,
+    prompt_tokens: u32,
+    usage_null: bool,
+}
+
+/// `AnthropicStreamEvent` (field order type, message, delta, content_block, index, usage).
+#[derive(Serialize)]
+struct EventOut {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<Ordered>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delta: Option<Ordered>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_block: Option<Ordered>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Ordered>,
+}
+
+/// A JSON object that keeps its key order (pydantic dumps fields in
+/// declaration order; `serde_json::Map` would sort them).
+struct Ordered(Vec<(&'static str, Value)>);
+
+impl Serialize for Ordered {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = ser.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+fn obj(fields: Vec<(&'static str, Value)>) -> Ordered {
+    Ordered(fields)
+}
+
+fn usage(input: u32, output: u32) -> Ordered {
+    obj(vec![
+        ("input_tokens", json!(input)),
+        ("output_tokens", json!(output)),
+    ])
+}
+
+impl EventOut {
+    fn new(kind: &'static str) -> Self {
+        EventOut {
+            kind,
+            message: None,
+            delta: None,
+            content_block: None,
+            index: None,
+            usage: None,
+        }
+    }
+
+    fn bytes(&self) -> Bytes {
+        let data = serde_json::to_string(self).unwrap_or_default();
+        Bytes::from(format!("event: {}\ndata: {data}\n\n", self.kind))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlockKind {
+    Thinking,
+    Text,
+    Tool(u32),
+}
+
+/// Tracks the open content block, like vLLM's `_ActiveBlockState`.
+struct Blocks {
+    next_index: u32,
+    active: Option<(BlockKind, u32)>,
+}
+
+impl Blocks {
+    /// Events that close the open block (a thinking block first gets its signature).
+    fn stop(&mut self) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        if let Some((kind, index)) = self.active.take() {
+            if kind == BlockKind::Thinking {
+                let mut e = EventOut::new("content_block_delta");
+                e.delta = Some(obj(vec![
+                    ("type", json!("signature_delta")),
+                    ("signature", json!(random_hex())),
+                ]));
+                e.index = Some(index);
+                out.push(e.bytes());
+            }
+            let mut e = EventOut::new("content_block_stop");
+            e.index = Some(index);
+            out.push(e.bytes());
+            self.next_index += 1;
+        }
+        out
+    }
+
+    /// Events that make `kind` the open block.
+    fn ensure(&mut self, kind: BlockKind, block: impl FnOnce() -> Ordered) -> Vec<Bytes> {
+        if self.active.map(|a| a.0) == Some(kind) {
+            return Vec::new();
+        }
+        let mut out = self.stop();
+        let mut e = EventOut::new("content_block_start");
+        e.content_block = Some(block());
+        e.index = Some(self.next_index);
+        out.push(e.bytes());
+        self.active = Some((kind, self.next_index));
+        out
+    }
+
+    fn delta(&self, delta: Ordered) -> Bytes {
+        let mut e = EventOut::new("content_block_delta");
+        e.delta = Some(delta);
+        e.index = Some(self.active.map(|a| a.1).unwrap_or(self.next_index));
+        e.bytes()
+    }
+}
+
+/// Anthropic content blocks are sequential, so interleaved tool-call
+/// fragments are regrouped per call (vLLM does the same via its
+/// tool-index-to-id map).
+fn deinterleave(pieces: &[Piece]) -> Vec<Piece> {
+    let Some(first_tool) = pieces
+        .iter()
+        .position(|p| matches!(p, Piece::ToolHeader { .. } | Piece::ToolArgs { .. }))
+    else {
+        return pieces.to_vec();
+    };
+    let mut out = pieces[..first_tool].to_vec();
+    let rest = &pieces[first_tool..];
+    let order: Vec<u32> = rest
+        .iter()
+        .filter_map(|p| match p {
+            Piece::ToolHeader { index, .. } => Some(*index),
+            _ => None,
+        })
+        .collect();
+    for idx in order {
+        out.extend(
+            rest.iter()
+                .filter(|p| match p {
+                    Piece::ToolHeader { index, .. } | Piece::ToolArgs { index, .. } => {
+                        *index == idx
+                    }
+                    _ => false,
+                })
+                .cloned(),
+        );
+    }
+    out.extend(
+        rest.iter()
+            .filter(|p| !matches!(p, Piece::ToolHeader { .. } | Piece::ToolArgs { .. }))
+            .cloned(),
+    );
+    out
+}
+
+fn anthropic_stream(
+    ctx: AnthropicCtx,
+    generation: Generation,
+    prefill: Duration,
+    pace: Duration,
+    guard: ResponseGuard,
+) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static {
+    async_stream::stream! {
+        let mut guard = guard;
+        if !prefill.is_zero() {
+            tokio::time::sleep(prefill).await;
+        }
+        let mut start = EventOut::new("message_start");
+        start.message = Some(obj(vec![
+            ("id", json!(ctx.id)),
+            ("content", json!([])),
+            ("model", json!(ctx.model)),
+            ("stop_reason", Value::Null),
+            ("stop_sequence", Value::Null),
+            ("usage", serde_json::to_value(usage(ctx.prompt_tokens, 0)).unwrap_or_default()),
+        ]));
+        yield Ok(start.bytes());
+        let mut blocks = Blocks { next_index: 0, active: None };
+        for piece in deinterleave(&generation.pieces) {
+            let mut events = Vec::new();
+            match &piece {
+                Piece::Reasoning(t) if !t.is_empty() => {
+                    events.extend(blocks.ensure(BlockKind::Thinking, || obj(vec![("type", json!("thinking")), ("thinking", json!(""))])));
+                    events.push(blocks.delta(obj(vec![("type", json!("thinking_delta")), ("thinking", json!(t))])));
+                }
+                Piece::Content(t) if !t.is_empty() => {
+                    events.extend(blocks.ensure(BlockKind::Text, || obj(vec![("type", json!("text")), ("text", json!(""))])));
+                    events.push(blocks.delta(obj(vec![("type", json!("text_delta")), ("text", json!(t))])));
+                }
+                Piece::ToolHeader { index, id, name } => {
+                    events.extend(blocks.ensure(BlockKind::Tool(*index), || {
+                        obj(vec![("type", json!("tool_use")), ("id", json!(id)), ("name", json!(name)), ("input", json!({}))])
+                    }));
+                }
+                Piece::ToolArgs { args, .. } => {
+                    events.push(blocks.delta(obj(vec![("type", json!("input_json_delta")), ("partial_json", json!(args))])));
+                }
+                _ => {}
+            }
+            if events.is_empty() {
+                continue;
+            }
+            if !pace.is_zero() {
+                tokio::time::sleep(pace).await;
+            }
+            for e in events {
+                yield Ok(e);
+            }
+        }
+        let Some(finish) = generation.finish.as_ref() else {
+            guard.abort();
+            // Let hyper flush what was sent, then cut the connection.
+            tokio::time::sleep(CRASH_FLUSH).await;
+            yield Err(io::Error::other("mock vLLM: simulated engine crash"));
+            return;
+        };
+        if !finish.tail.is_empty() {
+            for e in blocks.ensure(BlockKind::Text, || obj(vec![("type", json!("text")), ("text", json!(""))])) {
+                yield Ok(e);
+            }
+            yield Ok(blocks.delta(obj(vec![("type", json!("text_delta")), ("text", json!(finish.tail))])));
+        }
+        for e in blocks.stop() {
+            yield Ok(e);
+        }
+        let (input, output) = if ctx.usage_null {
+            (0, 0)
+        } else {
+            (ctx.prompt_tokens, generation.completion_tokens)
+        };
+        let mut delta = EventOut::new("message_delta");
+        delta.delta = Some(obj(vec![("stop_reason", json!(stop_reason(finish.reason)))]));
+        delta.usage = Some(usage(input, output));
+        yield Ok(delta.bytes());
+        yield Ok(EventOut::new("message_stop").bytes());
+        guard.complete();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regroups_interleaved_tools() {
+        let p = vec![
+            Piece::ToolHeader {
+                index: 0,
+                id: "a".into(),
+                name: "A".into(),
+            },
+            Piece::ToolArgs {
+                index: 0,
+                args: "1".into(),
+            },
+            Piece::ToolHeader {
+                index: 1,
+                id: "b".into(),
+                name: "B".into(),
+            },
+            Piece::ToolArgs {
+                index: 1,
+                args: "2".into(),
+            },
+            Piece::ToolArgs {
+                index: 0,
+                args: "3".into(),
+            },
+        ];
+        let d = deinterleave(&p);
+        assert_eq!(
+            d[2],
+            Piece::ToolArgs {
+                index: 0,
+                args: "3".into()
+            }
+        );
+        assert!(matches!(d[3], Piece::ToolHeader { index: 1, .. }));
+    }
+}

@@ -1,0 +1,180 @@
+//! Counters and recorded requests, so tests can assert what the proxy sent
+//! upstream and whether it cancelled streams when its own client went away.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::http::HeaderMap;
+use serde_json::{json, Map, Value};
+
+/// How many requests are kept in memory (oldest dropped first).
+const KEEP: usize = 1000;
+
+/// Counters and recorded request bodies/headers of a running mock.
+#[derive(Debug, Default)]
+pub struct MockStats {
+    /// `/v1/chat/completions` and `/v1/messages` requests received (valid or not).
+    pub requests: AtomicU64,
+    /// Responses (streams or handlers) dropped before they finished, i.e. the
+    /// client went away.
+    pub cancelled: AtomicU64,
+    /// Responses that ran to completion (non-error).
+    pub completed: AtomicU64,
+    /// Error responses returned (4xx/5xx, including injected `error:CODE`).
+    pub errors: AtomicU64,
+    /// Streams deliberately broken by the `die:N` scenario.
+    pub aborted: AtomicU64,
+    /// Received request bodies (chat + messages), oldest first.  Bodies that
+    /// are not JSON are recorded as a JSON string.
+    pub bodies: Mutex<Vec<Value>>,
+    /// Header snapshots, index-aligned with `bodies`: `{"path": ..., "headers": {name: value}}`.
+    pub headers: Mutex<Vec<Value>>,
+    /// Top-level request fields vLLM would ignore (it logs a warning for them).
+    pub ignored_fields: Mutex<BTreeSet<String>>,
+}
+
+impl MockStats {
+    pub(crate) fn record_request(&self, path: &str, headers: &HeaderMap, body: Value) {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        let mut hmap = Map::new();
+        for (name, value) in headers {
+            hmap.insert(
+                name.as_str().to_string(),
+                Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned()),
+            );
+        }
+        push_capped(&self.bodies, body);
+        push_capped(
+            &self.headers,
+            json!({ "path": path, "headers": Value::Object(hmap) }),
+        );
+    }
+
+    pub(crate) fn record_ignored(&self, fields: &[String]) {
+        if fields.is_empty() {
+            return;
+        }
+        let mut set = lock(&self.ignored_fields);
+        set.extend(fields.iter().cloned());
+    }
+
+    pub(crate) fn error(&self) {
+        self.errors.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The last recorded request body, if any.
+    pub fn last_body(&self) -> Option<Value> {
+        lock(&self.bodies).last().cloned()
+    }
+
+    /// The `authorization` header of the last recorded request, if any.
+    pub fn last_authorization(&self) -> Option<String> {
+        lock(&self.headers)
+            .last()
+            .and_then(|h| h["headers"]["authorization"].as_str().map(str::to_string))
+    }
+
+    /// Clears counters and recorded requests (`POST /mock/reset`).
+    pub fn reset(&self) {
+        for counter in [
+            &self.requests,
+            &self.cancelled,
+            &self.completed,
+            &self.errors,
+            &self.aborted,
+        ] {
+            counter.store(0, Ordering::SeqCst);
+        }
+        lock(&self.bodies).clear();
+        lock(&self.headers).clear();
+        lock(&self.ignored_fields).clear();
+    }
+
+    /// The `/mock/stats` document, with at most `last` bodies/headers.
+    pub fn snapshot_json(&self, last: usize) -> Value {
+        let tail = |v: &Mutex<Vec<Value>>| {
+            let v = lock(v);
+            let start = v.len().saturating_sub(last);
+            Value::Array(v[start..].to_vec())
+        };
+        json!({
+            "requests": self.requests.load(Ordering::SeqCst),
+            "cancelled": self.cancelled.load(Ordering::SeqCst),
+            "completed": self.completed.load(Ordering::SeqCst),
+            "errors": self.errors.load(Ordering::SeqCst),
+            "aborted": self.aborted.load(Ordering::SeqCst),
+            "bodies": tail(&self.bodies),
+            "headers": tail(&self.headers),
+            "ignored_fields": lock(&self.ignored_fields).iter().cloned().collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn push_capped(v: &Mutex<Vec<Value>>, item: Value) {
+    let mut v = lock(v);
+    if v.len() >= KEEP {
+        v.remove(0);
+    }
+    v.push(item);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GuardState {
+    Running,
+    Completed,
+    Aborted,
+}
+
+/// Tracks one response.  If it is dropped while still running (the client
+/// disconnected and hyper dropped the handler future or the body stream), it
+/// counts a cancellation — the signal vLLM uses to abort the engine request.
+pub(crate) struct ResponseGuard {
+    stats: Arc<MockStats>,
+    state: GuardState,
+}
+
+impl ResponseGuard {
+    pub(crate) fn new(stats: Arc<MockStats>) -> Self {
+        ResponseGuard {
+            stats,
+            state: GuardState::Running,
+        }
+    }
+
+    /// The response was delivered in full.
+    pub(crate) fn complete(&mut self) {
+        if self.state == GuardState::Running {
+            self.stats.completed.fetch_add(1, Ordering::SeqCst);
+        }
+        self.state = GuardState::Completed;
+    }
+
+    /// The response ended with an error status (not a cancellation).
+    pub(crate) fn errored(&mut self) {
+        if self.state == GuardState::Running {
+            self.stats.error();
+        }
+        self.state = GuardState::Completed;
+    }
+
+    /// The `die` scenario broke the stream on purpose.
+    pub(crate) fn abort(&mut self) {
+        if self.state == GuardState::Running {
+            self.stats.aborted.fetch_add(1, Ordering::SeqCst);
+        }
+        self.state = GuardState::Aborted;
+    }
+}
+
+impl Drop for ResponseGuard {
+    fn drop(&mut self) {
+        if self.state == GuardState::Running {
+            self.stats.cancelled.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}

@@ -1,0 +1,548 @@
+//! Integration tests of the mock vLLM server over real HTTP on 127.0.0.1.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use switchyard_e2e::mock_vllm::{
+    anthropic_to_chat, count_prompt_tokens, MockConfig, MockVllm, ReasoningField,
+};
+
+async fn start(cfg: MockConfig) -> MockVllm {
+    MockVllm::start(cfg, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("mock starts")
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+async fn post(mock: &MockVllm, path: &str, body: &Value) -> reqwest::Response {
+    client()
+        .post(format!("{}{path}", mock.root_url()))
+        .header("authorization", "Bearer test-key")
+        .json(body)
+        .send()
+        .await
+        .expect("request sent")
+}
+
+/// `data:` payloads of an OpenAI SSE body.
+fn sse_data(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter_map(|ev| ev.strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// (event, data) pairs of an Anthropic SSE body.
+fn sse_events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter(|ev| !ev.trim().is_empty())
+        .map(|ev| {
+            let mut name = String::new();
+            let mut data = Value::Null;
+            for line in ev.lines() {
+                if let Some(n) = line.strip_prefix("event: ") {
+                    name = n.to_string();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(d).expect("event data is JSON");
+                }
+            }
+            (name, data)
+        })
+        .collect()
+}
+
+fn chat(content: &str) -> Value {
+    json!({"model": "qwen3-coder", "messages": [{"role": "user", "content": content}]})
+}
+
+fn bash_tool() -> Value {
+    json!({"type": "function", "function": {"name": "Bash", "description": "Run a command",
+        "parameters": {"type": "object", "properties": {"command": {"type": "string"}}}}})
+}
+
+#[tokio::test]
+async fn health_and_models() {
+    let mock = start(MockConfig::default()).await;
+    let r = client()
+        .get(format!("{}/health", mock.root_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "");
+
+    let models: Value = client()
+        .get(format!("{}/models", mock.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["object"], "list");
+    let card = &models["data"][0];
+    assert_eq!(card["id"], "qwen3-coder");
+    assert_eq!(card["object"], "model");
+    assert_eq!(card["owned_by"], "vllm");
+    assert_eq!(card["root"], "/models/Qwen3-Coder");
+    assert_eq!(card["parent"], Value::Null);
+    assert_eq!(card["max_model_len"], 32768);
+    assert_eq!(card["permission"][0]["object"], "model_permission");
+    assert!(card["created"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn non_streaming_default_reply() {
+    let mock = start(MockConfig::default()).await;
+    let body = chat("hello");
+    let r = post(&mock, "/v1/chat/completions", &body).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert_eq!(v["object"], "chat.completion");
+    let choice = &v["choices"][0];
+    assert_eq!(choice["message"]["content"], "Hello from mock vLLM.");
+    assert_eq!(choice["message"]["reasoning_content"], Value::Null);
+    assert_eq!(choice["message"]["tool_calls"], json!([]));
+    assert_eq!(choice["finish_reason"], "stop");
+    assert_eq!(choice["stop_reason"], Value::Null);
+    assert_eq!(v["usage"]["prompt_tokens"], count_prompt_tokens(&body));
+    assert_eq!(v["usage"]["completion_tokens"], 4);
+    assert_eq!(v["usage"]["prompt_tokens_details"], Value::Null);
+    assert_eq!(
+        mock.stats.last_authorization().as_deref(),
+        Some("Bearer test-key")
+    );
+}
+
+#[tokio::test]
+async fn streamed_tool_call_reassembles() {
+    let mock = start(MockConfig::default()).await;
+    let mut body = chat("run it [[mock:tool]]");
+    body["tools"] = json!([bash_tool()]);
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let r = post(&mock, "/v1/chat/completions", &body).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/event-stream; charset=utf-8"
+    );
+    let text = r.text().await.unwrap();
+    let data = sse_data(&text);
+    assert_eq!(data.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(
+        chunks[0]["choices"][0]["delta"],
+        json!({"role": "assistant", "content": ""})
+    );
+    let (mut name, mut id, mut args, mut fragments) =
+        (String::new(), String::new(), String::new(), 0);
+    let mut finish = None;
+    for c in &chunks {
+        let Some(choice) = c["choices"].get(0) else {
+            continue;
+        };
+        if let Some(calls) = choice["delta"]["tool_calls"].as_array() {
+            let call = &calls[0];
+            assert_eq!(call["index"], 0);
+            if let Some(n) = call["function"]["name"].as_str() {
+                name = n.to_string();
+                id = call["id"].as_str().unwrap().to_string();
+                assert_eq!(call["type"], "function");
+            } else {
+                fragments += 1;
+            }
+            args.push_str(call["function"]["arguments"].as_str().unwrap());
+        }
+        if !choice["finish_reason"].is_null() {
+            finish = Some(choice["finish_reason"].clone());
+        }
+    }
+    assert_eq!(name, "Bash");
+    assert!(id.starts_with("chatcmpl-tool-"));
+    assert!(fragments >= 3, "arguments in {fragments} fragments");
+    let parsed: Value = serde_json::from_str(&args).expect("arguments are JSON");
+    assert_eq!(parsed["command"], "ls -la");
+    assert_eq!(finish, Some(json!("tool_calls")));
+    let usage = chunks.last().unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(usage["usage"]["prompt_tokens"], count_prompt_tokens(&body));
+}
+
+#[tokio::test]
+async fn context_overflow_wording() {
+    let mock = start(MockConfig {
+        max_model_len: 1000,
+        ..MockConfig::default()
+    })
+    .await;
+    let big = chat(&"x".repeat(8000));
+    let prompt = count_prompt_tokens(&big);
+    assert!(prompt >= 1000);
+    let r = post(&mock, "/v1/chat/completions", &big).await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "BadRequestError");
+    assert_eq!(v["error"]["code"], 400);
+    assert_eq!(
+        v["error"]["message"],
+        format!("This model's maximum context length is 1000 tokens. However, your request has {prompt} input tokens. Please reduce the length of the input messages. None")
+    );
+
+    let mut medium = chat(&"y".repeat(2000));
+    medium["max_tokens"] = json!(900);
+    let prompt = count_prompt_tokens(&medium);
+    let r = post(&mock, "/v1/chat/completions", &medium).await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["error"]["message"],
+        format!("'max_tokens' or 'max_completion_tokens' is too large: 900. This model's maximum context length is 1000 tokens and your request has {prompt} input tokens (900 > 1000 - {prompt}). None")
+    );
+
+    // /tokenize agrees with the check.
+    let t: Value = post(&mock, "/tokenize", &medium)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(t["count"], prompt);
+    assert_eq!(t["max_model_len"], 1000);
+    assert_eq!(t["tokens"].as_array().unwrap().len() as u32, prompt);
+}
+
+#[tokio::test]
+async fn anthropic_context_overflow_shape() {
+    let mock = start(MockConfig {
+        max_model_len: 500,
+        ..MockConfig::default()
+    })
+    .await;
+    let req = json!({"model": "qwen3-coder", "max_tokens": 100,
+        "messages": [{"role": "user", "content": "z".repeat(4000)}]});
+    let prompt = count_prompt_tokens(&anthropic_to_chat(&req));
+    let r = post(&mock, "/v1/messages", &req).await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "BadRequestError");
+    assert_eq!(
+        v["error"]["message"],
+        format!("This model's maximum context length is 500 tokens. However, your request has {prompt} input tokens. Please reduce the length of the input messages. None")
+    );
+}
+
+#[tokio::test]
+async fn non_leading_system_rejected() {
+    let mock = start(MockConfig::default()).await;
+    let body = json!({"model": "qwen3-coder", "messages": [
+        {"role": "system", "content": "a"},
+        {"role": "user", "content": "hi"},
+        {"role": "system", "content": "b"}
+    ]});
+    let r = post(&mock, "/v1/chat/completions", &body).await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["error"]["message"],
+        "System message must be at the beginning. System message must be at the beginning."
+    );
+    assert_eq!(v["error"]["type"], "BadRequestError");
+
+    let relaxed = start(MockConfig {
+        strict_system: false,
+        ..MockConfig::default()
+    })
+    .await;
+    assert_eq!(
+        post(&relaxed, "/v1/chat/completions", &body).await.status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn validation_and_routing_errors() {
+    let mock = start(MockConfig::default()).await;
+    let mut wrong_model = chat("hi");
+    wrong_model["model"] = json!("gpt-4");
+    let r = post(&mock, "/v1/chat/completions", &wrong_model).await;
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["error"],
+        json!({"message": "The model `gpt-4` does not exist.", "type": "NotFoundError", "param": "model", "code": 404})
+    );
+
+    let r = post(
+        &mock,
+        "/v1/chat/completions",
+        &json!({"model": "qwen3-coder", "messages": "hi"}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "Bad Request");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("'loc': ('body', 'messages')"));
+
+    let r = client()
+        .post(format!("{}/chat/completions", mock.base_url()))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("json_invalid"));
+
+    let mut tools_no_parser = chat("hi");
+    tools_no_parser["tools"] = json!([bash_tool()]);
+    let no_parser = start(MockConfig {
+        tool_parser: false,
+        ..MockConfig::default()
+    })
+    .await;
+    let r = post(&no_parser, "/v1/chat/completions", &tools_no_parser).await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["error"]["message"],
+        "\"auto\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set"
+    );
+
+    let r = post(&mock, "/v1/chat/completions", &chat("[[mock:error:503]]")).await;
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "ServiceUnavailableError");
+
+    let stats: Value = client()
+        .get(format!("{}/mock/stats", mock.root_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["requests"], 4);
+    assert_eq!(stats["errors"], 4);
+}
+
+#[tokio::test]
+async fn cancellation_is_counted() {
+    let mock = start(MockConfig::default()).await;
+    let mut body = chat("[[mock:text:2000]] [[mock:pace:10]]");
+    body["stream"] = json!(true);
+    let mut r = post(&mock, "/v1/chat/completions", &body).await;
+    assert_eq!(r.status(), 200);
+    let first = r.chunk().await.unwrap().expect("first chunk");
+    assert!(first.starts_with(b"data: "));
+    drop(r);
+    let mut cancelled = 0;
+    for _ in 0..40 {
+        cancelled = mock
+            .stats
+            .cancelled
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if cancelled > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(cancelled, 1);
+    assert_eq!(
+        mock.stats
+            .completed
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+}
+
+#[tokio::test]
+async fn die_cuts_the_stream() {
+    let mock = start(MockConfig::default()).await;
+    let mut body = chat("[[mock:die:3]]");
+    body["stream"] = json!(true);
+    let r = post(&mock, "/v1/chat/completions", &body).await;
+    assert_eq!(r.status(), 200);
+    let result = r.text().await;
+    assert!(result.is_err(), "body must end with an error: {result:?}");
+}
+
+#[tokio::test]
+async fn stop_sequences_and_length() {
+    let mock = start(MockConfig::default()).await;
+    let mut body = chat("[[mock:stop]]");
+    body["stop"] = json!(["STOP"]);
+    let v: Value = post(&mock, "/v1/chat/completions", &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "alpha beta ");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(v["choices"][0]["stop_reason"], "STOP");
+
+    let mut body = chat("[[mock:text:50]]");
+    body["max_tokens"] = json!(5);
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true, "continuous_usage_stats": true});
+    let text = post(&mock, "/v1/chat/completions", &body)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let data = sse_data(&text);
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(chunks.iter().all(|c| c["usage"].is_object()));
+    let finishing: Vec<&Value> = chunks
+        .iter()
+        .filter(|c| {
+            c["choices"]
+                .get(0)
+                .is_some_and(|ch| !ch["finish_reason"].is_null())
+        })
+        .collect();
+    assert_eq!(finishing.len(), 1);
+    assert_eq!(finishing[0]["choices"][0]["finish_reason"], "length");
+    assert_eq!(finishing[0]["choices"][0]["delta"]["content"], " word4");
+    assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 5);
+}
+
+#[tokio::test]
+async fn reasoning_field_is_configurable() {
+    let mock = start(MockConfig {
+        reasoning_field: ReasoningField::Reasoning,
+        ..MockConfig::default()
+    })
+    .await;
+    let v: Value = post(&mock, "/v1/chat/completions", &chat("[[mock:reasoning]]"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let msg = &v["choices"][0]["message"];
+    assert_eq!(msg["reasoning"], "Let me think about this.");
+    assert!(msg.get("reasoning_content").is_none());
+    assert_eq!(msg["content"], "The answer is 42.");
+}
+
+#[tokio::test]
+async fn anthropic_stream_with_tool_use() {
+    let mock = start(MockConfig::default()).await;
+    let req = json!({
+        "model": "qwen3-coder", "max_tokens": 1024, "stream": true,
+        "system": "You are helpful.",
+        "tools": [{"name": "Bash", "description": "Run", "input_schema": {"type": "object", "properties": {}}}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "go [[mock:tool]]"}]}]
+    });
+    let r = post(&mock, "/v1/messages", &req).await;
+    assert_eq!(r.status(), 200);
+    let events = sse_events(&r.text().await.unwrap());
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.first(), Some(&"message_start"));
+    assert_eq!(&names[names.len() - 2..], ["message_delta", "message_stop"]);
+    for (name, data) in &events {
+        assert_eq!(data["type"], name.as_str());
+    }
+    let start_usage = &events[0].1["message"]["usage"];
+    assert_eq!(
+        start_usage["input_tokens"],
+        count_prompt_tokens(&anthropic_to_chat(&req))
+    );
+    let tool_start = events
+        .iter()
+        .find(|(n, d)| n == "content_block_start" && d["content_block"]["type"] == "tool_use")
+        .expect("tool_use block");
+    assert_eq!(tool_start.1["content_block"]["name"], "Bash");
+    let idx = tool_start.1["index"].clone();
+    let json_args: String = events
+        .iter()
+        .filter(|(_, d)| d["index"] == idx && d["delta"]["type"] == "input_json_delta")
+        .map(|(_, d)| d["delta"]["partial_json"].as_str().unwrap().to_string())
+        .collect();
+    let input: Value = serde_json::from_str(&json_args).unwrap();
+    assert_eq!(input["command"], "ls -la");
+    let delta = &events[events.len() - 2].1;
+    assert_eq!(delta["delta"]["stop_reason"], "tool_use");
+
+    // Tool loop: a tool_result without a marker ends the loop with text.
+    let follow = json!({
+        "model": "qwen3-coder", "max_tokens": 1024,
+        "messages": [
+            {"role": "user", "content": "go [[mock:tool]]"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "ls -la"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "file.txt"}]}
+        ]
+    });
+    let v: Value = post(&mock, "/v1/messages", &follow)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["type"], "message");
+    assert_eq!(v["stop_reason"], "end_turn");
+    assert_eq!(v["content"][0]["text"], "Tool result received: file.txt");
+}
+
+#[tokio::test]
+async fn anthropic_rejects_system_role_in_messages() {
+    let mock = start(MockConfig::default()).await;
+    let req = json!({"model": "qwen3-coder", "max_tokens": 10,
+        "messages": [{"role": "system", "content": "x"}, {"role": "user", "content": "hi"}]});
+    let r = post(&mock, "/v1/messages", &req).await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "Bad Request");
+}
+
+#[tokio::test]
+async fn binary_prints_listen_line() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mock-vllm"))
+        .args(["--listen", "127.0.0.1:0", "--max-model-len", "4096"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn mock-vllm");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("listen line in time")
+        .unwrap()
+        .unwrap();
+    let url = line
+        .strip_prefix("mock-vllm listening on ")
+        .expect("listen line");
+    assert!(!url.ends_with(":0"));
+    let v: Value = client()
+        .get(format!("{url}/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["data"][0]["max_model_len"], 4096);
+    child.kill().await.unwrap();
+}
