@@ -1,0 +1,468 @@
+//! The real `switchyard-proxy` binary over loopback, in front of the mock vLLM.
+//!
+//! Each test starts its own mock (in-process) and proxy (child process), so scenarios and
+//! counters never mix. Waits are bounded; nothing leaves 127.0.0.1.
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use switchyard_e2e::mock_vllm::{count_prompt_tokens, MockConfig, MockVllm};
+use switchyard_e2e::proxy_process::ProxyProcess;
+
+async fn mock(cfg: MockConfig) -> MockVllm {
+    MockVllm::start(cfg, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("mock starts")
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Writes a config file that lives as long as the returned guard.
+struct TempConfig(std::path::PathBuf);
+
+impl TempConfig {
+    fn new(yaml: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "switchyard-test-{}.yaml",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::write(&path, yaml).unwrap();
+        Self(path)
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A config with one backend at `base_url`, every model routed to it, and fast stream timers.
+fn config(base_url: &str, backend_extra: &str, routes: &str) -> TempConfig {
+    TempConfig::new(&format!(
+        "server:\n  commitAfterMs: 100\n  pingIntervalMs: 100\n  maxBodyBytes: 200000\n\
+         backends:\n  - name: vllm\n    baseUrl: {base_url}\n{backend_extra}\
+         routes:\n{routes}"
+    ))
+}
+
+const ALL: &str = "  - name: all\n    models: ['*']\n    backend: vllm\n";
+
+fn body(text: &str, stream: bool) -> Value {
+    json!({"model": "claude-opus-5-5", "max_tokens": 32000, "stream": stream,
+           "messages": [{"role": "user", "content": text}]})
+}
+
+async fn post(proxy: &ProxyProcess, body: &Value) -> reqwest::Response {
+    http()
+        .post(format!("{}/v1/messages", proxy.url()))
+        .header("x-api-key", "client-key")
+        .json(body)
+        .send()
+        .await
+        .expect("proxy answers")
+}
+
+/// (event, data) pairs of an SSE body.
+fn events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter(|b| !b.trim().is_empty())
+        .map(|b| {
+            let mut lines = b.lines();
+            let name = lines
+                .next()
+                .unwrap()
+                .strip_prefix("event: ")
+                .unwrap()
+                .to_owned();
+            let data = serde_json::from_str(lines.next().unwrap().strip_prefix("data: ").unwrap())
+                .unwrap();
+            (name, data)
+        })
+        .collect()
+}
+
+async fn wait_for(mut check: impl FnMut() -> bool, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}
+
+async fn metrics(proxy: &ProxyProcess) -> String {
+    http()
+        .get(format!("{}/metrics", proxy.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn pings_keep_a_slow_prefill_alive_then_tokens_flow() {
+    let m = mock(MockConfig::default()).await;
+    let cfg = config(&m.base_url(), "", ALL);
+    let proxy = ProxyProcess::start(&["--config", cfg.path()]).unwrap();
+    let resp = post(&proxy, &body("[[mock:slow:800]]", true)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/event-stream; charset=utf-8"
+    );
+    let ev = events(&resp.text().await.unwrap());
+    let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names[0], "message_start");
+    let first_block = names
+        .iter()
+        .position(|n| *n == "content_block_start")
+        .unwrap();
+    let pings = names[..first_block]
+        .iter()
+        .filter(|n| **n == "ping")
+        .count();
+    assert!(
+        pings >= 3,
+        "expected pings during the 800 ms prefill, got {names:?}"
+    );
+    assert_eq!(names[names.len() - 2..], ["message_delta", "message_stop"]);
+}
+
+#[tokio::test]
+async fn client_disconnect_cancels_the_upstream_request() {
+    let m = mock(MockConfig::default()).await;
+    let cfg = config(&m.base_url(), "", ALL);
+    let proxy = ProxyProcess::start(&["--config", cfg.path()]).unwrap();
+    let resp = post(&proxy, &body("[[mock:text:5000]] [[mock:pace:20]]", true)).await;
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    // Read until tokens flow, then hang up.
+    let mut seen = String::new();
+    while !seen.contains("text_delta") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    drop(stream);
+    let stats = m.stats.clone();
+    let cancelled = wait_for(
+        || stats.cancelled.load(std::sync::atomic::Ordering::SeqCst) == 1,
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(
+        cancelled,
+        "vLLM must see the disconnect and abort the request"
+    );
+    assert_eq!(stats.completed.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let text = metrics(&proxy).await;
+    assert!(
+        text.contains("switchyard_client_disconnects_total 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn backend_death_mid_stream_is_an_error_event() {
+    let m = mock(MockConfig::default()).await;
+    let cfg = config(&m.base_url(), "", ALL);
+    let proxy = ProxyProcess::start(&["--config", cfg.path()]).unwrap();
+    let resp = post(&proxy, &body("[[mock:die:3]]", true)).await;
+    assert_eq!(resp.status(), 200);
+    let ev = events(&resp.text().await.unwrap());
+    let (last, data) = ev.last().unwrap();
+    assert_eq!(last, "error");
+    assert_eq!(data["error"]["type"], "api_error");
+    // The text block that was open is closed before the error.
+    let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names[names.len() - 2], "content_block_stop");
+}
+
+#[tokio::test]
+async fn max_tokens_is_reclamped_to_vllms_exact_prompt_count() {
+    let m = mock(MockConfig::default()).await;
+    let cfg = config(&m.base_url(), "", ALL);
+    let proxy = ProxyProcess::start(&["--config", cfg.path()]).unwrap();
+    // ~30k tokens by the proxy's estimate; the mock's chat template makes the prompt a bit
+    // larger, so the first clamp overshoots and vLLM says by how much.
+    let text = "word ".repeat(24_000);
+    let resp = post(&proxy, &body(&text, false)).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let bodies = m.stats.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 2, "one rejected attempt, one exact resend");
+    let prompt = count_prompt_tokens(&bodies[1]) as u64;
+    assert_eq!(bodies[1]["max_tokens"].as_u64().unwrap(), 32_768 - prompt);
+    assert!(bodies[0]["max_tokens"].as_u64().unwrap() > 32_768 - prompt);
+    assert!(metrics(&proxy)
+        .await
+        .contains("switchyard_context_retries_total{backend=\"vllm\",kind=\"max_tokens\"} 1"));
+}
+
+#[tokio::test]
+async fn errors_have_anthropic_shape_and_status() {
+    let m = mock(MockConfig::default()).await;
+    let routes = "  - name: claude\n    models: ['claude-*']\n    backend: vllm\n";
+    let cfg = config(&m.base_url(), "", routes);
+    let proxy = ProxyProcess::start(&["--config", cfg.path()]).unwrap();
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (
+            json!({"model": "gpt-4", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
+            404,
+            "not_found_error",
+        ),
+        (
+            json!({"model": "claude-x", "messages": [{"role": "user", "content": "hi"}]}),
+            400,
+            "invalid_request_error",
+        ),
+        (body("[[mock:error:500]]", false), 500, "api_error"),
+        (body("[[mock:error:503]]", true), 529, "overloaded_error"),
+        (body("[[mock:error:429]]", false), 429, "rate_limit_error"),
+        (body(&"x".repeat(300_000), false), 413, "request_too_large"),
+    ];
+    for (req, status, kind) in cases {
+        let resp = post(&proxy, &req).await;
+        assert_eq!(resp.status().as_u16(), status, "{req:.100}");
+        assert!(resp.headers().contains_key("request-id"));
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], kind, "{v}");
+        assert!(v["error"]["message"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()));
+    }
+    let text = metrics(&proxy).await;
+    assert!(
+        text.contains(
+            "switchyard_requests_total{route=\"claude\",backend=\"vllm\",status=\"500\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "switchyard_requests_total{route=\"claude\",backend=\"vllm\",status=\"529\"} 1"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_backend_is_overloaded_529() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{port}/v1");
+    let cfg = config(&url, "    servedModel: m\n    contextWindow: 8192\n", ALL);
+    let proxy = ProxyProcess::start(&["--config", cfg.path()]).unwrap();
+    let resp = post(&proxy, &body("hi", true)).await;
+    assert_eq!(resp.status().as_u16(), 529);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "overloaded_error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unreachable"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn strict_template_error_passes_through_when_system_messages_are_kept() {
+    let m = mock(MockConfig::default()).await;
+    let keep = config(&m.base_url(), "    systemMessages: keep\n", ALL);
+    let proxy = ProxyProcess::start(&["--config", keep.path()]).unwrap();
+    let req = json!({"model": "claude-x", "max_tokens": 100, "messages": [
+        {"role": "user", "content": "hi"}, {"role": "system", "content": "late instruction"}]});
+    let resp = post(&proxy, &req).await;
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("System message must be at the beginning"),
+        "{v}"
+    );
+    drop(proxy);
+
+    // The default placement makes the same request acceptable, text preserved.
+    let inline = config(&m.base_url(), "", ALL);
+    let proxy = ProxyProcess::start(&["--config", inline.path()]).unwrap();
+    let resp = post(&proxy, &req).await;
+    assert_eq!(resp.status(), 200);
+    let sent = m.stats.last_body().unwrap();
+    assert_eq!(sent["messages"].as_array().unwrap().len(), 1);
+    assert!(sent["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .contains("late instruction"));
+}
+
+#[tokio::test]
+async fn count_tokens_is_exact_from_the_backend_tokenizer() {
+    let m = mock(MockConfig::default()).await;
+    let proxy = ProxyProcess::start(&["--upstream", &m.base_url()]).unwrap();
+    let req = json!({"model": "claude-opus-5-5", "system": "Be brief.",
+        "messages": [{"role": "user", "content": "hello world, count these tokens please"}]});
+    let resp = http()
+        .post(format!("{}/v1/messages/count_tokens", proxy.url()))
+        .json(&req)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let got: Value = resp.json().await.unwrap();
+    let want = count_prompt_tokens(&json!({"messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hello world, count these tokens please"}]}));
+    assert_eq!(got["input_tokens"].as_u64().unwrap(), want as u64);
+}
+
+#[tokio::test]
+async fn anthropic_protocol_backend_is_passed_through_with_fixes() {
+    let m = mock(MockConfig::default()).await;
+    let proxy = ProxyProcess::start(&[
+        "--upstream",
+        &m.base_url(),
+        "--upstream-protocol",
+        "anthropic",
+    ])
+    .unwrap();
+    // Claude Code's shape: a billing header block and a trailing system message, which vLLM's
+    // /v1/messages would reject.
+    let req = json!({"model": "claude-opus-5-5", "max_tokens": 128000, "stream": true,
+        "system": [{"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.330.c4f;"},
+                   {"type": "text", "text": "You are helpful.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": "[[mock:reasoning]]"},
+                     {"role": "system", "content": "env: linux"}]});
+    let resp = post(&proxy, &req).await;
+    assert_eq!(resp.status(), 200);
+    let ev = events(&resp.text().await.unwrap());
+    assert_eq!(ev[0].0, "message_start");
+    assert_eq!(ev[0].1["message"]["model"], "claude-opus-5-5");
+    assert!(ev[0].1["message"]["usage"]["input_tokens"].is_u64());
+    assert_eq!(ev.last().unwrap().0, "message_stop");
+    let text: String = ev
+        .iter()
+        .filter_map(|(_, d)| d["delta"]["text"].as_str())
+        .collect();
+    assert_eq!(text, "The answer is 42.");
+    let sent = m.stats.last_body().unwrap();
+    assert_eq!(sent["model"], "qwen3-coder");
+    assert!(!sent.to_string().contains("billing-header"));
+    assert!(
+        sent["max_tokens"].as_u64().unwrap() < 32_768,
+        "clamped to the window"
+    );
+    assert!(sent["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["role"] != "system"));
+}
+
+#[tokio::test]
+async fn root_and_models_answer_cleanly() {
+    let m = mock(MockConfig::default()).await;
+    let proxy = ProxyProcess::start(&["--upstream", &m.base_url()]).unwrap();
+    let c = http();
+    assert_eq!(c.head(proxy.url()).send().await.unwrap().status(), 200);
+    assert_eq!(c.get(proxy.url()).send().await.unwrap().status(), 200);
+    let models: Value = c
+        .get(format!("{}/v1/models?limit=1000", proxy.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["data"][0]["id"], "qwen3-coder");
+    assert_eq!(models["data"][0]["type"], "model");
+    assert_eq!(models["has_more"], false);
+    let health = c
+        .get(format!("{}/healthz", proxy.admin_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = c
+        .get(format!("{}/readyz", proxy.admin_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+}
+
+#[tokio::test]
+async fn invalid_config_exits_naming_the_field() {
+    let cfg = TempConfig::new("backends:\n  - name: a\n    baseUrl: localhost:8000\nroutes:\n  - name: r\n    models: ['*']\n    backend: b\n");
+    let err = ProxyProcess::start(&["--config", cfg.path()])
+        .err()
+        .expect("proxy must refuse the config");
+    let msg = err.to_string();
+    assert!(msg.contains("backends[0].baseUrl"), "{msg}");
+    assert!(msg.contains("routes[0].backend"), "{msg}");
+    let typo = TempConfig::new("backends: []\nroutes: []\nservr: {}\n");
+    let msg = ProxyProcess::start(&["--config", typo.path()])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("unknown field `servr`"), "{msg}");
+}
+
+#[tokio::test]
+async fn secrets_stay_out_of_logs_and_are_sent_only_upstream() {
+    let m = mock(MockConfig::default()).await;
+    let cfg = config(
+        &m.base_url(),
+        "    apiKey:\n      env: TEST_BACKEND_KEY\n",
+        ALL,
+    );
+    let proxy = ProxyProcess::start_with_env(
+        &["--config", cfg.path()],
+        &[
+            ("TEST_BACKEND_KEY", "sk-backend-secret-123"),
+            ("SWITCHYARD_LOG", "debug"),
+        ],
+    )
+    .unwrap();
+    let resp = http()
+        .post(format!("{}/v1/messages", proxy.url()))
+        .header("authorization", "Bearer sk-client-secret-456")
+        .json(&body("hi", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.text().await.unwrap();
+    assert_eq!(
+        m.stats.last_authorization().as_deref(),
+        Some("Bearer sk-backend-secret-123")
+    );
+    let logs = proxy.log_text();
+    assert!(
+        logs.contains("request completed"),
+        "access log line expected"
+    );
+    assert!(!logs.contains("sk-backend-secret-123") && !logs.contains("sk-client-secret-456"));
+    assert!(!metrics(&proxy).await.contains("secret"));
+}
