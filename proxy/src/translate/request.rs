@@ -363,3 +363,221 @@ fn assistant_message(content: Content) -> ChatMessage {
         tool_call_id: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn translate(req: Value, style: ThinkingStyle, policy: &ParameterPolicy) -> Translated {
+        let req: MessagesRequest = serde_json::from_value(req).unwrap();
+        let shape = BackendShape {
+            served_model: "served",
+            thinking: style,
+            parameters: policy,
+        };
+        to_openai(req, 500, &shape).unwrap()
+    }
+
+    fn chat(req: Value) -> Value {
+        serde_json::to_value(
+            translate(req, ThinkingStyle::Auto, &ParameterPolicy::default()).request,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn sampling_fields_stop_sequences_and_user_are_kept() {
+        let c = chat(
+            json!({"model": "m", "max_tokens": 9, "temperature": 0.2, "top_p": 0.9, "top_k": 40,
+            "stop_sequences": ["END"], "metadata": {"user_id": "u1"},
+            "messages": [{"role": "user", "content": "hi"}]}),
+        );
+        assert_eq!(c["model"], "served");
+        assert_eq!(c["max_tokens"], 500);
+        assert_eq!(c["temperature"], 0.2);
+        assert_eq!(c["top_p"], 0.9);
+        assert_eq!(c["top_k"], 40);
+        assert_eq!(c["stop"], json!(["END"]));
+        assert_eq!(c["user"], "u1");
+        assert!(
+            c.get("stream_options").is_none(),
+            "only streams ask for usage chunks"
+        );
+    }
+
+    #[test]
+    fn tool_choice_variants() {
+        let tools = json!([{"name": "Bash", "input_schema": {"type": "object"}}]);
+        let cases = [
+            (json!({"type": "auto"}), json!("auto")),
+            (json!({"type": "any"}), json!("required")),
+            (json!({"type": "none"}), json!("none")),
+            (
+                json!({"type": "tool", "name": "Bash"}),
+                json!({"type": "function", "function": {"name": "Bash"}}),
+            ),
+        ];
+        for (choice, want) in cases {
+            let c = chat(
+                json!({"model": "m", "max_tokens": 9, "tools": tools, "tool_choice": choice,
+                "messages": [{"role": "user", "content": "hi"}]}),
+            );
+            assert_eq!(c["tool_choice"], want);
+        }
+        let c = chat(json!({"model": "m", "max_tokens": 9, "tools": tools,
+            "tool_choice": {"type": "auto", "disable_parallel_tool_use": true},
+            "messages": [{"role": "user", "content": "hi"}]}));
+        assert_eq!(c["parallel_tool_calls"], false);
+    }
+
+    #[test]
+    fn tool_loop_with_error_result_images_and_prior_thinking() {
+        let c = chat(json!({"model": "m", "max_tokens": 9, "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "look"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}]},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+                {"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "t1", "name": "Read", "input": {"file_path": "/x"}},
+                {"type": "tool_use", "id": "t2", "name": "Shot", "input": {}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "is_error": true, "content": "no such file"},
+                {"type": "tool_result", "tool_use_id": "t2", "content": [
+                    {"type": "text", "text": "screenshot:"},
+                    {"type": "image", "source": {"type": "url", "url": "https://example.invalid/a.png"}}]},
+                {"type": "text", "text": "continue"}]}]}));
+        let m = c["messages"].as_array().unwrap();
+        assert_eq!(
+            m[0]["content"][1],
+            json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}})
+        );
+        assert_eq!(m[1]["reasoning_content"], "hmm");
+        assert_eq!(m[1]["content"], "Checking.");
+        assert_eq!(
+            m[1]["tool_calls"][0]["function"],
+            json!({"name": "Read", "arguments": "{\"file_path\":\"/x\"}"})
+        );
+        assert_eq!(m[1]["tool_calls"][1]["function"]["arguments"], "{}");
+        assert_eq!(
+            m[2],
+            json!({"role": "tool", "tool_call_id": "t1", "content": "Error: no such file"})
+        );
+        assert_eq!(
+            m[3],
+            json!({"role": "tool", "tool_call_id": "t2", "content": "screenshot:"})
+        );
+        assert_eq!(m[4]["role"], "user");
+        assert_eq!(
+            m[4]["content"][0],
+            json!({"type": "text", "text": "continue"})
+        );
+        assert_eq!(
+            m[4]["content"][1]["image_url"]["url"],
+            "https://example.invalid/a.png"
+        );
+    }
+
+    #[test]
+    fn thinking_maps_to_each_backend_switch() {
+        let base = |thinking: Value, effort: Option<&str>| {
+            let mut r = json!({"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}]});
+            if !thinking.is_null() {
+                r["thinking"] = thinking;
+            }
+            if let Some(e) = effort {
+                r["output_config"] = json!({"effort": e});
+            }
+            r
+        };
+        let policy = ParameterPolicy::default();
+        let kwargs = |r| {
+            serde_json::to_value(translate(r, ThinkingStyle::ChatTemplateKwargs, &policy).request)
+                .unwrap()
+        };
+        assert_eq!(
+            kwargs(base(json!({"type": "adaptive"}), None))["chat_template_kwargs"]
+                ["enable_thinking"],
+            true
+        );
+        assert_eq!(
+            kwargs(base(json!({"type": "disabled"}), None))["chat_template_kwargs"]
+                ["enable_thinking"],
+            false
+        );
+        assert_eq!(
+            kwargs(base(Value::Null, None))["chat_template_kwargs"]["enable_thinking"],
+            false
+        );
+        let effort = |r| {
+            serde_json::to_value(translate(r, ThinkingStyle::ReasoningEffort, &policy).request)
+                .unwrap()["reasoning_effort"]
+                .clone()
+        };
+        assert_eq!(
+            effort(base(json!({"type": "adaptive"}), Some("high"))),
+            "high"
+        );
+        assert_eq!(effort(base(json!({"type": "adaptive"}), None)), "medium");
+        assert_eq!(
+            effort(base(
+                json!({"type": "enabled", "budget_tokens": 2000}),
+                None
+            )),
+            "low"
+        );
+        assert_eq!(
+            effort(base(
+                json!({"type": "enabled", "budget_tokens": 32000}),
+                None
+            )),
+            "high"
+        );
+        assert_eq!(effort(base(json!({"type": "disabled"}), None)), "low");
+        assert_eq!(
+            resolve_style(ThinkingStyle::Auto, "openai/gpt-oss-120b"),
+            ThinkingStyle::ReasoningEffort
+        );
+        let none = serde_json::to_value(
+            translate(
+                base(json!({"type": "adaptive"}), None),
+                ThinkingStyle::None,
+                &policy,
+            )
+            .request,
+        )
+        .unwrap();
+        assert!(
+            none.get("chat_template_kwargs").is_none() && none.get("reasoning_effort").is_none()
+        );
+    }
+
+    #[test]
+    fn parameter_policy_drops_and_adds_and_reports() {
+        let policy = ParameterPolicy {
+            drop: vec!["top_k".into(), "continuous_usage_stats".into()],
+            extra_body: [("repetition_penalty".to_owned(), json!(1.05))]
+                .into_iter()
+                .collect(),
+        };
+        let t = translate(
+            json!({"model": "m", "max_tokens": 9, "top_k": 5, "stream": true, "context_management": {}, "speed": "fast",
+                "tools": [{"name": "web_search", "type": "web_search_20250305"}],
+                "messages": [{"role": "user", "content": "hi"}]}),
+            ThinkingStyle::None,
+            &policy,
+        );
+        let c = serde_json::to_value(&t.request).unwrap();
+        assert!(c.get("top_k").is_none());
+        assert_eq!(c["repetition_penalty"], 1.05);
+        assert_eq!(
+            c["stream_options"],
+            json!({"include_usage": true, "continuous_usage_stats": false})
+        );
+        assert!(
+            c.get("tools").is_none(),
+            "server tools cannot run on a backend"
+        );
+        assert_eq!(t.dropped, ["speed", "tools[web_search]", "top_k"]);
+    }
+}
