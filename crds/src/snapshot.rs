@@ -19,6 +19,9 @@ pub struct RoutingSnapshot {
     pub server: ServerSettings,
     pub backends: Vec<Backend>,
     pub routes: Vec<Route>,
+    /// Client API keys. Empty: no key is required (any `x-api-key` or bearer is accepted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<ClientKey>,
 }
 
 /// Stream-keeping and limits shared by every route.
@@ -32,6 +35,13 @@ pub struct ServerSettings {
     pub ping_interval_ms: u64,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// On SIGTERM: how long new requests are still accepted after `/readyz` starts failing,
+    /// so load balancers stop sending before the listener closes.
+    pub shutdown_grace_ms: u64,
+    /// On SIGTERM: how long in-flight streams may run before the process exits anyway.
+    pub drain_timeout_ms: u64,
+    /// Log message content in the access log (secrets redacted). Off by default.
+    pub log_content: bool,
 }
 
 impl Default for ServerSettings {
@@ -40,6 +50,9 @@ impl Default for ServerSettings {
             commit_after_ms: 1_000,
             ping_interval_ms: 5_000,
             max_body_bytes: 32 * 1024 * 1024,
+            shutdown_grace_ms: 2_000,
+            drain_timeout_ms: 600_000,
+            log_content: false,
         }
     }
 }
@@ -104,8 +117,13 @@ pub struct SecretRef {
 pub struct Backend {
     /// Unique name routes refer to.
     pub name: String,
-    /// Base URL including the API version path, e.g. `http://vllm:8000/v1`.
+    /// Base URL including the API version path, e.g. `http://vllm:8000/v1`. Used for model
+    /// discovery, and for requests when `endpoints` is empty.
     pub base_url: String,
+    /// Replicas of the same model (same URL shape as `baseUrl`). Requests are spread over them
+    /// by least outstanding requests with session affinity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
     #[serde(default)]
     pub protocol: Protocol,
     /// Model name to send upstream. Discovered from `/v1/models` when the server serves one.
@@ -125,6 +143,72 @@ pub struct Backend {
     pub text_tool_calls: bool,
     #[serde(default)]
     pub parameters: ParameterPolicy,
+    /// Forward the client's own credentials instead of `apiKey` (a pass-through to Anthropic
+    /// with the user's key). Off by default: client keys never leave the proxy otherwise.
+    #[serde(default)]
+    pub forward_client_auth: bool,
+    /// Active health checking; passive outlier ejection is always on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    #[serde(default)]
+    pub outlier: OutlierPolicy,
+    #[serde(default)]
+    pub retry_budget: RetryBudget,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct HealthCheck {
+    /// Path under the server root (vLLM: `/health`).
+    pub path: String,
+    pub interval_ms: u64,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        Self {
+            path: "/health".into(),
+            interval_ms: 5_000,
+        }
+    }
+}
+
+/// Passive ejection: an endpoint that fails this many times in a row is skipped for a
+/// backoff that doubles on each repeat ejection, up to the maximum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct OutlierPolicy {
+    pub consecutive_failures: u32,
+    pub base_ejection_ms: u64,
+    pub max_ejection_ms: u64,
+}
+
+impl Default for OutlierPolicy {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 3,
+            base_ejection_ms: 5_000,
+            max_ejection_ms: 60_000,
+        }
+    }
+}
+
+/// Retries to one backend may add at most `ratio` of its recent requests (plus a small
+/// floor), so a failing backend is not hammered by every client's retries at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RetryBudget {
+    pub ratio: f64,
+    pub min_per_second: u32,
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        Self {
+            ratio: 0.2,
+            min_per_second: 5,
+        }
+    }
 }
 
 /// Which request parameters reach the backend, beyond the translated core.
@@ -139,7 +223,7 @@ pub struct ParameterPolicy {
     pub extra_body: BTreeMap<String, serde_json::Value>,
 }
 
-/// Client model names (exact or glob) served by one backend.
+/// Client model names (exact or glob) and where their requests go.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Route {
@@ -147,8 +231,174 @@ pub struct Route {
     /// Exact names or globs (`claude-*`, `*`). The most specific match wins: an exact name
     /// beats any glob, and a longer literal prefix beats a shorter one.
     pub models: Vec<String>,
-    /// Name of the backend in `backends`.
+    /// Shorthand for `targets: [{backend: NAME}]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// Weighted backends, for gradual moves between models.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<Target>,
+    /// Task-aware rules, tried in order; the first that matches picks the targets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
+    /// Backends tried in order when the chosen target fails before the first byte reached
+    /// the client.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
+    #[serde(default)]
+    pub retries: RetryPolicy,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Target {
     pub backend: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rule {
+    pub name: String,
+    pub when: RuleMatch,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<Target>,
+}
+
+/// Conditions of a rule; every one given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RuleMatch {
+    /// A Claude Code subagent or background call: the `x-claude-code-agent-id` header is
+    /// present, or the requested model is a haiku-tier name (`*haiku*`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subagent: Option<bool>,
+    /// The request asks for thinking (`enabled` or `adaptive`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<bool>,
+    /// Estimated input tokens at least this many (long-context requests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_input_tokens: Option<u64>,
+    /// The conversation contains images.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images: Option<bool>,
+    /// The request offers tools.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tools: Option<bool>,
+    /// A request header has this exact value (a user's "profile").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header: Option<HeaderMatch>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeaderMatch {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Attempts per request across all targets and fallbacks, the first included.
+    pub attempts: u32,
+    /// First backoff; doubles per retry, with full jitter.
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            backoff_ms: 100,
+            max_backoff_ms: 2_000,
+        }
+    }
+}
+
+/// Defaults suit long agent turns: a 600 s stream is never cut.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Timeouts {
+    pub connect_ms: u64,
+    /// Until the backend's first byte (vLLM sends it after prefill: long prompts take seconds).
+    pub first_token_ms: u64,
+    /// Longest silence between chunks once tokens flow.
+    pub idle_ms: u64,
+    /// Whole request.
+    pub total_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect_ms: 5_000,
+            first_token_ms: 300_000,
+            idle_ms: 120_000,
+            total_ms: 3_600_000,
+        }
+    }
+}
+
+/// A client API key, stored only as the SHA-256 of the key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientKey {
+    /// Shown in logs and metrics instead of the key.
+    pub name: String,
+    /// Hex SHA-256 of the key (`printf %s "$KEY" | sha256sum`).
+    pub sha256: String,
+    /// Routes this key may use; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Limits {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrent: Option<u32>,
+    /// Input plus output tokens per minute, charged when a request completes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u64>,
+}
+
+impl Route {
+    /// The route's default targets (`backend` shorthand or `targets`).
+    pub fn default_targets(&self) -> Vec<Target> {
+        targets_of(self.backend.as_deref(), &self.targets)
+    }
+}
+
+impl Rule {
+    pub fn targets(&self) -> Vec<Target> {
+        targets_of(self.backend.as_deref(), &self.targets)
+    }
+}
+
+fn targets_of(backend: Option<&str>, targets: &[Target]) -> Vec<Target> {
+    let mut out: Vec<Target> = backend
+        .map(|b| Target {
+            backend: b.to_owned(),
+            weight: 1,
+        })
+        .into_iter()
+        .collect();
+    out.extend(targets.iter().cloned());
+    out
+}
+
+fn default_weight() -> u32 {
+    1
 }
 
 fn default_true() -> bool {

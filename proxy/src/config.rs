@@ -70,12 +70,23 @@ pub fn single_upstream(
             system_messages: SystemMessagePlacement::Inline,
             text_tool_calls: true,
             parameters: ParameterPolicy::default(),
+            endpoints: Vec::new(),
+            forward_client_auth: false,
+            health_check: None,
+            outlier: Default::default(),
+            retry_budget: Default::default(),
         }],
         routes: vec![Route {
             name: "all".into(),
             models: vec!["*".into()],
-            backend: "upstream".into(),
+            backend: Some("upstream".into()),
+            targets: Vec::new(),
+            rules: Vec::new(),
+            fallbacks: Vec::new(),
+            retries: Default::default(),
+            timeouts: Default::default(),
         }],
+        keys: Vec::new(),
     }
 }
 

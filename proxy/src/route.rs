@@ -44,10 +44,13 @@ impl RouteTable {
         };
         for (i, r) in routes.iter().enumerate() {
             table.names.push(r.name.clone());
-            let backend = backends
-                .iter()
-                .position(|b| b.name == r.backend)
-                .unwrap_or(0);
+            let first = r
+                .default_targets()
+                .into_iter()
+                .next()
+                .map(|t| t.backend)
+                .unwrap_or_default();
+            let backend = backends.iter().position(|b| b.name == first).unwrap_or(0);
             table.backend_of.push(backend);
             for pattern in &r.models {
                 if !is_glob(pattern) {
@@ -107,7 +110,12 @@ mod tests {
             .map(|(name, models, backend)| Route {
                 name: name.to_string(),
                 models: models.iter().map(|s| s.to_string()).collect(),
-                backend: backend.to_string(),
+                backend: Some(backend.to_string()),
+                targets: vec![],
+                rules: vec![],
+                fallbacks: vec![],
+                retries: Default::default(),
+                timeouts: Default::default(),
             })
             .collect();
         RouteTable::new(&routes, &backends)
