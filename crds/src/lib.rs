@@ -5,3 +5,6 @@ pub mod validate;
 
 pub use snapshot::*;
 pub use validate::FieldError;
+pub mod compile;
+pub mod crd;
+pub use compile::{compile, CompileInput, Compiled};

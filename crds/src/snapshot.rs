@@ -304,7 +304,8 @@ pub struct HeaderMatch {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct RetryPolicy {
-    /// Attempts per request across all targets and fallbacks, the first included.
+    /// Attempts on each backend of the plan (the first included) before moving to the next
+    /// fallback. An endpoint that refused the connection is not retried in the same request.
     pub attempts: u32,
     /// First backoff; doubles per retry, with full jitter.
     pub backoff_ms: u64,

@@ -218,7 +218,12 @@ async fn max_tokens_is_reclamped_to_vllms_exact_prompt_count() {
 async fn errors_have_anthropic_shape_and_status() {
     let m = mock(MockConfig::default()).await;
     let routes = "  - name: claude\n    models: ['claude-*']\n    backend: vllm\n";
-    let cfg = config(&m.base_url(), "", routes);
+    // Ejection is tested elsewhere; here every error must reach the client as it is.
+    let cfg = config(
+        &m.base_url(),
+        "    outlier: {consecutiveFailures: 1000}\n",
+        routes,
+    );
     let proxy = ProxyProcess::start(&["--config", cfg.path()]).unwrap();
     let cases: Vec<(Value, u16, &str)> = vec![
         (
@@ -250,13 +255,13 @@ async fn errors_have_anthropic_shape_and_status() {
     let text = metrics(&proxy).await;
     assert!(
         text.contains(
-            "switchyard_requests_total{route=\"claude\",backend=\"vllm\",status=\"500\"} 1"
+            "switchyard_requests_total{route=\"claude\",backend=\"vllm\",key=\"anonymous\",status=\"500\"} 1"
         ),
         "{text}"
     );
     assert!(
         text.contains(
-            "switchyard_requests_total{route=\"claude\",backend=\"vllm\",status=\"529\"} 1"
+            "switchyard_requests_total{route=\"claude\",backend=\"vllm\",key=\"anonymous\",status=\"529\"} 1"
         ),
         "{text}"
     );

@@ -1,5 +1,6 @@
 //! Turns a snapshot (from a file, or from `--upstream` alone) into the proxy's runtime state.
 
+use crate::balance::{Endpoint, RetryBudgetState};
 use crate::route::RouteTable;
 use std::path::Path;
 use std::sync::Arc;
@@ -106,29 +107,46 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// A backend ready to serve: secrets read, URL normalised. Discovery of the served model and
-/// context window happens on first use (see `upstream::Discovered`), since vLLM may still be
+/// A backend ready to serve: secrets read, URLs normalised. Discovery of the served model and
+/// context window happens on first use (see `upstream::discover`), since vLLM may still be
 /// loading when the proxy starts.
 #[derive(Debug)]
 pub struct BackendRuntime {
     pub spec: Backend,
     /// Base URL without a trailing slash, e.g. `http://127.0.0.1:8000/v1`.
     pub base_url: String,
+    /// Replicas requests are spread over (`baseUrl` alone when none are listed).
+    pub endpoints: Vec<Arc<Endpoint>>,
     pub api_key: Option<Secret>,
-    pub discovered: tokio::sync::OnceCell<crate::upstream::Discovered>,
+    pub discovered: Arc<tokio::sync::OnceCell<crate::upstream::Discovered>>,
+    pub retry_budget: Arc<RetryBudgetState>,
 }
 
-/// Everything a request needs, swapped whole on reload.
+/// Everything a request needs, swapped whole on reload. In-flight requests keep the `Arc`
+/// they started with, so a reload never changes a request half-way.
 #[derive(Debug)]
 pub struct Runtime {
     pub settings: ServerSettings,
     pub backends: Vec<Arc<BackendRuntime>>,
     pub routes: RouteTable,
+    /// Rebuilt on reload keeping the limit state of unchanged keys.
+    pub keys: Arc<crate::keys::KeyTable>,
     pub version: String,
+    /// The snapshot this runtime was built from, to carry state into the next one.
+    pub snapshot: RoutingSnapshot,
 }
 
 impl Runtime {
     pub fn build(snapshot: RoutingSnapshot) -> Result<Self, ConfigError> {
+        Self::build_from(snapshot, None)
+    }
+
+    /// Builds a runtime, reusing endpoint load and ejection state, retry budgets and
+    /// discovery results of `previous` for whatever did not change.
+    pub fn build_from(
+        snapshot: RoutingSnapshot,
+        previous: Option<&Runtime>,
+    ) -> Result<Self, ConfigError> {
         snapshot.validate().map_err(|errors| ConfigError::Invalid {
             path: "config".into(),
             errors,
@@ -138,6 +156,14 @@ impl Runtime {
             Some(v) => format!("{v}-{hash:016x}"),
             None => format!("{hash:016x}"),
         };
+        let old_endpoint = |url: &str| {
+            previous
+                .into_iter()
+                .flat_map(|p| p.backends.iter())
+                .flat_map(|b| b.endpoints.iter())
+                .find(|e| e.url == url.trim_end_matches('/'))
+                .cloned()
+        };
         let mut backends = Vec::with_capacity(snapshot.backends.len());
         for (i, spec) in snapshot.backends.iter().enumerate() {
             let api_key = spec
@@ -145,19 +171,42 @@ impl Runtime {
                 .as_ref()
                 .map(|r| read_secret(r, &format!("backends[{i}].apiKey")))
                 .transpose()?;
+            let urls: Vec<&str> = if spec.endpoints.is_empty() {
+                vec![spec.base_url.as_str()]
+            } else {
+                spec.endpoints.iter().map(String::as_str).collect()
+            };
+            let endpoints = urls
+                .into_iter()
+                .map(|u| old_endpoint(u).unwrap_or_else(|| Endpoint::new(u)))
+                .collect();
+            let same = previous.and_then(|p| p.backends.iter().find(|b| b.spec == *spec));
             backends.push(Arc::new(BackendRuntime {
                 base_url: spec.base_url.trim_end_matches('/').to_owned(),
-                spec: spec.clone(),
+                endpoints,
                 api_key,
-                discovered: tokio::sync::OnceCell::new(),
+                discovered: same.map(|b| b.discovered.clone()).unwrap_or_default(),
+                retry_budget: same.map(|b| b.retry_budget.clone()).unwrap_or_else(|| {
+                    Arc::new(RetryBudgetState::new(
+                        spec.retry_budget.clone(),
+                        std::time::Instant::now(),
+                    ))
+                }),
+                spec: spec.clone(),
             }));
         }
         let routes = RouteTable::new(&snapshot.routes, &snapshot.backends);
+        let keys = Arc::new(match previous {
+            Some(p) => p.keys.reload(&snapshot.keys),
+            None => crate::keys::KeyTable::new(&snapshot.keys),
+        });
         Ok(Self {
-            settings: snapshot.server,
+            settings: snapshot.server.clone(),
             backends,
             routes,
+            keys,
             version,
+            snapshot,
         })
     }
 }

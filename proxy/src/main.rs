@@ -1,21 +1,35 @@
 use anyhow::Context;
 use clap::Parser;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use switchyard_api::Protocol;
+use std::time::Duration;
+use switchyard_api::{Protocol, RoutingSnapshot};
 use switchyard_proxy::config::{self, Runtime};
+use switchyard_proxy::health::HealthChecks;
+use switchyard_proxy::litellm;
+use switchyard_proxy::reload;
 use switchyard_proxy::server::{admin_router, api_router, AppState};
 
 /// Serves the Anthropic Messages API (what Claude Code speaks) in front of vLLM.
 #[derive(Parser, Debug)]
-#[command(name = "switchyard-proxy", version, about)]
+#[command(
+    name = "switchyard-proxy",
+    version,
+    about,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
-    /// Routing config (YAML snapshot: backends and routes). See examples/.
-    #[arg(long, conflicts_with = "upstream")]
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Routing config (YAML snapshot: backends and routes), reloaded on change. See examples/.
+    #[arg(long, conflicts_with_all = ["upstream", "litellm_config"])]
     config: Option<PathBuf>,
+    /// A LiteLLM proxy config, served as it is (unsupported settings are listed as warnings).
+    #[arg(long, conflicts_with = "upstream")]
+    litellm_config: Option<PathBuf>,
     /// Zero-config: route every model name to this server, e.g. http://127.0.0.1:8000/v1.
-    #[arg(long, required_unless_present = "config")]
+    #[arg(long, required_unless_present_any = ["config", "litellm_config"])]
     upstream: Option<String>,
     /// Protocol of --upstream: `openai` (Chat Completions) or `anthropic` (/v1/messages).
     #[arg(long, default_value = "openai", value_parser = config::parse_protocol, requires = "upstream")]
@@ -40,14 +54,106 @@ struct Cli {
     log_format: String,
 }
 
-#[tokio::main]
-async fn main() {
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Print the Switchyard config equivalent to a LiteLLM proxy config (warnings on stderr).
+    ConvertLitellm { file: PathBuf },
+    /// Print the hex SHA-256 of a client API key read from standard input, for `keys[].sha256`.
+    HashKey,
+}
+
+fn main() {
     let cli = Cli::parse();
+    match &cli.command {
+        Some(Command::ConvertLitellm { file }) => std::process::exit(convert_litellm(file)),
+        Some(Command::HashKey) => {
+            let mut key = String::new();
+            let _ = std::io::stdin().read_line(&mut key);
+            println!(
+                "{}",
+                switchyard_proxy::keys::hash_key(key.trim_end_matches(['\n', '\r']))
+            );
+            return;
+        }
+        None => {}
+    }
     init_tracing(&cli.log_format);
-    if let Err(e) = run(cli).await {
+    // Loaded before the async runtime starts: a LiteLLM config's literal secrets are put in
+    // the environment here, while the process has one thread.
+    let snapshot = match load(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("switchyard-proxy: {e:#}");
+            std::process::exit(1);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    if let Err(e) = rt.block_on(run(cli, snapshot)) {
         eprintln!("switchyard-proxy: {e:#}");
         std::process::exit(1);
     }
+}
+
+fn convert_litellm(file: &Path) -> i32 {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("switchyard-proxy: cannot read {}: {e}", file.display());
+            return 1;
+        }
+    };
+    match litellm::convert(&text) {
+        Ok(c) => {
+            for w in &c.warnings {
+                eprintln!("warning: {w}");
+            }
+            print!("{}", c.to_yaml());
+            0
+        }
+        Err(e) => {
+            eprintln!("switchyard-proxy: {}: {e}", file.display());
+            1
+        }
+    }
+}
+
+/// The LiteLLM config as a snapshot; its warnings are logged, never silently ignored.
+fn load_litellm(path: &Path, export_secrets: bool) -> Result<RoutingSnapshot, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let c = litellm::convert(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    for w in &c.warnings {
+        tracing::warn!(setting = %w, "LiteLLM setting not carried over as it is");
+    }
+    if export_secrets {
+        for (name, value) in &c.secret_env {
+            // Single-threaded here (see main).
+            std::env::set_var(name, value.expose());
+        }
+    } else if !c.secret_env.is_empty() {
+        tracing::warn!("literal keys in a reloaded LiteLLM config are only read at start-up");
+    }
+    Ok(c.snapshot)
+}
+
+fn load(cli: &Cli) -> anyhow::Result<RoutingSnapshot> {
+    Ok(match (&cli.config, &cli.litellm_config, &cli.upstream) {
+        (Some(path), _, _) => config::load_file(path)?,
+        (None, Some(path), _) => load_litellm(path, true).map_err(anyhow::Error::msg)?,
+        (None, None, Some(url)) => config::single_upstream(
+            url,
+            cli.upstream_protocol,
+            cli.served_model.clone(),
+            cli.context_window,
+            cli.upstream_api_key_env.clone(),
+        ),
+        (None, None, None) => {
+            unreachable!("clap requires --config, --litellm-config or --upstream")
+        }
+    })
 }
 
 fn init_tracing(format: &str) {
@@ -64,18 +170,7 @@ fn init_tracing(format: &str) {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let snapshot = match (&cli.config, &cli.upstream) {
-        (Some(path), _) => config::load_file(path)?,
-        (None, Some(url)) => config::single_upstream(
-            url,
-            cli.upstream_protocol,
-            cli.served_model.clone(),
-            cli.context_window,
-            cli.upstream_api_key_env.clone(),
-        ),
-        (None, None) => unreachable!("clap requires one of --config or --upstream"),
-    };
+async fn run(cli: Cli, snapshot: RoutingSnapshot) -> anyhow::Result<()> {
     let runtime = Runtime::build(snapshot)?;
     let state = AppState::new(runtime);
     // Discover every backend now so a misconfiguration shows in the first log lines; a backend
@@ -84,6 +179,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         if let Err(e) = switchyard_proxy::upstream::discover(&state.client, backend).await {
             tracing::warn!(error = %e, "backend not ready yet; will retry on first request");
         }
+    }
+    let health = HealthChecks::start(state.client.clone(), &state.runtime.load());
+    if let Some(path) = cli.config.clone() {
+        tokio::spawn(reload::watch(state.clone(), path, health.clone(), |p| {
+            config::load_file(p).map_err(|e| e.to_string())
+        }));
+    } else if let Some(path) = cli.litellm_config.clone() {
+        tokio::spawn(reload::watch(state.clone(), path, health.clone(), |p| {
+            load_litellm(p, false)
+        }));
     }
     let api = tokio::net::TcpListener::bind(cli.listen)
         .await
@@ -99,14 +204,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     );
     let admin_app = admin_router(state.clone());
     tokio::spawn(async move { axum::serve(admin, admin_app).await });
+
+    // SIGTERM: /readyz fails at once; requests are still accepted for the grace period (load
+    // balancers need a moment to notice); then the listener closes and in-flight streams
+    // drain until they end or the drain deadline passes.
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown_state = state.clone();
-    axum::serve(api, api_router(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            shutdown_state.ready.store(false, Ordering::Relaxed);
-            tracing::info!("shutting down: draining in-flight requests");
-        })
-        .await?;
+    let server = axum::serve(api, api_router(state.clone())).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        shutdown_state.ready.store(false, Ordering::Relaxed);
+        let settings = shutdown_state.runtime.load().settings.clone();
+        tracing::info!(
+            grace_ms = settings.shutdown_grace_ms,
+            "SIGTERM: not ready; accepting for the grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(settings.shutdown_grace_ms)).await;
+        tracing::info!(
+            drain_ms = settings.drain_timeout_ms,
+            "listener closed; draining in-flight requests"
+        );
+        let _ = drain_tx.send(());
+    });
+    let drain_deadline = async {
+        if drain_rx.await.is_ok() {
+            let ms = state.runtime.load().settings.drain_timeout_ms;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        r = server => r?,
+        _ = drain_deadline => tracing::warn!("drain deadline passed; exiting with streams still open"),
+    }
+    tracing::info!("shut down");
     Ok(())
 }
 

@@ -12,6 +12,8 @@ use prometheus_client::registry::Registry;
 pub struct RequestLabels {
     pub route: String,
     pub backend: String,
+    /// Client key name (never the key), `anonymous` without keys.
+    pub key: String,
     pub status: u16,
 }
 
@@ -53,6 +55,19 @@ pub struct Metrics {
     pub context_retries: Family<KindLabels, Counter>,
     pub client_disconnects: Counter,
     pub config_info: Family<VersionLabels, Gauge>,
+    /// Attempts after the first, by backend retried on.
+    pub retries: Family<KindLabels, Counter>,
+    /// Requests served by a fallback backend rather than the route's first choice.
+    pub fallbacks: Family<BackendLabels, Counter>,
+    pub ejections: Family<KindLabels, Counter>,
+    pub retry_budget_exhausted: Family<KindLabels, Counter>,
+    /// Config reloads by result (`applied`, `rejected`).
+    pub reloads: Family<ResultLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
 }
 
 impl Default for Metrics {
@@ -83,6 +98,11 @@ impl Metrics {
         let context_retries = Family::default();
         let client_disconnects = Counter::default();
         let config_info = Family::default();
+        let retries = Family::default();
+        let fallbacks = Family::default();
+        let ejections = Family::default();
+        let retry_budget_exhausted = Family::default();
+        let reloads = Family::default();
         registry.register(
             "requests",
             "Client requests by route, backend and HTTP status",
@@ -145,6 +165,11 @@ impl Metrics {
             context_retries,
             client_disconnects,
             config_info,
+            retries,
+            fallbacks,
+            ejections,
+            retry_budget_exhausted,
+            reloads,
         }
     }
 

@@ -1,21 +1,19 @@
 //! The client-facing HTTP API (Anthropic Messages) and the admin listener.
 //!
-//! A request reads top-down: `messages` → parse → `route` → `fixes` → `translate` →
-//! `upstream` → back through `translate::stream` (or `translate::response`). Every error on the
-//! way is an `ApiError`, rendered once as Anthropic error JSON.
+//! A request reads top-down: `messages` (keys, limits, parse, route) → `forward` (plan,
+//! endpoint, retries, fallbacks; `fixes` → `translate` → `upstream`) → `relay` for streams.
+//! Every error on the way is an `ApiError`, rendered once as Anthropic error JSON.
 
+use crate::access_log::AccessLog;
 use crate::anthropic::{MessagesRequest, ModelInfo};
-use crate::config::{BackendRuntime, Runtime};
-use crate::context::{clamp_max_tokens, estimate_prompt_tokens, Overflow};
+use crate::config::Runtime;
+use crate::context::estimate_prompt_tokens;
 use crate::error::{ApiError, ErrorKind};
-use crate::metrics::{
-    self, BackendLabels, KindLabels, Metrics, RequestLabels, TokenLabels, VersionLabels,
-};
+use crate::forward::{self, Forwarded};
+use crate::metrics::{Metrics, VersionLabels};
+use crate::route::CompiledRoute;
 use crate::translate::request::{to_openai, BackendShape};
-use crate::translate::response::to_anthropic;
-use crate::translate::stream::{ping, StreamTranslator};
-use crate::upstream::{self, Discovered, Item, UpstreamError};
-use crate::{anthropic, openai};
+use crate::upstream;
 use arc_swap::ArcSwap;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -23,12 +21,10 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::StreamExt;
 use serde_json::{json, Value};
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use switchyard_api::Protocol;
 use tracing::Instrument;
 
@@ -153,709 +149,115 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     })
 }
 
-fn new_id(prefix: &str) -> String {
+pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
-}
-
-/// What the access log and metrics need to know about one request.
-struct Outcome {
-    route: String,
-    backend: String,
 }
 
 async fn messages(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let request_id = new_id("req");
     let span = tracing::info_span!("request", id = %request_id);
-    let started = Instant::now();
-    let mut outcome = Outcome {
-        route: String::new(),
-        backend: String::new(),
-    };
-    let result = handle_messages(&app, &headers, body, &request_id, started, &mut outcome)
+    let mut log = AccessLog::new(request_id.clone(), Instant::now());
+    let result = handle_messages(&app, &headers, body, &mut log)
         .instrument(span.clone())
         .await;
     let mut resp = match result {
-        Ok(resp) => resp,
+        Ok(Forwarded::Streaming(resp)) => resp,
+        Ok(Forwarded::Complete(resp)) => {
+            log.status = resp.status().as_u16();
+            span.in_scope(|| log.finish(&app.metrics));
+            resp
+        }
         Err(err) => {
-            span.in_scope(|| tracing::info!(status = err.kind.status().as_u16(), error = %err, "request failed"));
+            log.status = err.kind.status().as_u16();
+            log.error = Some(err.message.clone());
+            span.in_scope(|| log.finish(&app.metrics));
             err.into_response()
         }
     };
-    if !outcome.backend.is_empty() {
-        app.metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                route: outcome.route,
-                backend: outcome.backend,
-                status: resp.status().as_u16(),
-            })
-            .inc();
-    }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("request-id", v);
     }
     resp
 }
 
-/// A routed request, ready to go out.
-struct Prepared {
-    req: MessagesRequest,
-    backend: Arc<BackendRuntime>,
-    discovered: Discovered,
-    settings: switchyard_api::ServerSettings,
-    prompt_estimate: u64,
-    max_tokens: u32,
-    client_model: String,
+/// Authentication, parsing and routing; then `forward` takes over.
+async fn handle_messages(
+    app: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: Body,
+    log: &mut AccessLog,
+) -> Result<Forwarded, ApiError> {
+    let rt = app.runtime.load_full();
+    let key = rt.keys.authenticate(headers)?;
+    log.key = key.name().to_owned();
+    log.permit = Some(Arc::new(key.admit()?));
+    log.key_entry = Some(key.clone());
+    let bytes = read_body(headers, body, rt.settings.max_body_bytes).await?;
+    let req: MessagesRequest = parse_json(&bytes)?;
+    validate_request(&req)?;
+    log.model = req.model.clone();
+    let route = resolve(&rt, &req.model)?;
+    log.route = route.name.clone();
+    key.authorize_route(&route.name)?;
+    forward::messages(app, &rt, route, headers, req, log).await
 }
 
-async fn prepare(
-    app: &AppState,
-    bytes: &[u8],
-    outcome: &mut Outcome,
-    need_max_tokens: bool,
-) -> Result<Prepared, ApiError> {
-    let mut req: MessagesRequest = if need_max_tokens {
-        parse_json(bytes)?
-    } else {
-        // count_tokens takes a Messages body without `max_tokens`.
-        let mut v: Value = parse_json(bytes)?;
-        if let Some(obj) = v.as_object_mut() {
-            obj.entry("max_tokens").or_insert(json!(1));
-        }
-        parse_json(&serde_json::to_vec(&v).unwrap_or_default())?
-    };
+fn validate_request(req: &MessagesRequest) -> Result<(), ApiError> {
     if req.messages.is_empty() {
         return Err(ApiError::invalid(
             "messages: at least one message is required",
         ));
     }
-    let runtime = app.runtime.load_full();
-    let Some(matched) = runtime.routes.resolve(&req.model) else {
-        return Err(ApiError::new(
+    if req.max_tokens == 0 {
+        return Err(ApiError::invalid("max_tokens: must be at least 1"));
+    }
+    Ok(())
+}
+
+fn resolve<'a>(rt: &'a Runtime, model: &str) -> Result<&'a CompiledRoute, ApiError> {
+    rt.routes.resolve(model).ok_or_else(|| {
+        ApiError::new(
             ErrorKind::NotFound,
-            format!(
-                "model `{}` is not served here (no route matches it)",
-                req.model
-            ),
-        ));
-    };
-    let backend = runtime.backends[matched.backend].clone();
-    outcome.route = matched.route.to_owned();
-    outcome.backend = backend.spec.name.clone();
-    tracing::debug!(model = %req.model, route = %outcome.route, backend = %outcome.backend, "routed");
-    let discovered = upstream::discover(&app.client, &backend)
-        .await
-        .map_err(|e| {
-            count_upstream_error(app, &backend, &e);
-            e.to_api()
-        })?;
-    crate::fixes::apply(&mut req, backend.spec.system_messages);
-    let prompt_estimate = estimate_prompt_tokens(&req);
-    let max_tokens = match discovered.context_window {
-        Some(window) => clamp_max_tokens(req.max_tokens, window, prompt_estimate),
-        None => req.max_tokens,
-    };
-    Ok(Prepared {
-        client_model: req.model.clone(),
-        req,
-        backend,
-        discovered,
-        settings: runtime.settings.clone(),
-        prompt_estimate,
-        max_tokens,
+            format!("model `{model}` is not served here (no route matches it)"),
+        )
     })
 }
 
-fn count_upstream_error(app: &AppState, backend: &BackendRuntime, e: &UpstreamError) {
-    let kind = match e {
-        UpstreamError::Unreachable { .. } => "unreachable",
-        UpstreamError::Status { .. } => "status",
-        UpstreamError::Overflow(_) => "context_overflow",
-        UpstreamError::Protocol { .. } => "protocol",
-        UpstreamError::Interrupted { .. } => "interrupted",
-        UpstreamError::Discovery { .. } => "discovery",
-    };
-    app.metrics
-        .upstream_errors
-        .get_or_create(&KindLabels {
-            backend: backend.spec.name.clone(),
-            kind,
-        })
-        .inc();
-}
-
-async fn handle_messages(
-    app: &Arc<AppState>,
-    headers: &HeaderMap,
-    body: Body,
-    request_id: &str,
-    started: Instant,
-    outcome: &mut Outcome,
-) -> Result<Response, ApiError> {
-    let limit = app.runtime.load().settings.max_body_bytes;
-    let bytes = read_body(headers, body, limit).await?;
-    let p = prepare(app, &bytes, outcome, true).await?;
-    match p.backend.spec.protocol {
-        Protocol::Openai => openai_flow(app, p, request_id, started).await,
-        Protocol::Anthropic => anthropic_flow(app, p, headers, request_id, started).await,
-    }
-}
-
-/// Sends the request; when vLLM says prompt + `max_tokens` is too large it also states the
-/// exact prompt size, so one resend with the exact clamp always fits.
-async fn send_with_exact_clamp(
-    app: &AppState,
-    backend: &BackendRuntime,
-    path: &str,
-    max_tokens: &mut u32,
-    mut body: impl FnMut(u32) -> Vec<u8>,
-    extra_headers: &[(String, String)],
-) -> Result<reqwest::Response, UpstreamError> {
-    let first = upstream::send(&app.client, backend, path, body(*max_tokens), extra_headers).await;
-    match first {
-        Err(UpstreamError::Overflow(Overflow::OutputTooLarge { prompt, window })) => {
-            app.metrics
-                .context_retries
-                .get_or_create(&KindLabels {
-                    backend: backend.spec.name.clone(),
-                    kind: "max_tokens",
-                })
-                .inc();
-            *max_tokens = clamp_max_tokens(*max_tokens, window as u32, prompt);
-            tracing::debug!(
-                prompt,
-                window,
-                max_tokens = *max_tokens,
-                "re-clamped max_tokens to vLLM's prompt count"
-            );
-            upstream::send(&app.client, backend, path, body(*max_tokens), extra_headers).await
-        }
-        other => other,
-    }
-}
-
-async fn openai_flow(
-    app: &Arc<AppState>,
-    p: Prepared,
-    request_id: &str,
-    started: Instant,
-) -> Result<Response, ApiError> {
-    let stream = p.req.stream;
-    let stop_sequences = p.req.stop_sequences.clone().unwrap_or_default();
-    let text_tools =
-        p.backend.spec.text_tool_calls && p.req.tools.as_ref().is_some_and(|t| !t.is_empty());
-    let shape = BackendShape {
-        served_model: &p.discovered.served_model,
-        thinking: p.backend.spec.thinking,
-        parameters: &p.backend.spec.parameters,
-    };
-    let translated = to_openai(p.req, p.max_tokens, &shape)?;
-    for name in &translated.dropped {
-        tracing::debug!(field = %name, backend = %p.backend.spec.name, "field not supported by backend; dropped");
-        app.metrics
-            .dropped_params
-            .get_or_create(&KindLabels {
-                backend: p.backend.spec.name.clone(),
-                kind: metrics::param_class(name),
-            })
-            .inc();
-    }
-    let mut chat = translated.request;
-    let mut max_tokens = chat.max_tokens;
-    let resp = send_with_exact_clamp(
-        app,
-        &p.backend,
-        "/chat/completions",
-        &mut max_tokens,
-        |m| {
-            chat.max_tokens = m;
-            serde_json::to_vec(&chat).expect("request serializes")
-        },
-        &[],
-    )
-    .await
-    .map_err(|e| {
-        count_upstream_error(app, &p.backend, &e);
-        e.to_api()
-    })?;
-    let message_id = new_id("msg");
-    let labels = BackendLabels {
-        route: String::new(),
-        backend: p.backend.spec.name.clone(),
-    };
-    if !stream {
-        let bytes = upstream::json_body(&p.backend, resp)
-            .await
-            .map_err(|e| e.to_api())?;
-        let chat_resp: openai::ChatResponse = serde_json::from_slice(&bytes).map_err(|e| {
-            UpstreamError::Protocol {
-                backend: p.backend.spec.name.clone(),
-                detail: e.to_string(),
-            }
-            .to_api()
-        })?;
-        let msg = to_anthropic(
-            chat_resp,
-            message_id,
-            p.client_model,
-            p.prompt_estimate,
-            text_tools,
-            &stop_sequences,
-        );
-        record_usage(app, &p.backend, &msg.usage);
-        access_log(
-            request_id,
-            &p.backend,
-            started,
-            None,
-            &msg.usage,
-            msg.stop_reason,
-        );
-        app.metrics
-            .duration
-            .get_or_create(&labels)
-            .observe(started.elapsed().as_secs_f64());
-        return Ok(Json(msg).into_response());
-    }
-
-    let mut chunks = upstream::chat_chunks(&p.backend, resp);
-    let mut tr = StreamTranslator::new(
-        message_id,
-        p.client_model,
-        p.prompt_estimate,
-        text_tools,
-        stop_sequences,
-    );
-    let mut first = Vec::new();
-    // Hold the response back briefly: an error in the first chunk can still be a real status.
-    match tokio::time::timeout(
-        Duration::from_millis(p.settings.commit_after_ms),
-        chunks.next(),
-    )
-    .await
-    {
-        Ok(Some(Ok(Item::Data(chunk)))) => tr.on_chunk(chunk, &mut first),
-        Ok(Some(Ok(Item::Done))) => tr.finish(&mut first),
-        Ok(Some(Err(e))) => {
-            count_upstream_error(app, &p.backend, &e);
-            return Err(e.to_api());
-        }
-        Ok(None) => {
-            return Err(UpstreamError::Interrupted {
-                backend: p.backend.spec.name.clone(),
-                detail: "empty response".into(),
-            }
-            .to_api())
-        }
-        Err(_) => tr.start(&mut first),
-    }
-    let ttft = (!first.is_empty() && tr.usage().output_tokens > 0).then(|| started.elapsed());
-    let guard = StreamGuard::new(
-        app.clone(),
-        p.backend.clone(),
-        request_id.to_owned(),
-        started,
-        ttft,
-    );
-    let ping_every = Duration::from_millis(p.settings.ping_interval_ms);
-    let body = async_stream::stream! {
-        let mut guard = guard;
-        yield Ok::<Bytes, Infallible>(Bytes::from(first));
-        while !tr.finished() {
-            let mut out = Vec::new();
-            match tokio::time::timeout(ping_every, chunks.next()).await {
-                Err(_) => ping(&mut out),
-                Ok(Some(Ok(Item::Data(chunk)))) => {
-                    tr.on_chunk(chunk, &mut out);
-                    guard.first_token();
-                }
-                Ok(Some(Ok(Item::Done))) => tr.finish(&mut out),
-                Ok(Some(Err(e))) => {
-                    count_upstream_error(&guard.app, &guard.backend, &e);
-                    tracing::warn!(error = %e, "backend failed mid-stream");
-                    tr.fail(&e.to_api(), &mut out);
-                }
-                Ok(None) => {
-                    let e = UpstreamError::Interrupted {
-                        backend: guard.backend.spec.name.clone(),
-                        detail: "connection closed without [DONE]".into(),
-                    };
-                    count_upstream_error(&guard.app, &guard.backend, &e);
-                    tracing::warn!(error = %e, "backend stream cut");
-                    tr.fail(&e.to_api(), &mut out);
-                }
-            }
-            if !out.is_empty() {
-                yield Ok(Bytes::from(out));
-            }
-        }
-        if tr.anomalies > 0 {
-            tracing::warn!(fragments = tr.anomalies, "tool-call fragments arrived after their call was closed");
-        }
-        guard.complete(tr.usage(), tr.stop_reason());
-    };
-    Ok(sse_response(Body::from_stream(body)))
-}
-
-fn sse_response(body: Body) -> Response {
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .header("x-accel-buffering", "no")
-        .body(body)
-        .expect("static response parts are valid")
-}
-
-/// Keeps the stream's bookkeeping; if dropped before `complete`, the client went away.
-struct StreamGuard {
-    app: Arc<AppState>,
-    backend: Arc<BackendRuntime>,
-    request_id: String,
-    started: Instant,
-    ttft: Option<Duration>,
-    done: bool,
-}
-
-impl StreamGuard {
-    fn new(
-        app: Arc<AppState>,
-        backend: Arc<BackendRuntime>,
-        request_id: String,
-        started: Instant,
-        ttft: Option<Duration>,
-    ) -> Self {
-        app.metrics.active_streams.inc();
-        Self {
-            app,
-            backend,
-            request_id,
-            started,
-            ttft,
-            done: false,
-        }
-    }
-
-    fn first_token(&mut self) {
-        if self.ttft.is_none() {
-            self.ttft = Some(self.started.elapsed());
-        }
-    }
-
-    fn labels(&self) -> BackendLabels {
-        BackendLabels {
-            route: String::new(),
-            backend: self.backend.spec.name.clone(),
-        }
-    }
-
-    fn complete(&mut self, usage: anthropic::Usage, stop: Option<anthropic::StopReason>) {
-        self.done = true;
-        record_usage(&self.app, &self.backend, &usage);
-        if let Some(t) = self.ttft {
-            self.app
-                .metrics
-                .ttft
-                .get_or_create(&self.labels())
-                .observe(t.as_secs_f64());
-        }
-        access_log(
-            &self.request_id,
-            &self.backend,
-            self.started,
-            self.ttft,
-            &usage,
-            stop,
-        );
-    }
-}
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        self.app.metrics.active_streams.dec();
-        self.app
-            .metrics
-            .duration
-            .get_or_create(&self.labels())
-            .observe(self.started.elapsed().as_secs_f64());
-        if !self.done {
-            self.app.metrics.client_disconnects.inc();
-            tracing::info!(request_id = %self.request_id, backend = %self.backend.spec.name,
-                "client disconnected; upstream request cancelled");
-        }
-    }
-}
-
-fn record_usage(app: &AppState, backend: &BackendRuntime, usage: &anthropic::Usage) {
-    for (kind, n) in [
-        ("input", usage.input_tokens),
-        ("output", usage.output_tokens),
-        ("cache_read", usage.cache_read_input_tokens),
-    ] {
-        if n > 0 {
-            app.metrics
-                .tokens
-                .get_or_create(&TokenLabels {
-                    backend: backend.spec.name.clone(),
-                    r#type: kind,
-                })
-                .inc_by(n);
-        }
-    }
-}
-
-fn access_log(
-    request_id: &str,
-    backend: &BackendRuntime,
-    started: Instant,
-    ttft: Option<Duration>,
-    usage: &anthropic::Usage,
-    stop: Option<anthropic::StopReason>,
-) {
-    tracing::info!(
-        request_id,
-        backend = %backend.spec.name,
-        duration_ms = started.elapsed().as_millis() as u64,
-        ttft_ms = ttft.map(|t| t.as_millis() as u64),
-        input_tokens = usage.input_tokens,
-        output_tokens = usage.output_tokens,
-        cache_read_tokens = usage.cache_read_input_tokens,
-        stop_reason = ?stop,
-        "request completed"
-    );
-}
-
-/// Anthropic-protocol backends: the fixed request goes out as is; the stream is relayed.
-async fn anthropic_flow(
-    app: &Arc<AppState>,
-    p: Prepared,
-    headers: &HeaderMap,
-    request_id: &str,
-    started: Instant,
-) -> Result<Response, ApiError> {
-    let version = headers
-        .get("anthropic-version")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("2023-06-01")
-        .to_owned();
-    let extra_headers = [("anthropic-version".to_owned(), version)];
-    let stream = p.req.stream;
-    let mut req = p.req;
-    req.model = p.discovered.served_model.clone();
-    for name in &p.backend.spec.parameters.drop {
-        req.extra.remove(name);
-    }
-    let mut max_tokens = p.max_tokens;
-    let resp = send_with_exact_clamp(
-        app,
-        &p.backend,
-        "/messages",
-        &mut max_tokens,
-        |m| {
-            req.max_tokens = m;
-            serde_json::to_vec(&req).expect("request serializes")
-        },
-        &extra_headers,
-    )
-    .await
-    .map_err(|e| {
-        count_upstream_error(app, &p.backend, &e);
-        e.to_api()
-    })?;
-    if !stream {
-        let bytes = upstream::json_body(&p.backend, resp)
-            .await
-            .map_err(|e| e.to_api())?;
-        let mut msg: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            UpstreamError::Protocol {
-                backend: p.backend.spec.name.clone(),
-                detail: e.to_string(),
-            }
-            .to_api()
-        })?;
-        msg["model"] = json!(p.client_model);
-        let usage = ensure_usage(&mut msg["usage"]);
-        record_usage(app, &p.backend, &usage);
-        access_log(request_id, &p.backend, started, None, &usage, None);
-        return Ok(Json(msg).into_response());
-    }
-    let mut events = upstream::anthropic_events(&p.backend, resp);
-    let guard = StreamGuard::new(
-        app.clone(),
-        p.backend.clone(),
-        request_id.to_owned(),
-        started,
-        None,
-    );
-    let ping_every = Duration::from_millis(p.settings.ping_interval_ms);
-    let commit_after = Duration::from_millis(p.settings.commit_after_ms);
-    let client_model = p.client_model;
-    // The first event decides between a real HTTP error and a committed stream.
-    let first = match tokio::time::timeout(commit_after, events.next()).await {
-        Ok(Some(Err(e))) => {
-            count_upstream_error(app, &p.backend, &e);
-            return Err(e.to_api());
-        }
-        Ok(other) => other,
-        Err(_) => None,
-    };
-    let estimate = p.prompt_estimate;
-    let body = async_stream::stream! {
-        let mut guard = guard;
-        let mut relay = Relay {
-            client_model,
-            started: false,
-            stopped: false,
-            usage: anthropic::Usage { input_tokens: estimate, ..Default::default() },
-            stop: None,
-        };
-        let mut out = Vec::new();
-        match first {
-            Some(Ok(Item::Data(ev))) => relay.event(ev, &mut out),
-            Some(Ok(Item::Done)) => { relay.stop_event(&mut out); }
-            _ => relay.start(&mut out),
-        }
-        let mut finished = relay.stopped;
-        yield Ok::<Bytes, Infallible>(Bytes::from(out));
-        while !finished {
-            let mut out = Vec::new();
-            match tokio::time::timeout(ping_every, events.next()).await {
-                Err(_) => ping(&mut out),
-                Ok(Some(Ok(Item::Data(ev)))) => { relay.event(ev, &mut out); guard.first_token(); }
-                Ok(Some(Ok(Item::Done))) => { relay.stop_event(&mut out); finished = true; }
-                Ok(Some(Err(e))) => {
-                    count_upstream_error(&guard.app, &guard.backend, &e);
-                    crate::translate::stream::error_event(&mut out, &e.to_api());
-                    finished = true;
-                }
-                Ok(None) => {
-                    let e = UpstreamError::Interrupted { backend: guard.backend.spec.name.clone(), detail: "connection closed before message_stop".into() };
-                    crate::translate::stream::error_event(&mut out, &e.to_api());
-                    finished = true;
-                }
-            }
-            if !out.is_empty() {
-                yield Ok(Bytes::from(out));
-            }
-        }
-        guard.complete(relay.usage, relay.stop);
-    };
-    Ok(sse_response(Body::from_stream(body)))
-}
-
-/// Relays Anthropic events, fixing what clients trip on: a missing or null `usage`, and the
-/// backend's model name in place of the one the client asked for.
-struct Relay {
-    client_model: String,
-    started: bool,
-    stopped: bool,
-    usage: anthropic::Usage,
-    stop: Option<anthropic::StopReason>,
-}
-
-impl Relay {
-    /// Our own `message_start`, when the stream is committed before the backend's.
-    fn start(&mut self, out: &mut Vec<u8>) {
-        self.started = true;
-        let mut msg = anthropic::MessageResponse::new(new_id("msg"), self.client_model.clone());
-        msg.usage = self.usage;
-        write_raw(
-            out,
-            "message_start",
-            &json!({"type": "message_start", "message": msg}).to_string(),
-        );
-    }
-
-    fn event(&mut self, ev: upstream::RawEvent, out: &mut Vec<u8>) {
-        match ev.event.as_str() {
-            "message_start" => {
-                if self.started {
-                    return; // ours already went out
-                }
-                self.started = true;
-                let mut v: Value = serde_json::from_str(&ev.data).unwrap_or_else(|_| json!({}));
-                v["message"]["model"] = json!(self.client_model);
-                self.usage = ensure_usage(&mut v["message"]["usage"]);
-                write_raw(out, "message_start", &v.to_string());
-            }
-            "message_delta" => {
-                if !self.started {
-                    self.start(out);
-                }
-                let mut v: Value = serde_json::from_str(&ev.data).unwrap_or_else(|_| json!({}));
-                let delta_usage = ensure_usage(&mut v["usage"]);
-                self.usage.output_tokens = delta_usage.output_tokens;
-                self.stop = serde_json::from_value(v["delta"]["stop_reason"].clone()).ok();
-                write_raw(out, "message_delta", &v.to_string());
-            }
-            name => {
-                if !self.started {
-                    self.start(out);
-                }
-                write_raw(out, name, &ev.data);
-            }
-        }
-    }
-
-    fn stop_event(&mut self, out: &mut Vec<u8>) {
-        if !self.started {
-            self.start(out);
-        }
-        self.stopped = true;
-        write_raw(out, "message_stop", "{\"type\":\"message_stop\"}");
-    }
-}
-
-fn write_raw(out: &mut Vec<u8>, event: &str, data: &str) {
-    out.extend_from_slice(b"event: ");
-    out.extend_from_slice(event.as_bytes());
-    out.extend_from_slice(b"\ndata: ");
-    out.extend_from_slice(data.as_bytes());
-    out.extend_from_slice(b"\n\n");
-}
-
-/// Replaces a missing or partly null `usage` with numbers, and returns it.
-fn ensure_usage(v: &mut Value) -> anthropic::Usage {
-    if !v.is_object() {
-        *v = json!({});
-    }
-    let obj = v.as_object_mut().expect("just made an object");
-    for key in [
-        "input_tokens",
-        "output_tokens",
-        "cache_creation_input_tokens",
-        "cache_read_input_tokens",
-    ] {
-        let entry = obj.entry(key).or_insert(json!(0));
-        if !entry.is_u64() {
-            *entry = json!(0);
-        }
-    }
-    serde_json::from_value(v.clone()).unwrap_or_default()
-}
-
+/// Exact via the backend's `/tokenize` (vLLM) on the translated prompt, else the estimate.
 async fn count_tokens(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = app.runtime.load().settings.max_body_bytes;
-    let bytes = read_body(&headers, body, limit).await?;
-    let mut outcome = Outcome {
-        route: String::new(),
-        backend: String::new(),
-    };
-    let p = prepare(&app, &bytes, &mut outcome, false).await?;
-    let estimate = p.prompt_estimate;
-    if p.backend.spec.protocol != Protocol::Openai {
-        return Ok(Json(json!({"input_tokens": estimate})));
+    let rt = app.runtime.load_full();
+    let key = rt.keys.authenticate(&headers)?;
+    let bytes = read_body(&headers, body, rt.settings.max_body_bytes).await?;
+    // count_tokens takes a Messages body without `max_tokens`.
+    let mut v: Value = parse_json(&bytes)?;
+    if let Some(obj) = v.as_object_mut() {
+        obj.entry("max_tokens").or_insert(json!(1));
     }
-    let shape = BackendShape {
-        served_model: &p.discovered.served_model,
-        thinking: p.backend.spec.thinking,
-        parameters: &p.backend.spec.parameters,
+    let mut req: MessagesRequest = parse_json(&serde_json::to_vec(&v).unwrap_or_default())?;
+    validate_request(&req)?;
+    let route = resolve(&rt, &req.model)?;
+    key.authorize_route(&route.name)?;
+    let estimate = estimate_prompt_tokens(&req);
+    let plan = route.plan(&forward::facts(&req, &headers, estimate), 0);
+    let Some(backend) = plan.backends.first().map(|i| rt.backends[*i].clone()) else {
+        return Ok(Json(json!({"input_tokens": estimate})));
     };
-    let chat = to_openai(p.req, 1, &shape)?.request;
+    crate::fixes::apply(&mut req, backend.spec.system_messages);
+    let estimate = estimate_prompt_tokens(&req);
+    let discovered = match upstream::discover(&app.client, &backend).await {
+        Ok(d) if backend.spec.protocol == Protocol::Openai => d,
+        _ => return Ok(Json(json!({"input_tokens": estimate}))),
+    };
+    let shape = BackendShape {
+        served_model: &discovered.served_model,
+        thinking: backend.spec.thinking,
+        parameters: &backend.spec.parameters,
+    };
+    let chat = to_openai(req, 1, &shape)?.request;
     let mut body = json!({
         "model": chat.model,
         "messages": chat.messages,
@@ -867,7 +269,7 @@ async fn count_tokens(
     if let Some(kwargs) = chat.params.get("chat_template_kwargs") {
         body["chat_template_kwargs"] = kwargs.clone();
     }
-    let tokens = match upstream::tokenize(&app.client, &p.backend, body).await {
+    let tokens = match upstream::tokenize(&app.client, &backend, body).await {
         Ok(n) => n,
         Err(e) => {
             tracing::debug!(error = %e, "exact token count unavailable; using the estimate");

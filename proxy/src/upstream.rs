@@ -43,13 +43,40 @@ pub enum UpstreamError {
     Interrupted { backend: String, detail: String },
     #[error("backend `{backend}`: {detail}")]
     Discovery { backend: String, detail: String },
+    #[error("backend `{backend}` timed out: {detail}")]
+    Timeout { backend: String, detail: String },
 }
 
 impl UpstreamError {
+    /// Worth trying elsewhere: the backend failed, not the request.
+    pub fn retryable(&self) -> bool {
+        match self {
+            UpstreamError::Unreachable { .. }
+            | UpstreamError::Discovery { .. }
+            | UpstreamError::Interrupted { .. }
+            | UpstreamError::Timeout { .. } => true,
+            UpstreamError::Status { status, .. } => matches!(*status, 408 | 429 | 500..=599),
+            UpstreamError::Overflow(_) | UpstreamError::Protocol { .. } => false,
+        }
+    }
+
+    /// Bounded metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Unreachable { .. } => "unreachable",
+            UpstreamError::Status { .. } => "status",
+            UpstreamError::Overflow(_) => "context_overflow",
+            UpstreamError::Protocol { .. } => "protocol",
+            UpstreamError::Interrupted { .. } => "interrupted",
+            UpstreamError::Discovery { .. } => "discovery",
+            UpstreamError::Timeout { .. } => "timeout",
+        }
+    }
+
     /// The one place an upstream failure becomes a client error.
     pub fn to_api(&self) -> ApiError {
         match self {
-            UpstreamError::Unreachable { .. } | UpstreamError::Discovery { .. } => {
+            UpstreamError::Unreachable { .. } | UpstreamError::Discovery { .. } | UpstreamError::Timeout { .. } => {
                 ApiError::new(ErrorKind::Overloaded, self.to_string())
             }
             UpstreamError::Overflow(Overflow::PromptTooLong { prompt, window }) => {
@@ -98,6 +125,9 @@ pub fn client() -> reqwest::Client {
 }
 
 fn authorize(req: reqwest::RequestBuilder, backend: &BackendRuntime) -> reqwest::RequestBuilder {
+    if backend.spec.forward_client_auth {
+        return req; // the caller forwards the client's own credentials
+    }
     match (&backend.api_key, backend.spec.protocol) {
         (None, _) => req,
         (Some(key), Protocol::Openai) => req.bearer_auth(key.expose()),
@@ -182,18 +212,20 @@ pub enum Item<T> {
 
 pub type UpstreamStream<T> = Pin<Box<dyn Stream<Item = Result<Item<T>, UpstreamError>> + Send>>;
 
-/// Sends a request and checks its status; errors are read and mapped here.
+/// Sends a request to one endpoint (`base` is its URL including `/v1`) and checks the
+/// status; errors are read and mapped here.
 pub async fn send(
     client: &reqwest::Client,
     backend: &BackendRuntime,
+    base: &str,
     path: &str,
     body: Vec<u8>,
-    anthropic_headers: &[(String, String)],
+    extra_headers: &[(String, String)],
 ) -> Result<reqwest::Response, UpstreamError> {
-    let mut req = authorize(client.post(format!("{}{path}", backend.base_url)), backend)
+    let mut req = authorize(client.post(format!("{base}{path}")), backend)
         .header("content-type", "application/json")
         .body(body);
-    for (k, v) in anthropic_headers {
+    for (k, v) in extra_headers {
         req = req.header(k, v);
     }
     let resp = req.send().await.map_err(|e| unreachable(backend, e))?;

@@ -73,6 +73,8 @@ enum BlockStart<'a> {
 #[derive(Serialize)]
 struct EmptyObject {}
 
+/// Variant names are the wire names (`text_delta`, …).
+#[allow(clippy::enum_variant_names)]
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum BlockDelta<'a> {
@@ -399,7 +401,7 @@ impl StreamTranslator {
         let id = state
             .id
             .clone()
-            .unwrap_or_else(|| super::response::new_tool_id());
+            .unwrap_or_else(super::response::new_tool_id);
         let name = state.name.clone().unwrap_or_default();
         let pending = std::mem::take(&mut state.pending);
         let index = self.open_block(
@@ -487,10 +489,7 @@ impl StreamTranslator {
                 continue;
             }
             state.emitted = true;
-            let id = state
-                .id
-                .take()
-                .unwrap_or_else(|| super::response::new_tool_id());
+            let id = state.id.take().unwrap_or_else(super::response::new_tool_id);
             let name = state.name.clone().unwrap_or_default();
             let args = std::mem::take(&mut state.pending);
             self.whole_tool(&id, &name, &args, out);

@@ -1,0 +1,186 @@
+//! One structured line per request, and the request metrics, written in one place when the
+//! request ends (for streams: when the last event went out or the client left).
+
+use crate::anthropic::{StopReason, Usage};
+use crate::keys::{ConcurrencyPermit, KeyEntry};
+use crate::metrics::{BackendLabels, Metrics, RequestLabels, TokenLabels};
+use regex::Regex;
+use std::sync::Arc;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+#[derive(Clone)]
+pub struct AccessLog {
+    pub request_id: String,
+    pub started: Instant,
+    pub session_id: Option<String>,
+    pub key: String,
+    pub model: String,
+    pub route: String,
+    pub rule: Option<String>,
+    pub backend: String,
+    pub endpoint: String,
+    pub attempts: u32,
+    pub status: u16,
+    pub stream: bool,
+    pub stop_reason: Option<StopReason>,
+    pub ttft: Option<Duration>,
+    pub usage: Usage,
+    pub error: Option<String>,
+    /// Request messages, only with `logContent: true`, secrets redacted.
+    pub content: Option<String>,
+    /// The client key, charged with the request's tokens when it ends.
+    pub key_entry: Option<Arc<KeyEntry>>,
+    /// Held until the request ends (streams included) for the key's concurrency limit.
+    pub permit: Option<Arc<ConcurrencyPermit>>,
+}
+
+impl AccessLog {
+    pub fn new(request_id: String, started: Instant) -> Self {
+        Self {
+            request_id,
+            started,
+            session_id: None,
+            key: "anonymous".into(),
+            model: String::new(),
+            route: String::new(),
+            rule: None,
+            backend: String::new(),
+            endpoint: String::new(),
+            attempts: 0,
+            status: 0,
+            stream: false,
+            stop_reason: None,
+            ttft: None,
+            usage: Usage::default(),
+            error: None,
+            content: None,
+            key_entry: None,
+            permit: None,
+        }
+    }
+
+    /// Writes the line and records the request's metrics.
+    pub fn finish(&self, metrics: &Metrics) {
+        if let Some(key) = &self.key_entry {
+            key.charge_tokens(
+                self.usage.input_tokens
+                    + self.usage.output_tokens
+                    + self.usage.cache_read_input_tokens,
+            );
+        }
+        let duration = self.started.elapsed();
+        let route = if self.route.is_empty() {
+            "none"
+        } else {
+            &self.route
+        };
+        let backend = if self.backend.is_empty() {
+            "none"
+        } else {
+            &self.backend
+        };
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                backend: backend.to_owned(),
+                key: self.key.clone(),
+                status: self.status,
+            })
+            .inc();
+        let labels = BackendLabels {
+            route: route.to_owned(),
+            backend: backend.to_owned(),
+        };
+        metrics
+            .duration
+            .get_or_create(&labels)
+            .observe(duration.as_secs_f64());
+        if let Some(t) = self.ttft {
+            metrics.ttft.get_or_create(&labels).observe(t.as_secs_f64());
+        }
+        for (kind, n) in [
+            ("input", self.usage.input_tokens),
+            ("output", self.usage.output_tokens),
+            ("cache_read", self.usage.cache_read_input_tokens),
+        ] {
+            if n > 0 {
+                metrics
+                    .tokens
+                    .get_or_create(&TokenLabels {
+                        backend: backend.to_owned(),
+                        r#type: kind,
+                    })
+                    .inc_by(n);
+            }
+        }
+        tracing::info!(
+            target: "access",
+            request_id = %self.request_id,
+            session_id = self.session_id.as_deref(),
+            key = %self.key,
+            model = %self.model,
+            route = %self.route,
+            rule = self.rule.as_deref(),
+            backend = %self.backend,
+            endpoint = %self.endpoint,
+            attempts = self.attempts,
+            status = self.status,
+            stream = self.stream,
+            stop_reason = self.stop_reason.map(stop_reason_str),
+            ttft_ms = self.ttft.map(|t| t.as_millis() as u64),
+            duration_ms = duration.as_millis() as u64,
+            input_tokens = self.usage.input_tokens,
+            output_tokens = self.usage.output_tokens,
+            cache_read_tokens = self.usage.cache_read_input_tokens,
+            error = self.error.as_deref(),
+            content = self.content.as_deref(),
+            "request completed"
+        );
+    }
+}
+
+fn stop_reason_str(r: StopReason) -> &'static str {
+    match r {
+        StopReason::EndTurn => "end_turn",
+        StopReason::MaxTokens => "max_tokens",
+        StopReason::StopSequence => "stop_sequence",
+        StopReason::ToolUse => "tool_use",
+    }
+}
+
+static SECRET: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)(sk-[a-z0-9_\-]{8,}|bearer\s+[a-z0-9_\-\.=]{8,}|(api[_-]?key|token|password|secret)(["']?\s*[:=]\s*["']?)[^\s"',}]{4,})"#)
+        .expect("valid regex")
+});
+
+/// Message content for the debug log: secret-looking values replaced, length bounded.
+pub fn redacted_content(messages: &serde_json::Value) -> String {
+    let text = messages.to_string();
+    let text: String = text.chars().take(8_192).collect();
+    SECRET
+        .replace_all(&text, |c: &regex::Captures| match c.get(2) {
+            Some(name) => format!("{}{}[REDACTED]", name.as_str(), &c[3]),
+            None => "[REDACTED]".to_owned(),
+        })
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_content_are_redacted() {
+        let v = serde_json::json!([{"role": "user", "content": "use sk-ant-api03-abcdefghijkl and api_key=hunter2hunter and Bearer abcdefgh12345"}]);
+        let out = redacted_content(&v);
+        assert!(
+            !out.contains("abcdefghijkl")
+                && !out.contains("hunter2hunter")
+                && !out.contains("abcdefgh12345"),
+            "{out}"
+        );
+        assert!(out.contains("api_key=[REDACTED]"), "{out}");
+    }
+}

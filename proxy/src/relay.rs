@@ -1,0 +1,358 @@
+//! Streaming response bodies, once a stream is committed to the client.
+//!
+//! While the backend is silent the body sends `ping` every `pingIntervalMs`; a backend that
+//! fails, stalls past the route's timeouts or closes early ends the stream with an `error`
+//! event (never a hang, never a silent cut). Dropping the body (client gone) drops the
+//! upstream response, which closes its connection: vLLM aborts the request.
+
+use crate::access_log::AccessLog;
+use crate::anthropic::{self, StopReason, Usage};
+use crate::balance::InFlight;
+use crate::server::AppState;
+use crate::translate::stream::{error_event, ping, StreamTranslator};
+use crate::upstream::{Item, RawEvent, UpstreamError, UpstreamStream};
+use axum::body::{Body, Bytes};
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard_api::Timeouts;
+
+/// Stream timers: ping cadence and the route's deadlines.
+#[derive(Debug, Clone)]
+pub struct Timers {
+    pub ping_every: Duration,
+    pub first_token: Duration,
+    pub idle: Duration,
+    pub total: Duration,
+}
+
+impl Timers {
+    pub fn new(ping_every_ms: u64, t: &Timeouts) -> Self {
+        Self {
+            ping_every: Duration::from_millis(ping_every_ms.max(1)),
+            first_token: Duration::from_millis(t.first_token_ms),
+            idle: Duration::from_millis(t.idle_ms),
+            total: Duration::from_millis(t.total_ms),
+        }
+    }
+}
+
+/// What the next wait may be, and what a deadline passing means.
+enum Wait {
+    Ping(Duration),
+    Deadline(Duration, &'static str),
+}
+
+fn next_wait(timers: &Timers, started: Instant, last_data: Option<Instant>) -> Wait {
+    let now = Instant::now();
+    let total_left = (started + timers.total).saturating_duration_since(now);
+    let (left, what) = match last_data {
+        None => (
+            (started + timers.first_token).saturating_duration_since(now),
+            "no first token within the route's firstTokenMs",
+        ),
+        Some(t) => (
+            (t + timers.idle).saturating_duration_since(now),
+            "backend silent for longer than the route's idleMs",
+        ),
+    };
+    let (left, what) = if total_left < left {
+        (total_left, "request exceeded the route's totalMs")
+    } else {
+        (left, what)
+    };
+    if left <= timers.ping_every {
+        Wait::Deadline(left, what)
+    } else {
+        Wait::Ping(timers.ping_every)
+    }
+}
+
+/// Bookkeeping of a committed stream. Dropped before `complete`: the client went away.
+pub struct StreamGuard {
+    app: Arc<AppState>,
+    log: AccessLog,
+    _in_flight: InFlight,
+    done: bool,
+}
+
+impl StreamGuard {
+    pub fn new(app: Arc<AppState>, log: AccessLog, in_flight: InFlight) -> Self {
+        app.metrics.active_streams.inc();
+        Self {
+            app,
+            log,
+            _in_flight: in_flight,
+            done: false,
+        }
+    }
+
+    fn token(&mut self) {
+        if self.log.ttft.is_none() {
+            self.log.ttft = Some(self.log.started.elapsed());
+        }
+    }
+
+    fn upstream_error(&mut self, e: &UpstreamError) {
+        crate::forward::count_upstream_error(&self.app, &self.log.backend, e);
+        tracing::warn!(request_id = %self.log.request_id, error = %e, "backend failed after the stream was committed");
+        self.log.error = Some(e.to_string());
+    }
+
+    fn complete(&mut self, usage: Usage, stop: Option<StopReason>) {
+        self.done = true;
+        self.log.usage = usage;
+        self.log.stop_reason = stop;
+        self.log.finish(&self.app.metrics);
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.app.metrics.active_streams.dec();
+        if !self.done {
+            self.app.metrics.client_disconnects.inc();
+            self.log.error = Some("client disconnected; upstream request cancelled".into());
+            self.log.finish(&self.app.metrics);
+        }
+    }
+}
+
+pub fn sse_response(body: Body) -> Response {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header("x-accel-buffering", "no")
+        .body(body)
+        .expect("static response parts are valid")
+}
+
+/// The translated OpenAI stream; `first` holds what was written before committing.
+pub fn openai_body(
+    mut chunks: UpstreamStream<crate::openai::ChatChunk>,
+    mut tr: StreamTranslator,
+    first: Vec<u8>,
+    mut guard: StreamGuard,
+    timers: Timers,
+) -> Body {
+    let backend = guard.log.backend.clone();
+    let stream = async_stream::stream! {
+        let started = guard.log.started;
+        let mut last_data = guard.log.ttft.map(|_| Instant::now());
+        yield Ok::<Bytes, Infallible>(Bytes::from(first));
+        while !tr.finished() {
+            let mut out = Vec::new();
+            let (wait, deadline) = match next_wait(&timers, started, last_data) {
+                Wait::Ping(d) => (d, None),
+                Wait::Deadline(d, what) => (d, Some(what)),
+            };
+            match tokio::time::timeout(wait, chunks.next()).await {
+                Err(_) => match deadline {
+                    None => ping(&mut out),
+                    Some(what) => {
+                        let e = UpstreamError::Timeout { backend: backend.clone(), detail: what.into() };
+                        guard.upstream_error(&e);
+                        tr.fail(&e.to_api(), &mut out);
+                    }
+                },
+                Ok(Some(Ok(Item::Data(chunk)))) => {
+                    tr.on_chunk(chunk, &mut out);
+                    last_data = Some(Instant::now());
+                    guard.token();
+                }
+                Ok(Some(Ok(Item::Done))) => tr.finish(&mut out),
+                Ok(Some(Err(e))) => {
+                    guard.upstream_error(&e);
+                    tr.fail(&e.to_api(), &mut out);
+                }
+                Ok(None) => {
+                    let e = UpstreamError::Interrupted { backend: backend.clone(), detail: "connection closed without [DONE]".into() };
+                    guard.upstream_error(&e);
+                    tr.fail(&e.to_api(), &mut out);
+                }
+            }
+            if !out.is_empty() {
+                yield Ok(Bytes::from(out));
+            }
+        }
+        if tr.anomalies > 0 {
+            tracing::warn!(fragments = tr.anomalies, "tool-call fragments arrived after their call was closed");
+        }
+        guard.complete(tr.usage(), tr.stop_reason());
+    };
+    Body::from_stream(stream)
+}
+
+/// Relays an Anthropic-protocol stream, fixing what clients trip on: a missing or null
+/// `usage`, and the backend's model name in place of the one the client asked for.
+pub struct Relay {
+    client_model: String,
+    started: bool,
+    stopped: bool,
+    usage: Usage,
+    stop: Option<StopReason>,
+}
+
+impl Relay {
+    pub fn new(client_model: String, prompt_estimate: u64) -> Self {
+        Self {
+            client_model,
+            started: false,
+            stopped: false,
+            usage: Usage {
+                input_tokens: prompt_estimate,
+                ..Usage::default()
+            },
+            stop: None,
+        }
+    }
+
+    /// Our own `message_start`, when the stream is committed before the backend's.
+    pub fn start(&mut self, out: &mut Vec<u8>) {
+        self.started = true;
+        let mut msg = anthropic::MessageResponse::new(
+            crate::server::new_id("msg"),
+            self.client_model.clone(),
+        );
+        msg.usage = self.usage;
+        write_raw(
+            out,
+            "message_start",
+            &json!({"type": "message_start", "message": msg}).to_string(),
+        );
+    }
+
+    pub fn event(&mut self, ev: RawEvent, out: &mut Vec<u8>) {
+        match ev.event.as_str() {
+            "message_start" => {
+                if self.started {
+                    return; // ours already went out
+                }
+                self.started = true;
+                let mut v: Value = serde_json::from_str(&ev.data).unwrap_or_else(|_| json!({}));
+                v["message"]["model"] = json!(self.client_model);
+                for (k, default) in [("type", "message"), ("role", "assistant")] {
+                    if v["message"].get(k).is_none() {
+                        v["message"][k] = json!(default);
+                    }
+                }
+                self.usage = ensure_usage(&mut v["message"]["usage"]);
+                write_raw(out, "message_start", &v.to_string());
+            }
+            "message_delta" => {
+                if !self.started {
+                    self.start(out);
+                }
+                let mut v: Value = serde_json::from_str(&ev.data).unwrap_or_else(|_| json!({}));
+                let delta = ensure_usage(&mut v["usage"]);
+                self.usage.output_tokens = delta.output_tokens;
+                self.stop = serde_json::from_value(v["delta"]["stop_reason"].clone()).ok();
+                write_raw(out, "message_delta", &v.to_string());
+            }
+            name => {
+                if !self.started {
+                    self.start(out);
+                }
+                write_raw(out, name, &ev.data);
+            }
+        }
+    }
+
+    pub fn stop_event(&mut self, out: &mut Vec<u8>) {
+        if !self.started {
+            self.start(out);
+        }
+        self.stopped = true;
+        write_raw(out, "message_stop", "{\"type\":\"message_stop\"}");
+    }
+}
+
+/// The relayed Anthropic stream; `first` is the backend's first event, if it came in time.
+pub fn anthropic_body(
+    mut events: UpstreamStream<RawEvent>,
+    mut relay: Relay,
+    first: Option<Item<RawEvent>>,
+    mut guard: StreamGuard,
+    timers: Timers,
+) -> Body {
+    let backend = guard.log.backend.clone();
+    let stream = async_stream::stream! {
+        let started = guard.log.started;
+        let mut out = Vec::new();
+        let mut last_data = None;
+        match first {
+            Some(Item::Data(ev)) => { relay.event(ev, &mut out); last_data = Some(Instant::now()); }
+            Some(Item::Done) => relay.stop_event(&mut out),
+            None => relay.start(&mut out),
+        }
+        yield Ok::<Bytes, Infallible>(Bytes::from(out));
+        let mut failed = false;
+        while !relay.stopped && !failed {
+            let mut out = Vec::new();
+            let (wait, deadline) = match next_wait(&timers, started, last_data) {
+                Wait::Ping(d) => (d, None),
+                Wait::Deadline(d, what) => (d, Some(what)),
+            };
+            let failure = match tokio::time::timeout(wait, events.next()).await {
+                Err(_) => match deadline {
+                    None => { ping(&mut out); None }
+                    Some(what) => Some(UpstreamError::Timeout { backend: backend.clone(), detail: what.into() }),
+                },
+                Ok(Some(Ok(Item::Data(ev)))) => {
+                    if ev.event == "content_block_delta" {
+                        guard.token();
+                    }
+                    relay.event(ev, &mut out);
+                    last_data = Some(Instant::now());
+                    None
+                }
+                Ok(Some(Ok(Item::Done))) => { relay.stop_event(&mut out); None }
+                Ok(Some(Err(e))) => Some(e),
+                Ok(None) => Some(UpstreamError::Interrupted { backend: backend.clone(), detail: "connection closed before message_stop".into() }),
+            };
+            if let Some(e) = failure {
+                guard.upstream_error(&e);
+                error_event(&mut out, &e.to_api());
+                failed = true;
+            }
+            if !out.is_empty() {
+                yield Ok(Bytes::from(out));
+            }
+        }
+        guard.complete(relay.usage, relay.stop);
+    };
+    Body::from_stream(stream)
+}
+
+fn write_raw(out: &mut Vec<u8>, event: &str, data: &str) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(event.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    out.extend_from_slice(data.as_bytes());
+    out.extend_from_slice(b"\n\n");
+}
+
+/// Replaces a missing or partly null `usage` with numbers, and returns it.
+pub fn ensure_usage(v: &mut Value) -> Usage {
+    if !v.is_object() {
+        *v = json!({});
+    }
+    let obj = v.as_object_mut().expect("just made an object");
+    for key in [
+        "input_tokens",
+        "output_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+    ] {
+        let entry = obj.entry(key).or_insert(json!(0));
+        if !entry.is_u64() {
+            *entry = json!(0);
+        }
+    }
+    serde_json::from_value(v.clone()).unwrap_or_default()
+}
