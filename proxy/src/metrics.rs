@@ -153,6 +153,31 @@ impl Metrics {
             "Applied configuration version",
             config_info.clone(),
         );
+        registry.register(
+            "retries",
+            "Attempts after the first, by backend",
+            retries.clone(),
+        );
+        registry.register(
+            "fallbacks",
+            "Requests answered by a fallback backend",
+            fallbacks.clone(),
+        );
+        registry.register(
+            "ejections",
+            "Endpoints ejected after consecutive failures",
+            ejections.clone(),
+        );
+        registry.register(
+            "retry_budget_exhausted",
+            "Retries refused because the backend's retry budget was spent",
+            retry_budget_exhausted.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by result",
+            reloads.clone(),
+        );
         Self {
             registry,
             requests,

@@ -1,0 +1,4 @@
+//! Switchyard operator: `InferenceBackend`s into vLLM workloads, `ModelRoute`s into the routing
+//! snapshot the proxies serve from. `build` is pure; the controllers apply what it returns.
+
+pub mod build;
