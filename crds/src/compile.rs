@@ -15,9 +15,6 @@ use crate::snapshot::{
 use crate::FieldError;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Where proxies mount the credentials Secret; backend API keys are read from files here.
-pub const CREDENTIALS_DIR: &str = "/etc/switchyard/credentials";
-
 /// Everything `compile` reads.
 #[derive(Debug, Clone, Default)]
 pub struct CompileInput<'a> {
@@ -59,7 +56,7 @@ pub struct RouteReport {
 /// A Secret key the operator copies into the credentials Secret under `key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {
-    /// Key in the credentials Secret (a file name under [`CREDENTIALS_DIR`]).
+    /// Key in the credentials Secret, referenced from the snapshot as `apiKey.secretKey`.
     pub key: String,
     pub secret_name: String,
     pub secret_key: String,
@@ -200,7 +197,8 @@ fn compile_backend(
             });
             Some(SecretRef {
                 env: None,
-                file: Some(format!("{CREDENTIALS_DIR}/{key}")),
+                file: None,
+                secret_key: Some(key),
             })
         }
         None => None,
@@ -439,8 +437,8 @@ spec:
         assert!(a.endpoints.is_empty());
         assert_eq!(a.health_check, None);
         assert_eq!(
-            a.api_key.as_ref().and_then(|k| k.file.as_deref()),
-            Some("/etc/switchyard/credentials/backend.anthropic.apiKey")
+            a.api_key.as_ref().and_then(|k| k.secret_key.as_deref()),
+            Some("backend.anthropic.apiKey")
         );
         assert_eq!(
             out.credentials,

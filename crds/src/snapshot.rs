@@ -109,6 +109,10 @@ pub struct SecretRef {
     /// Read from this file (trailing whitespace trimmed), e.g. a mounted Kubernetes Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+    /// Key in the credentials Secret the operator publishes beside the snapshot (cluster mode:
+    /// the proxy watches that Secret through the Kubernetes API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<String>,
 }
 
 /// One upstream model server.

@@ -63,10 +63,15 @@ impl RoutingSnapshot {
                 ));
             }
             if let Some(key) = &b.api_key {
-                if key.env.is_some() == key.file.is_some() {
+                let sources = [
+                    key.env.is_some(),
+                    key.file.is_some(),
+                    key.secret_key.is_some(),
+                ];
+                if sources.iter().filter(|s| **s).count() != 1 {
                     errors.push(FieldError::new(
                         at("apiKey"),
-                        "set exactly one of `env` or `file`",
+                        "set exactly one of `env`, `file` or `secretKey`",
                     ));
                 }
             }

@@ -66,6 +66,7 @@ pub fn single_upstream(
             api_key: api_key_env.map(|env| SecretRef {
                 env: Some(env),
                 file: None,
+                secret_key: None,
             }),
             thinking: ThinkingStyle::Auto,
             system_messages: SystemMessagePlacement::Inline,
@@ -138,14 +139,16 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn build(snapshot: RoutingSnapshot) -> Result<Self, ConfigError> {
-        Self::build_from(snapshot, None)
+        Self::build_from(snapshot, None, None)
     }
 
     /// Builds a runtime, reusing endpoint load and ejection state, retry budgets and
-    /// discovery results of `previous` for whatever did not change.
+    /// discovery results of `previous` for whatever did not change. `credentials` resolves
+    /// `secretKey` references (cluster mode).
     pub fn build_from(
         snapshot: RoutingSnapshot,
         previous: Option<&Runtime>,
+        credentials: Option<&Credentials>,
     ) -> Result<Self, ConfigError> {
         snapshot.validate().map_err(|errors| ConfigError::Invalid {
             path: "config".into(),
@@ -169,7 +172,7 @@ impl Runtime {
             let api_key = spec
                 .api_key
                 .as_ref()
-                .map(|r| read_secret(r, &format!("backends[{i}].apiKey")))
+                .map(|r| read_secret(r, &format!("backends[{i}].apiKey"), credentials))
                 .transpose()?;
             let urls: Vec<&str> = if spec.endpoints.is_empty() {
                 vec![spec.base_url.as_str()]
@@ -211,19 +214,35 @@ impl Runtime {
     }
 }
 
-fn read_secret(r: &SecretRef, field: &str) -> Result<Secret, ConfigError> {
+/// Values of the credentials Secret published beside the snapshot (cluster mode).
+pub type Credentials = std::collections::BTreeMap<String, String>;
+
+fn read_secret(
+    r: &SecretRef,
+    field: &str,
+    credentials: Option<&Credentials>,
+) -> Result<Secret, ConfigError> {
     let err = |message: String| ConfigError::Secret {
         field: field.into(),
         message,
     };
-    match (&r.env, &r.file) {
-        (Some(var), None) => std::env::var(var)
+    match (&r.env, &r.file, &r.secret_key) {
+        (Some(var), None, None) => std::env::var(var)
             .map(Secret)
             .map_err(|_| err(format!("environment variable `{var}` is not set"))),
-        (None, Some(path)) => std::fs::read_to_string(path)
+        (None, Some(path), None) => std::fs::read_to_string(path)
             .map(|s| Secret(s.trim_end().to_owned()))
             .map_err(|e| err(format!("cannot read `{path}`: {e}"))),
-        _ => Err(err("set exactly one of `env` or `file`".into())),
+        (None, None, Some(key)) => match credentials {
+            Some(c) => c
+                .get(key)
+                .map(|v| Secret(v.trim_end().to_owned()))
+                .ok_or_else(|| err(format!("key `{key}` is not in the credentials Secret"))),
+            None => Err(err(format!(
+                "`secretKey: {key}` needs cluster mode (the operator's credentials Secret)"
+            ))),
+        },
+        _ => Err(err("set exactly one of `env`, `file` or `secretKey`".into())),
     }
 }
 

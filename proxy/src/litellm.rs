@@ -1013,6 +1013,7 @@ impl<'a> Converter<'a> {
             Some(SecretRef {
                 env: Some(name.to_owned()),
                 file: None,
+                secret_key: None,
             })
         };
         let raw = match value {
@@ -1666,6 +1667,7 @@ mod tests {
         Some(SecretRef {
             env: Some(name.into()),
             file: None,
+            secret_key: None,
         })
     }
 

@@ -38,7 +38,7 @@ pub async fn watch(app: Arc<AppState>, path: PathBuf, health: Arc<HealthChecks>,
 pub fn apply(app: &AppState, path: &Path, health: &HealthChecks, load: Loader) -> bool {
     let current = app.runtime.load_full();
     let built = load(path).and_then(|snapshot| {
-        Runtime::build_from(snapshot, Some(&current)).map_err(|e| e.to_string())
+        Runtime::build_from(snapshot, Some(&current), None).map_err(|e| e.to_string())
     });
     match built {
         Ok(next) => {
