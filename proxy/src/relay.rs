@@ -14,12 +14,15 @@ use crate::upstream::{Item, RawEvent, UpstreamError, UpstreamStream};
 use axum::body::{Body, Bytes};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_api::Timeouts;
+
+/// Most upstream chunks folded into one client write.
+const BATCH: usize = 64;
 
 /// Stream timers: ping cadence and the route's deadlines.
 #[derive(Debug, Clone)]
@@ -160,20 +163,20 @@ pub fn openai_body(
                         tr.fail(&e.to_api(), &mut out);
                     }
                 },
-                Ok(Some(Ok(Item::Data(chunk)))) => {
-                    tr.on_chunk(chunk, &mut out);
-                    last_data = Some(Instant::now());
-                    guard.token();
-                }
-                Ok(Some(Ok(Item::Done))) => tr.finish(&mut out),
-                Ok(Some(Err(e))) => {
-                    guard.upstream_error(&e);
-                    tr.fail(&e.to_api(), &mut out);
-                }
-                Ok(None) => {
-                    let e = UpstreamError::Interrupted { backend: backend.clone(), detail: "connection closed without [DONE]".into() };
-                    guard.upstream_error(&e);
-                    tr.fail(&e.to_api(), &mut out);
+                Ok(item) => {
+                    if feed(item, &mut tr, &mut out, &mut guard, &backend) {
+                        last_data = Some(Instant::now());
+                    }
+                    // Chunks that are already here go out in the same write: one syscall
+                    // for a burst instead of one per token.
+                    for _ in 0..BATCH {
+                        match chunks.next().now_or_never() {
+                            Some(item) if !tr.finished() => {
+                                feed(item, &mut tr, &mut out, &mut guard, &backend);
+                            }
+                            _ => break,
+                        }
+                    }
                 }
             }
             if !out.is_empty() {
@@ -186,6 +189,35 @@ pub fn openai_body(
         guard.complete(tr.usage(), tr.stop_reason());
     };
     Body::from_stream(stream)
+}
+
+/// Applies one upstream item to the translator; true when it carried data.
+fn feed(
+    item: Option<Result<Item<crate::openai::ChatChunk>, UpstreamError>>,
+    tr: &mut StreamTranslator,
+    out: &mut Vec<u8>,
+    guard: &mut StreamGuard,
+    backend: &str,
+) -> bool {
+    let failure = match item {
+        Some(Ok(Item::Data(chunk))) => {
+            tr.on_chunk(chunk, out);
+            guard.token();
+            return true;
+        }
+        Some(Ok(Item::Done)) => {
+            tr.finish(out);
+            return false;
+        }
+        Some(Err(e)) => e,
+        None => UpstreamError::Interrupted {
+            backend: backend.to_owned(),
+            detail: "connection closed without [DONE]".into(),
+        },
+    };
+    guard.upstream_error(&failure);
+    tr.fail(&failure.to_api(), out);
+    false
 }
 
 /// Relays an Anthropic-protocol stream, fixing what clients trip on: a missing or null
