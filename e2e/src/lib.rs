@@ -3,3 +3,4 @@
 
 pub mod mock_vllm;
 pub mod proxy_process;
+pub mod testkit;

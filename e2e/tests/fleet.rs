@@ -6,49 +6,9 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use switchyard_e2e::mock_vllm::{MockConfig, MockVllm};
+use switchyard_e2e::mock_vllm::MockVllm;
 use switchyard_e2e::proxy_process::ProxyProcess;
-
-async fn mock() -> MockVllm {
-    MockVllm::start(MockConfig::default(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("mock starts")
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-struct TempFile(std::path::PathBuf);
-
-impl TempFile {
-    fn new(text: &str) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "switchyard-fleet-{}.yaml",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::write(&path, text).unwrap();
-        Self(path)
-    }
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-    /// Replaces the content atomically, as a ConfigMap volume update does.
-    fn replace(&self, text: &str) {
-        let tmp = self.0.with_extension("tmp");
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(&tmp, &self.0).unwrap();
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+use switchyard_e2e::testkit::{http, mock, TempFile};
 
 fn request(text: &str, session: &str, stream: bool) -> Value {
     json!({"model": "claude-opus-5-5", "max_tokens": 1000, "stream": stream,

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use switchyard_e2e::mock_vllm::{count_prompt_tokens, MockConfig, MockVllm};
 use switchyard_e2e::proxy_process::ProxyProcess;
+use switchyard_e2e::testkit::{http, sse_events, TempFile};
 
 async fn mock(cfg: MockConfig) -> MockVllm {
     MockVllm::start(cfg, "127.0.0.1:0".parse().unwrap())
@@ -15,39 +16,9 @@ async fn mock(cfg: MockConfig) -> MockVllm {
         .expect("mock starts")
 }
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-/// Writes a config file that lives as long as the returned guard.
-struct TempConfig(std::path::PathBuf);
-
-impl TempConfig {
-    fn new(yaml: &str) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "switchyard-test-{}.yaml",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::write(&path, yaml).unwrap();
-        Self(path)
-    }
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempConfig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// A config with one backend at `base_url`, every model routed to it, and fast stream timers.
-fn config(base_url: &str, backend_extra: &str, routes: &str) -> TempConfig {
-    TempConfig::new(&format!(
+fn config(base_url: &str, backend_extra: &str, routes: &str) -> TempFile {
+    TempFile::new(&format!(
         "server:\n  commitAfterMs: 100\n  pingIntervalMs: 100\n  maxBodyBytes: 200000\n\
          backends:\n  - name: vllm\n    baseUrl: {base_url}\n{backend_extra}\
          routes:\n{routes}"
@@ -69,25 +40,6 @@ async fn post(proxy: &ProxyProcess, body: &Value) -> reqwest::Response {
         .send()
         .await
         .expect("proxy answers")
-}
-
-/// (event, data) pairs of an SSE body.
-fn events(text: &str) -> Vec<(String, Value)> {
-    text.split("\n\n")
-        .filter(|b| !b.trim().is_empty())
-        .map(|b| {
-            let mut lines = b.lines();
-            let name = lines
-                .next()
-                .unwrap()
-                .strip_prefix("event: ")
-                .unwrap()
-                .to_owned();
-            let data = serde_json::from_str(lines.next().unwrap().strip_prefix("data: ").unwrap())
-                .unwrap();
-            (name, data)
-        })
-        .collect()
 }
 
 async fn wait_for(mut check: impl FnMut() -> bool, within: Duration) -> bool {
@@ -123,7 +75,7 @@ async fn pings_keep_a_slow_prefill_alive_then_tokens_flow() {
         resp.headers()["content-type"],
         "text/event-stream; charset=utf-8"
     );
-    let ev = events(&resp.text().await.unwrap());
+    let ev = sse_events(&resp.text().await.unwrap());
     let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names[0], "message_start");
     let first_block = names
@@ -185,7 +137,7 @@ async fn backend_death_mid_stream_is_an_error_event() {
     let proxy = ProxyProcess::start(&["--config", cfg.path()]).unwrap();
     let resp = post(&proxy, &body("[[mock:die:3]]", true)).await;
     assert_eq!(resp.status(), 200);
-    let ev = events(&resp.text().await.unwrap());
+    let ev = sse_events(&resp.text().await.unwrap());
     let (last, data) = ev.last().unwrap();
     assert_eq!(last, "error");
     assert_eq!(data["error"]["type"], "api_error");
@@ -361,7 +313,7 @@ async fn anthropic_protocol_backend_is_passed_through_with_fixes() {
                      {"role": "system", "content": "env: linux"}]});
     let resp = post(&proxy, &req).await;
     assert_eq!(resp.status(), 200);
-    let ev = events(&resp.text().await.unwrap());
+    let ev = sse_events(&resp.text().await.unwrap());
     assert_eq!(ev[0].0, "message_start");
     assert_eq!(ev[0].1["message"]["model"], "claude-opus-5-5");
     assert!(ev[0].1["message"]["usage"]["input_tokens"].is_u64());
@@ -419,14 +371,14 @@ async fn root_and_models_answer_cleanly() {
 
 #[tokio::test]
 async fn invalid_config_exits_naming_the_field() {
-    let cfg = TempConfig::new("backends:\n  - name: a\n    baseUrl: localhost:8000\nroutes:\n  - name: r\n    models: ['*']\n    backend: b\n");
+    let cfg = TempFile::new("backends:\n  - name: a\n    baseUrl: localhost:8000\nroutes:\n  - name: r\n    models: ['*']\n    backend: b\n");
     let err = ProxyProcess::start(&["--config", cfg.path()])
         .err()
         .expect("proxy must refuse the config");
     let msg = err.to_string();
     assert!(msg.contains("backends[0].baseUrl"), "{msg}");
     assert!(msg.contains("routes[0].backend"), "{msg}");
-    let typo = TempConfig::new("backends: []\nroutes: []\nservr: {}\n");
+    let typo = TempFile::new("backends: []\nroutes: []\nservr: {}\n");
     let msg = ProxyProcess::start(&["--config", typo.path()])
         .err()
         .unwrap()

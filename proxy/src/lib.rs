@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod anthropic;
 pub mod balance;
+pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod error;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use switchyard_api::{Protocol, RoutingSnapshot};
+use switchyard_proxy::cluster;
 use switchyard_proxy::config::{self, Runtime};
 use switchyard_proxy::health::HealthChecks;
 use switchyard_proxy::litellm;
@@ -29,7 +30,7 @@ struct Cli {
     #[arg(long, conflicts_with = "upstream")]
     litellm_config: Option<PathBuf>,
     /// Zero-config: route every model name to this server, e.g. http://127.0.0.1:8000/v1.
-    #[arg(long, required_unless_present_any = ["config", "litellm_config"])]
+    #[arg(long, required_unless_present_any = ["config", "litellm_config", "kube_namespace"])]
     upstream: Option<String>,
     /// Protocol of --upstream: `openai` (Chat Completions) or `anthropic` (/v1/messages).
     #[arg(long, default_value = "openai", value_parser = config::parse_protocol, requires = "upstream")]
@@ -43,6 +44,23 @@ struct Cli {
     /// Name of the environment variable holding --upstream's API key.
     #[arg(long, requires = "upstream")]
     upstream_api_key_env: Option<String>,
+    /// Cluster mode: namespace of the operator's snapshot ConfigMap and credentials Secret,
+    /// watched through the Kubernetes API (in-cluster service account, or KUBECONFIG).
+    #[arg(
+        long,
+        requires_all = ["kube_snapshot", "kube_credentials"],
+        conflicts_with_all = ["config", "litellm_config", "upstream"]
+    )]
+    kube_namespace: Option<String>,
+    /// Cluster mode: name of the snapshot ConfigMap (YAML snapshot under key `snapshot.yaml`).
+    #[arg(long, requires = "kube_namespace")]
+    kube_snapshot: Option<String>,
+    /// Cluster mode: name of the credentials Secret (`backend.<name>.apiKey` keys).
+    #[arg(long, requires = "kube_namespace")]
+    kube_credentials: Option<String>,
+    /// Cluster mode: seconds to wait at start-up for a servable snapshot before exiting.
+    #[arg(long, default_value_t = 150, requires = "kube_namespace")]
+    kube_initial_timeout: u64,
     /// Client API listener.
     #[arg(long, default_value = "0.0.0.0:4000")]
     listen: SocketAddr,
@@ -80,7 +98,8 @@ fn main() {
     init_tracing(&cli.log_format);
     // Loaded before the async runtime starts: a LiteLLM config's literal secrets are put in
     // the environment here, while the process has one thread.
-    let snapshot = match load(&cli) {
+    // Cluster mode reads its snapshot from the API server once the async runtime runs.
+    let snapshot = match cli.kube_namespace.is_none().then(|| load(&cli)).transpose() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("switchyard-proxy: {e:#}");
@@ -170,8 +189,23 @@ fn init_tracing(format: &str) {
     }
 }
 
-async fn run(cli: Cli, snapshot: RoutingSnapshot) -> anyhow::Result<()> {
-    let runtime = Runtime::build(snapshot)?;
+async fn run(cli: Cli, snapshot: Option<RoutingSnapshot>) -> anyhow::Result<()> {
+    let (runtime, kube) = match snapshot {
+        Some(snapshot) => (Runtime::build(snapshot)?, None),
+        None => {
+            let source = cluster::Source {
+                namespace: cli.kube_namespace.clone().expect("cluster mode"),
+                configmap: cli.kube_snapshot.clone().expect("clap requires it"),
+                secret: cli.kube_credentials.clone().expect("clap requires it"),
+            };
+            let client = kube::Client::try_default().await.context(
+                "cannot configure the Kubernetes client (in-cluster service account or KUBECONFIG)",
+            )?;
+            let timeout = Duration::from_secs(cli.kube_initial_timeout);
+            let runtime = cluster::initial_load(&client, &source, timeout).await?;
+            (runtime, Some((client, source)))
+        }
+    };
     let state = AppState::new(runtime);
     // Discover every backend now so a misconfiguration shows in the first log lines; a backend
     // still loading is retried on first use.
@@ -181,7 +215,14 @@ async fn run(cli: Cli, snapshot: RoutingSnapshot) -> anyhow::Result<()> {
         }
     }
     let health = HealthChecks::start(state.client.clone(), &state.runtime.load());
-    if let Some(path) = cli.config.clone() {
+    if let Some((client, source)) = kube {
+        tokio::spawn(cluster::watch(
+            state.clone(),
+            health.clone(),
+            client,
+            source,
+        ));
+    } else if let Some(path) = cli.config.clone() {
         tokio::spawn(reload::watch(state.clone(), path, health.clone(), |p| {
             config::load_file(p).map_err(|e| e.to_string())
         }));

@@ -63,6 +63,9 @@ pub struct Metrics {
     pub retry_budget_exhausted: Family<KindLabels, Counter>,
     /// Config reloads by result (`applied`, `rejected`).
     pub reloads: Family<ResultLabels, Counter>,
+    /// Failed list/watch calls to the Kubernetes API (cluster mode); the last good config
+    /// keeps serving meanwhile.
+    pub config_watch_errors: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -103,6 +106,7 @@ impl Metrics {
         let ejections = Family::default();
         let retry_budget_exhausted = Family::default();
         let reloads = Family::default();
+        let config_watch_errors = Counter::default();
         registry.register(
             "requests",
             "Client requests by route, backend and HTTP status",
@@ -178,6 +182,11 @@ impl Metrics {
             "Configuration reloads by result",
             reloads.clone(),
         );
+        registry.register(
+            "config_watch_errors",
+            "Failed list/watch calls for the snapshot ConfigMap and credentials Secret (cluster mode)",
+            config_watch_errors.clone(),
+        );
         Self {
             registry,
             requests,
@@ -195,6 +204,7 @@ impl Metrics {
             ejections,
             retry_budget_exhausted,
             reloads,
+            config_watch_errors,
         }
     }
 

@@ -44,13 +44,13 @@ impl Timers {
     }
 }
 
-/// What the next wait may be, and what a deadline passing means.
-enum Wait {
-    Ping(Duration),
-    Deadline(Duration, &'static str),
-}
-
-fn next_wait(timers: &Timers, started: Instant, last_data: Option<Instant>) -> Wait {
+/// How long to wait for the next upstream item, and what it means if nothing comes: a
+/// `ping` is due (`None`), or a deadline of the route passes (its description).
+fn next_wait(
+    timers: &Timers,
+    started: Instant,
+    last_data: Option<Instant>,
+) -> (Duration, Option<&'static str>) {
     let now = Instant::now();
     let total_left = (started + timers.total).saturating_duration_since(now);
     let (left, what) = match last_data {
@@ -69,9 +69,9 @@ fn next_wait(timers: &Timers, started: Instant, last_data: Option<Instant>) -> W
         (left, what)
     };
     if left <= timers.ping_every {
-        Wait::Deadline(left, what)
+        (left, Some(what))
     } else {
-        Wait::Ping(timers.ping_every)
+        (timers.ping_every, None)
     }
 }
 
@@ -150,10 +150,7 @@ pub fn openai_body(
         yield Ok::<Bytes, Infallible>(Bytes::from(first));
         while !tr.finished() {
             let mut out = Vec::new();
-            let (wait, deadline) = match next_wait(&timers, started, last_data) {
-                Wait::Ping(d) => (d, None),
-                Wait::Deadline(d, what) => (d, Some(what)),
-            };
+            let (wait, deadline) = next_wait(&timers, started, last_data);
             match tokio::time::timeout(wait, chunks.next()).await {
                 Err(_) => match deadline {
                     None => ping(&mut out),
@@ -326,10 +323,7 @@ pub fn anthropic_body(
         let mut failed = false;
         while !relay.stopped && !failed {
             let mut out = Vec::new();
-            let (wait, deadline) = match next_wait(&timers, started, last_data) {
-                Wait::Ping(d) => (d, None),
-                Wait::Deadline(d, what) => (d, Some(what)),
-            };
+            let (wait, deadline) = next_wait(&timers, started, last_data);
             let failure = match tokio::time::timeout(wait, events.next()).await {
                 Err(_) => match deadline {
                     None => { ping(&mut out); None }

@@ -45,29 +45,40 @@ pub fn apply(app: &AppState, path: &Path, health: &HealthChecks, load: Loader) -
             if next.version == current.version {
                 return false;
             }
-            tracing::info!(from = %current.version, to = %next.version, "config reloaded");
-            app.metrics.config_info.clear();
-            app.metrics
-                .config_info
-                .get_or_create(&VersionLabels {
-                    version: next.version.clone(),
-                })
-                .set(1);
-            health.replace(&next);
-            app.runtime.store(Arc::new(next));
-            app.metrics
-                .reloads
-                .get_or_create(&ResultLabels { result: "applied" })
-                .inc();
+            install(app, health, next, &current.version);
             true
         }
         Err(e) => {
-            tracing::error!(error = %e, version = %current.version, "config change refused; still serving the last good config");
-            app.metrics
-                .reloads
-                .get_or_create(&ResultLabels { result: "rejected" })
-                .inc();
+            refuse(app, &e, &current.version);
             false
         }
     }
+}
+
+/// Swaps `next` in atomically (requests in flight keep the runtime they started with),
+/// restarts the health checks for it and counts an applied reload. Shared with cluster mode.
+pub fn install(app: &AppState, health: &HealthChecks, next: Runtime, from: &str) {
+    tracing::info!(from = %from, to = %next.version, "config reloaded");
+    app.metrics.config_info.clear();
+    app.metrics
+        .config_info
+        .get_or_create(&VersionLabels {
+            version: next.version.clone(),
+        })
+        .set(1);
+    health.replace(&next);
+    app.runtime.store(Arc::new(next));
+    app.metrics
+        .reloads
+        .get_or_create(&ResultLabels { result: "applied" })
+        .inc();
+}
+
+/// Logs and counts a refused config change; the last good config keeps serving.
+pub fn refuse(app: &AppState, error: &dyn std::fmt::Display, serving: &str) {
+    tracing::error!(error = %error, version = %serving, "config change refused; still serving the last good config");
+    app.metrics
+        .reloads
+        .get_or_create(&ResultLabels { result: "rejected" })
+        .inc();
 }

@@ -16,7 +16,8 @@ fn example_configs_are_valid() {
             }
             let snap: RoutingSnapshot =
                 serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            snap.validate().unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+            snap.validate()
+                .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
             checked += 1;
         }
     }

@@ -1,0 +1,74 @@
+//! Small helpers shared by the end-to-end test files.
+
+use crate::mock_vllm::{MockConfig, MockVllm};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A mock vLLM with the default config on a free loopback port.
+pub async fn mock() -> MockVllm {
+    MockVllm::start(
+        MockConfig::default(),
+        "127.0.0.1:0".parse().expect("valid address"),
+    )
+    .await
+    .expect("mock starts")
+}
+
+/// An HTTP client whose every request is bounded in time.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client builds")
+}
+
+/// A config file that lives as long as this value.
+pub struct TempFile(PathBuf);
+
+impl TempFile {
+    pub fn new(text: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "switchyard-test-{}.yaml",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::write(&path, text).expect("temp file writes");
+        Self(path)
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().expect("temp paths are UTF-8")
+    }
+
+    /// Replaces the content atomically, as a ConfigMap volume update does.
+    pub fn replace(&self, text: &str) {
+        let tmp = self.0.with_extension("tmp");
+        std::fs::write(&tmp, text).expect("temp file writes");
+        std::fs::rename(&tmp, &self.0).expect("temp file renames");
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// (event, data) pairs of an Anthropic SSE body.
+pub fn sse_events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter(|b| !b.trim().is_empty())
+        .map(|b| {
+            let mut name = String::new();
+            let mut data = Value::Null;
+            for line in b.lines() {
+                if let Some(n) = line.strip_prefix("event: ") {
+                    name = n.to_owned();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(d).expect("event data is JSON");
+                }
+            }
+            (name, data)
+        })
+        .collect()
+}
