@@ -25,6 +25,10 @@ pub struct CompileInput<'a> {
     pub endpoints: BTreeMap<String, Vec<String>>,
     pub server: ServerSettings,
     pub keys: Vec<ClientKey>,
+    /// Backends the operator refuses for a reason outside their spec (a credentials Secret it
+    /// cannot read), by name: left out of the snapshot and reported with this problem, so
+    /// their routes say they were refused rather than missing.
+    pub refused: BTreeMap<String, Problem>,
 }
 
 /// One thing wrong with one object, worded for its status condition.
@@ -56,6 +60,8 @@ pub struct RouteReport {
 /// A Secret key the operator copies into the credentials Secret under `key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {
+    /// The `InferenceBackend` (by name) whose Secret this is.
+    pub backend: String,
     /// Key in the credentials Secret, referenced from the snapshot as `apiKey.secretKey`.
     pub key: String,
     pub secret_name: String,
@@ -83,6 +89,11 @@ pub fn compile(input: &CompileInput<'_>) -> Compiled {
             continue;
         };
         let mut report = BackendReport::default();
+        if let Some(problem) = input.refused.get(&name) {
+            report.problems.push(problem.clone());
+            backend_reports.insert(name, report);
+            continue;
+        }
         match compile_backend(ib, &name, &input.endpoints) {
             Ok((backend, credential)) => {
                 report.accepted = true;
@@ -191,6 +202,7 @@ fn compile_backend(
         Some(secret) => {
             let key = format!("backend.{name}.apiKey");
             credential = Some(Credential {
+                backend: name.to_owned(),
                 key: key.clone(),
                 secret_name: secret.name.clone(),
                 secret_key: secret.key.clone(),
@@ -335,13 +347,7 @@ fn spec_path(snapshot_field: &str) -> String {
 pub fn snapshot_version(snapshot: &RoutingSnapshot) -> String {
     let mut unversioned = snapshot.clone();
     unversioned.version = None;
-    let bytes = serde_json::to_vec(&unversioned).expect("a snapshot serializes");
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
+    format!("{:016x}", crate::version::content_hash(&unversioned))
 }
 
 #[cfg(test)]
@@ -443,6 +449,7 @@ spec:
         assert_eq!(
             out.credentials,
             [Credential {
+                backend: "anthropic".into(),
                 key: "backend.anthropic.apiKey".into(),
                 secret_name: "anthropic-key".into(),
                 secret_key: "token".into(),
@@ -627,6 +634,38 @@ spec:
             .map(|e| e.field.as_str())
             .collect();
         assert_eq!(fields, ["backends", "routes"]);
+    }
+
+    #[test]
+    fn a_backend_refused_by_the_operator_is_left_out_and_named_refused() {
+        let routes = [
+            route(
+                "r",
+                "2026-01-01T00:00:00Z",
+                "{models: [m], backend: anthropic}",
+            ),
+            route("ok", "2026-01-01T00:00:00Z", "{models: [n], backend: qwen}"),
+        ];
+        let refused = BTreeMap::from([(
+            "anthropic".to_owned(),
+            Problem {
+                reason: reason::CREDENTIALS_MISSING,
+                message: "Secret `anthropic-key` not found".into(),
+            },
+        )]);
+        let out = compile(&CompileInput {
+            backends: &[qwen(), anthropic()],
+            routes: &routes,
+            refused,
+            ..Default::default()
+        });
+        let report = &out.backends["anthropic"];
+        assert!(!report.accepted);
+        assert_eq!(report.problems[0].reason, reason::CREDENTIALS_MISSING);
+        assert!(out.credentials.is_empty());
+        assert!(out.routes["r"].problems[0].message.contains("was refused"));
+        assert_eq!(out.snapshot.backends.len(), 1);
+        assert!(out.routes["ok"].accepted);
     }
 
     #[test]

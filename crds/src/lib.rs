@@ -7,4 +7,6 @@ pub use snapshot::*;
 pub use validate::FieldError;
 pub mod compile;
 pub mod crd;
+pub mod version;
 pub use compile::{compile, CompileInput, Compiled};
+pub use version::version_of;

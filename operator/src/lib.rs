@@ -2,3 +2,6 @@
 //! snapshot the proxies serve from. `build` is pure; the controllers apply what it returns.
 
 pub mod build;
+pub mod controller;
+pub mod leader;
+pub mod metrics;

@@ -154,11 +154,7 @@ impl Runtime {
             path: "config".into(),
             errors,
         })?;
-        let hash = content_hash(&snapshot);
-        let version = match &snapshot.version {
-            Some(v) => format!("{v}-{hash:016x}"),
-            None => format!("{hash:016x}"),
-        };
+        let version = switchyard_api::version_of(&snapshot);
         let old_endpoint = |url: &str| {
             previous
                 .into_iter()
@@ -244,15 +240,6 @@ fn read_secret(
         },
         _ => Err(err("set exactly one of `env`, `file` or `secretKey`".into())),
     }
-}
-
-/// FNV-1a over the canonical JSON form: stable across processes, so every proxy of a fleet
-/// reports the same version for the same snapshot.
-fn content_hash(snapshot: &RoutingSnapshot) -> u64 {
-    let bytes = serde_json::to_vec(snapshot).expect("snapshot serializes");
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// Protocol as given on the command line.

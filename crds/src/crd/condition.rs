@@ -11,6 +11,11 @@ pub const STALLED: &str = "Stalled";
 /// Something is off but not fatal (an unknown parser name: vLLM versions differ, so the
 /// operator cannot be sure it is wrong).
 pub const WARNING: &str = "Warning";
+/// The object is in the published routing snapshot (routes and backends; written by the
+/// snapshot publisher, next to the backend controller's own conditions).
+pub const PUBLISHED: &str = "Published";
+/// Every proxy of the fleet runs the snapshot this route was published in.
+pub const SYNCED: &str = "Synced";
 
 /// Condition reasons (CamelCase, as the API conventions ask).
 pub mod reason {
@@ -31,6 +36,21 @@ pub mod reason {
     /// The route is part of the published snapshot.
     pub const ACCEPTED: &str = "Accepted";
     pub const APPLY_FAILED: &str = "ApplyFailed";
+    /// Another object of the same kind and name, in another namespace the operator serves, is
+    /// older: snapshot names are unique across namespaces.
+    pub const NAME_CONFLICT: &str = "NameConflict";
+    /// The Secret (or key) an external backend's `apiKeySecretRef` names cannot be read.
+    pub const CREDENTIALS_MISSING: &str = "CredentialsMissing";
+    /// No route at all could be published; the proxies keep the snapshot they have.
+    pub const SNAPSHOT_INVALID: &str = "SnapshotInvalid";
+    /// Some proxies still run an older snapshot.
+    pub const PROXIES_SYNCING: &str = "ProxiesSyncing";
+    /// Every proxy runs the current snapshot.
+    pub const PROXIES_SYNCED: &str = "ProxiesSynced";
+    /// No proxy pod was found to publish to.
+    pub const NO_PROXIES: &str = "NoProxies";
+    /// An external backend: nothing to run, the endpoint is used as given.
+    pub const EXTERNAL: &str = "External";
 }
 
 /// Set (or replace) the condition of type `type_`. The transition time moves only when the
