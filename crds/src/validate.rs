@@ -22,16 +22,11 @@ impl FieldError {
 }
 
 impl RoutingSnapshot {
-    /// Every problem at once, so a user fixes the file in one pass.
+    /// Every problem at once, so a user fixes the file in one pass. An empty snapshot is
+    /// valid: a cluster with no ModelRoutes yet publishes one, and its proxies answer 404.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut errors = Vec::new();
         let mut backend_names = HashSet::new();
-        if self.backends.is_empty() {
-            errors.push(FieldError::new(
-                "backends",
-                "at least one backend is required",
-            ));
-        }
         for (i, b) in self.backends.iter().enumerate() {
             let at = |f: &str| format!("backends[{i}].{f}");
             if b.name.trim().is_empty() {
@@ -77,9 +72,6 @@ impl RoutingSnapshot {
             }
         }
         let mut route_names = HashSet::new();
-        if self.routes.is_empty() {
-            errors.push(FieldError::new("routes", "at least one route is required"));
-        }
         for (i, r) in self.routes.iter().enumerate() {
             let at = |f: &str| format!("routes[{i}].{f}");
             if !route_names.insert(r.name.as_str()) {

@@ -39,10 +39,23 @@ pub fn load_file(path: &Path) -> Result<RoutingSnapshot, ConfigError> {
             path: shown.clone(),
             message: e.to_string(),
         })?;
-    snapshot.validate().map_err(|errors| ConfigError::Invalid {
-        path: shown,
-        errors,
-    })?;
+    let mut errors = snapshot.validate().err().unwrap_or_default();
+    // A file that routes nothing is a mistake here (an operator's empty snapshot is not).
+    if snapshot.routes.is_empty() {
+        errors.insert(
+            0,
+            switchyard_api::FieldError {
+                field: "routes".into(),
+                message: "at least one route is required".into(),
+            },
+        );
+    }
+    if !errors.is_empty() {
+        return Err(ConfigError::Invalid {
+            path: shown,
+            errors,
+        });
+    }
     Ok(snapshot)
 }
 

@@ -276,7 +276,13 @@ async fn apply_swaps_valid_refuses_invalid_and_notices_key_rotation() {
     assert_eq!(api_key(&app.runtime.load()).as_deref(), Some("k2"));
 
     // Invalid: refused, the last good one keeps serving.
-    let bad = configmap(&[(SNAPSHOT_KEY, "backends: []\nroutes: []\n")], "2");
+    let bad = configmap(
+        &[(
+            SNAPSHOT_KEY,
+            "backends: []\nroutes: [{name: r, models: ['*'], backend: nope}]\n",
+        )],
+        "2",
+    );
     assert!(!apply(
         &app,
         &health,
@@ -470,7 +476,13 @@ async fn watch_applies_changes_keeps_last_good_and_survives_api_errors() {
     assert_eq!(reloads(&app, "applied"), 1);
 
     // An invalid snapshot is refused; v1 keeps serving.
-    let mut bad = configmap(&[(SNAPSHOT_KEY, "backends: []\nroutes: []\n")], "2");
+    let mut bad = configmap(
+        &[(
+            SNAPSHOT_KEY,
+            "backends: []\nroutes: [{name: r, models: ['*'], backend: nope}]\n",
+        )],
+        "2",
+    );
     bad.metadata.resource_version = Some("2".into());
     cm_tx.send(watch_event("MODIFIED", &bad)).unwrap();
     eventually("invalid refused", || reloads(&app, "rejected") == 1).await;
