@@ -281,6 +281,7 @@ fn compile_route(
         fallbacks: spec.fallbacks.clone(),
         retries: spec.retries.clone(),
         timeouts: spec.timeouts.clone(),
+        limits: spec.limits.clone(),
     };
     let mut problems = Vec::new();
 

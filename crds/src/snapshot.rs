@@ -252,6 +252,10 @@ pub struct Route {
     pub retries: RetryPolicy,
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// Limits on all traffic of this route together, whoever sends it (per-key limits are in
+    /// `keys`). Over a limit → 429 with `retry-after`.
+    #[serde(default, skip_serializing_if = "Limits::is_unlimited")]
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -375,6 +379,12 @@ pub struct Limits {
     /// Input plus output tokens per minute, charged when a request completes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens_per_minute: Option<u64>,
+}
+
+impl Limits {
+    pub fn is_unlimited(&self) -> bool {
+        *self == Limits::default()
+    }
 }
 
 impl Route {

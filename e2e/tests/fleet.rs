@@ -527,3 +527,22 @@ async fn litellm_config_is_served_as_it_is() {
     );
     assert!(!logs.contains("sk-master-1234"));
 }
+
+#[tokio::test]
+async fn route_limits_apply_to_all_clients_of_the_route() {
+    let m = mock().await;
+    let cfg = TempFile::new(&format!(
+        "backends:\n{}routes:\n  - name: small\n    models: ['*']\n    backend: vllm\n    limits: {{requestsPerMinute: 2, concurrent: 4}}\n",
+        backend_yaml("vllm", &[m.base_url()], "")
+    ));
+    let proxy = ProxyProcess::start(&["--config", cfg.path()]).unwrap();
+    for session in ["a", "b"] {
+        assert_eq!(post(&proxy, &request("hi", session, false), None).await.status(), 200);
+    }
+    let resp = post(&proxy, &request("hi", "c", false), None).await;
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+    assert_eq!(m.stats.requests.load(Ordering::SeqCst), 2, "the refused request never reached the backend");
+}

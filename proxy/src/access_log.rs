@@ -29,10 +29,9 @@ pub struct AccessLog {
     pub error: Option<String>,
     /// Request messages, only with `logContent: true`, secrets redacted.
     pub content: Option<String>,
-    /// The client key, charged with the request's tokens when it ends.
-    pub key_entry: Option<Arc<KeyEntry>>,
-    /// Held until the request ends (streams included) for the key's concurrency limit.
-    pub permit: Option<Arc<ConcurrencyPermit>>,
+    /// The client key's and the route's limiters: their concurrency permits are held until
+    /// the request ends (streams included), and they are charged its tokens then.
+    pub limiters: Vec<(Arc<KeyEntry>, Arc<ConcurrencyPermit>)>,
 }
 
 impl AccessLog {
@@ -55,19 +54,16 @@ impl AccessLog {
             usage: Usage::default(),
             error: None,
             content: None,
-            key_entry: None,
-            permit: None,
+            limiters: Vec::new(),
         }
     }
 
     /// Writes the line and records the request's metrics.
     pub fn finish(&self, metrics: &Metrics) {
-        if let Some(key) = &self.key_entry {
-            key.charge_tokens(
-                self.usage.input_tokens
-                    + self.usage.output_tokens
-                    + self.usage.cache_read_input_tokens,
-            );
+        let tokens =
+            self.usage.input_tokens + self.usage.output_tokens + self.usage.cache_read_input_tokens;
+        for (limiter, _) in &self.limiters {
+            limiter.charge_tokens(tokens);
         }
         let duration = self.started.elapsed();
         let route = if self.route.is_empty() {

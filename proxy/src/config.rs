@@ -100,6 +100,7 @@ pub fn single_upstream(
             fallbacks: Vec::new(),
             retries: Default::default(),
             timeouts: Default::default(),
+            limits: Default::default(),
         }],
         keys: Vec::new(),
     }
@@ -143,6 +144,8 @@ pub struct Runtime {
     pub settings: ServerSettings,
     pub backends: Vec<Arc<BackendRuntime>>,
     pub routes: RouteTable,
+    /// Per-route limiters (routes with `limits`), kept across reloads while unchanged.
+    pub route_limits: std::collections::HashMap<String, Arc<crate::keys::KeyEntry>>,
     /// Rebuilt on reload keeping the limit state of unchanged keys.
     pub keys: Arc<crate::keys::KeyTable>,
     pub version: String,
@@ -212,7 +215,27 @@ impl Runtime {
             Some(p) => p.keys.reload(&snapshot.keys),
             None => crate::keys::KeyTable::new(&snapshot.keys),
         });
+        let route_limits = snapshot
+            .routes
+            .iter()
+            .filter(|r| !r.limits.is_unlimited())
+            .map(|r| {
+                let unchanged = previous
+                    .filter(|p| {
+                        p.snapshot
+                            .routes
+                            .iter()
+                            .any(|old| old.name == r.name && old.limits == r.limits)
+                    })
+                    .and_then(|p| p.route_limits.get(&r.name).cloned());
+                let limiter = unchanged.unwrap_or_else(|| {
+                    Arc::new(crate::keys::KeyEntry::route_limiter(&r.name, &r.limits))
+                });
+                (r.name.clone(), limiter)
+            })
+            .collect();
         Ok(Self {
+            route_limits,
             settings: snapshot.server.clone(),
             backends,
             routes,

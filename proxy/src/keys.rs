@@ -394,6 +394,22 @@ impl KeyEntry {
         }
     }
 
+    /// Limits shared by all traffic of one route; it never matches a client key.
+    pub fn route_limiter(route: &str, limits: &Limits) -> Self {
+        let config = ClientKey {
+            name: format!("route:{route}"),
+            sha256: String::new(),
+            routes: Vec::new(),
+            limits: limits.clone(),
+        };
+        Self {
+            digest: [0; 32],
+            valid: Choice::from(0),
+            limits: LimitState::new(&config.limits, Arc::new(MonotonicClock)),
+            config,
+        }
+    }
+
     fn anonymous(clock: Arc<dyn Clock>) -> Self {
         let config = ClientKey {
             name: ANONYMOUS.to_owned(),

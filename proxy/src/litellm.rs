@@ -408,6 +408,7 @@ impl<'a> Converter<'a> {
                 fallbacks: Vec::new(),
                 retries: policy,
                 timeouts,
+                limits: Default::default(),
             });
         }
         self.fallbacks(&mut routes, &settings);

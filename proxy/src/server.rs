@@ -190,8 +190,8 @@ async fn handle_messages(
     let rt = app.runtime.load_full();
     let key = rt.keys.authenticate(headers)?;
     log.key = key.name().to_owned();
-    log.permit = Some(Arc::new(key.admit()?));
-    log.key_entry = Some(key.clone());
+    let permit = Arc::new(key.admit()?);
+    log.limiters.push((key.clone(), permit));
     let bytes = read_body(headers, body, rt.settings.max_body_bytes).await?;
     let req: MessagesRequest = parse_json(&bytes)?;
     validate_request(&req)?;
@@ -199,6 +199,10 @@ async fn handle_messages(
     let route = resolve(&rt, &req.model)?;
     log.route = route.name.clone();
     key.authorize_route(&route.name)?;
+    if let Some(limiter) = rt.route_limits.get(&route.name) {
+        let permit = Arc::new(limiter.admit()?);
+        log.limiters.push((limiter.clone(), permit));
+    }
     forward::messages(app, &rt, route, headers, req, log).await
 }
 

@@ -3,7 +3,7 @@
 //! is the object's name.
 
 use super::schema;
-use crate::snapshot::{RetryPolicy, Rule as RouteRule, Target, Timeouts};
+use crate::snapshot::{Limits, RetryPolicy, Rule as RouteRule, Target, Timeouts};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -55,6 +55,10 @@ pub struct ModelRouteSpec {
     #[serde(default)]
     #[schemars(schema_with = "schema::structural::<Timeouts>")]
     pub timeouts: Timeouts,
+    /// Limits on all traffic of this route together (per-key limits are separate).
+    #[serde(default)]
+    #[schemars(schema_with = "schema::structural::<Limits>")]
+    pub limits: Limits,
 }
 
 #[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, Default, PartialEq)]
