@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use switchyard_e2e::mock_vllm::MockVllm;
 use switchyard_e2e::proxy_process::ProxyProcess;
-use switchyard_e2e::testkit::{http, mock, TempFile};
+use switchyard_e2e::testkit::{http, mock, sse_events, TempFile};
 
 fn request(text: &str, session: &str, stream: bool) -> Value {
     json!({"model": "claude-opus-5-5", "max_tokens": 1000, "stream": stream,
@@ -537,12 +537,118 @@ async fn route_limits_apply_to_all_clients_of_the_route() {
     ));
     let proxy = ProxyProcess::start(&["--config", cfg.path()]).unwrap();
     for session in ["a", "b"] {
-        assert_eq!(post(&proxy, &request("hi", session, false), None).await.status(), 200);
+        assert_eq!(
+            post(&proxy, &request("hi", session, false), None)
+                .await
+                .status(),
+            200
+        );
     }
     let resp = post(&proxy, &request("hi", "c", false), None).await;
     assert_eq!(resp.status(), 429);
     assert!(resp.headers().contains_key("retry-after"));
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["type"], "rate_limit_error");
-    assert_eq!(m.stats.requests.load(Ordering::SeqCst), 2, "the refused request never reached the backend");
+    assert_eq!(
+        m.stats.requests.load(Ordering::SeqCst),
+        2,
+        "the refused request never reached the backend"
+    );
+}
+
+#[tokio::test]
+async fn active_health_check_steers_around_a_dead_endpoint_without_failed_attempts() {
+    let alive = mock().await;
+    let doomed = mock().await;
+    let urls = vec![doomed.base_url(), alive.base_url()];
+    let cfg = TempFile::new(&format!(
+        "backends:\n{}routes:\n  - name: all\n    models: ['*']\n    backend: vllm\n",
+        backend_yaml(
+            "vllm",
+            &urls,
+            "    healthCheck: {path: /health, intervalMs: 100}\n"
+        )
+    ));
+    let proxy = ProxyProcess::start(&["--config", cfg.path()]).unwrap();
+    doomed.shutdown().await;
+    // Give the probe a few intervals to see the endpoint gone.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for s in 0..12 {
+        let resp = post(&proxy, &request("hi", &format!("session-{s}"), false), None).await;
+        assert_eq!(resp.status(), 200);
+    }
+    assert_eq!(alive.stats.requests.load(Ordering::SeqCst), 12);
+    let text = metrics(&proxy).await;
+    assert!(
+        !text.contains("switchyard_upstream_errors_total{"),
+        "no attempt went to the dead endpoint: {text}"
+    );
+    assert!(proxy.log_text().contains("health check changed"));
+}
+
+#[tokio::test]
+async fn first_token_timeout_fails_over_or_ends_the_stream_cleanly() {
+    let m = mock().await;
+    let cfg = TempFile::new(&format!(
+        "server: {{commitAfterMs: 100, pingIntervalMs: 100}}\nbackends:\n{}routes:\n  - name: all\n    models: ['*']\n    backend: vllm\n    retries: {{attempts: 1}}\n    timeouts: {{firstTokenMs: 400}}\n",
+        backend_yaml("vllm", &[m.base_url()], "")
+    ));
+    let proxy = ProxyProcess::start(&["--config", cfg.path()]).unwrap();
+    // Non-streaming: nothing reached the client yet, so it is a 529 the client may retry.
+    let resp = post(&proxy, &request("[[mock:slow:3000]]", "s", false), None).await;
+    assert_eq!(resp.status(), 529);
+    let v: Value = resp.json().await.unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{v}"
+    );
+    // Streaming: committed after 100 ms, so the timeout ends the stream with an error event.
+    let resp = post(&proxy, &request("[[mock:slow:3000]]", "s", true), None).await;
+    assert_eq!(resp.status(), 200);
+    let events = sse_events(&resp.text().await.unwrap());
+    let (last, data) = events.last().unwrap();
+    assert_eq!(last, "error");
+    assert!(
+        data["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("firstTokenMs"),
+        "{data}"
+    );
+    let cancelled = m.stats.clone();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cancelled.cancelled.load(Ordering::SeqCst) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "timed-out requests must be cancelled upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn forward_client_auth_passes_the_users_key_to_a_passthrough_backend() {
+    let m = mock().await;
+    let cfg = TempFile::new(&format!(
+        "backends:\n  - name: anthropic\n    baseUrl: '{}'\n    protocol: anthropic\n    servedModel: qwen3-coder\n    contextWindow: 32768\n    forwardClientAuth: true\n\
+         routes:\n  - name: all\n    models: ['*']\n    backend: anthropic\n",
+        m.base_url()
+    ));
+    let proxy = ProxyProcess::start(&["--config", cfg.path()]).unwrap();
+    let resp = post(
+        &proxy,
+        &request("hi", "s", false),
+        Some("sk-ant-users-own-key"),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let seen = m.stats.headers.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        seen["headers"]["x-api-key"], "sk-ant-users-own-key",
+        "{seen}"
+    );
+    assert!(!proxy.log_text().contains("sk-ant-users-own-key"));
 }
