@@ -8,7 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Path of the proxy binary, built once per test process.
+/// Path of the proxy binary, built once per test process. The whole workspace's binaries are
+/// built, as `.ci/run` does: building one package alone resolves features differently and
+/// would relink the binary back and forth between runs.
 pub fn proxy_binary() -> anyhow::Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT
@@ -19,14 +21,7 @@ pub fn proxy_binary() -> anyhow::Result<PathBuf> {
             let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = Command::new(cargo)
-                .args([
-                    "build",
-                    "-q",
-                    "-p",
-                    "switchyard-proxy",
-                    "--bin",
-                    "switchyard-proxy",
-                ])
+                .args(["build", "-q", "--workspace", "--bins"])
                 .current_dir(&root)
                 .status()
                 .map_err(|e| format!("cannot run cargo: {e}"))?;
@@ -51,7 +46,9 @@ pub struct ProxyProcess {
 }
 
 impl ProxyProcess {
-    /// Starts the proxy with `args` plus loopback listeners on free ports.
+    /// Starts the proxy with `args` plus loopback listeners on free ports. Blocks until it
+    /// listens: call it from a multi-threaded runtime when a mock backend runs in-process, or
+    /// the mock cannot answer the proxy's start-up discovery.
     pub fn start(args: &[&str]) -> anyhow::Result<Self> {
         Self::start_with_env(args, &[])
     }
@@ -118,6 +115,21 @@ impl ProxyProcess {
 
     pub fn log_text(&self) -> String {
         self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Waits (bounded) until a log line contains `needle`: a stream's access line is written
+    /// as it ends, a moment after the client has read its last byte.
+    pub fn wait_for_log(&self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.logs.lock().unwrap().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sends SIGTERM and waits (bounded) for exit.

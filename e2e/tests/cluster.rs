@@ -52,10 +52,13 @@ impl Drop for Operator {
 }
 
 fn operator_binary() -> std::path::PathBuf {
+    if let Ok(path) = std::env::var("SWITCHYARD_OPERATOR_BIN") {
+        return path.into();
+    }
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let ok = Command::new(cargo)
-        .args(["build", "-q", "-p", "switchyard-operator"])
+        .args(["build", "-q", "--workspace", "--bins"])
         .current_dir(&root)
         .status()
         .expect("cargo runs")

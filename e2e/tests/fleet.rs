@@ -69,7 +69,7 @@ fn backend_yaml(name: &str, urls: &[String], extra: &str) -> String {
     )
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_affinity_holds_and_spreads_then_moves_off_a_dead_endpoint() {
     let mocks = vec![mock().await, mock().await, mock().await];
     let urls: Vec<String> = mocks.iter().map(|m| m.base_url()).collect();
@@ -137,7 +137,7 @@ async fn session_affinity_holds_and_spreads_then_moves_off_a_dead_endpoint() {
         .all(|s| after.iter().filter(|a| a.contains(s)).count() == 1));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fallback_before_first_byte_and_never_after() {
     let live = mock().await;
     let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -217,7 +217,7 @@ async fn wait_for_version(proxy: &ProxyProcess, prefix: &str) {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_budget_stops_a_storm() {
     let m = mock().await;
     let cfg = TempFile::new(&format!(
@@ -260,7 +260,7 @@ async fn retry_budget_stops_a_storm() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_and_limits_give_the_right_errors() {
     let m = mock().await;
     let good = switchyard_proxy_hash("sk-good-key");
@@ -327,7 +327,7 @@ fn switchyard_proxy_hash(key: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_under_load_loses_no_request_and_bad_config_is_refused() {
     let a = mock().await;
     let b = mock().await;
@@ -406,10 +406,10 @@ async fn reload_under_load_loses_no_request_and_bad_config_is_refused() {
         200,
         "last good config keeps serving"
     );
-    assert!(proxy.log_text().contains("config change refused"));
+    assert!(proxy.wait_for_log("config change refused", Duration::from_secs(5)));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_fails_readiness_and_drains_streams() {
     let m = mock().await;
     let cfg = TempFile::new(&format!(
@@ -454,7 +454,7 @@ async fn sigterm_fails_readiness_and_drains_streams() {
     assert!(status.unwrap().success(), "exit 0 after draining");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_rules_and_weights_route_to_their_backends() {
     let main = mock().await;
     let fast = mock().await;
@@ -493,14 +493,14 @@ async fn task_rules_and_weights_route_to_their_backends() {
     assert_eq!(resp.status(), 200);
     assert_eq!(main.stats.requests.load(Ordering::SeqCst), 1);
     assert_eq!(fast.stats.requests.load(Ordering::SeqCst), 3);
-    let logs = proxy.log_text();
     assert!(
-        logs.contains("rule=\"subagents\"") || logs.contains("rule=subagents"),
-        "{logs}"
+        proxy.wait_for_log("rule=\"subagents\"", Duration::from_secs(5)),
+        "{}",
+        proxy.log_text()
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn litellm_config_is_served_as_it_is() {
     let m = mock().await;
     let cfg = TempFile::new(&format!(
@@ -528,7 +528,7 @@ async fn litellm_config_is_served_as_it_is() {
     assert!(!logs.contains("sk-master-1234"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_limits_apply_to_all_clients_of_the_route() {
     let m = mock().await;
     let cfg = TempFile::new(&format!(
@@ -556,7 +556,7 @@ async fn route_limits_apply_to_all_clients_of_the_route() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_health_check_steers_around_a_dead_endpoint_without_failed_attempts() {
     let alive = mock().await;
     let doomed = mock().await;
@@ -583,10 +583,10 @@ async fn active_health_check_steers_around_a_dead_endpoint_without_failed_attemp
         !text.contains("switchyard_upstream_errors_total{"),
         "no attempt went to the dead endpoint: {text}"
     );
-    assert!(proxy.log_text().contains("health check changed"));
+    assert!(proxy.wait_for_log("health check changed", Duration::from_secs(5)));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_token_timeout_fails_over_or_ends_the_stream_cleanly() {
     let m = mock().await;
     let cfg = TempFile::new(&format!(
@@ -629,7 +629,7 @@ async fn first_token_timeout_fails_over_or_ends_the_stream_cleanly() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forward_client_auth_passes_the_users_key_to_a_passthrough_backend() {
     let m = mock().await;
     let cfg = TempFile::new(&format!(

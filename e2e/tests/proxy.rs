@@ -64,7 +64,7 @@ async fn metrics(proxy: &ProxyProcess) -> String {
         .unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pings_keep_a_slow_prefill_alive_then_tokens_flow() {
     let m = mock(MockConfig::default()).await;
     let cfg = config(&m.base_url(), "", ALL);
@@ -93,7 +93,7 @@ async fn pings_keep_a_slow_prefill_alive_then_tokens_flow() {
     assert_eq!(names[names.len() - 2..], ["message_delta", "message_stop"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_disconnect_cancels_the_upstream_request() {
     let m = mock(MockConfig::default()).await;
     let cfg = config(&m.base_url(), "", ALL);
@@ -130,7 +130,7 @@ async fn client_disconnect_cancels_the_upstream_request() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_death_mid_stream_is_an_error_event() {
     let m = mock(MockConfig::default()).await;
     let cfg = config(&m.base_url(), "", ALL);
@@ -146,7 +146,7 @@ async fn backend_death_mid_stream_is_an_error_event() {
     assert_eq!(names[names.len() - 2], "content_block_stop");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_tokens_is_reclamped_to_vllms_exact_prompt_count() {
     let m = mock(MockConfig::default()).await;
     let cfg = config(&m.base_url(), "", ALL);
@@ -166,7 +166,7 @@ async fn max_tokens_is_reclamped_to_vllms_exact_prompt_count() {
         .contains("switchyard_context_retries_total{backend=\"vllm\",kind=\"max_tokens\"} 1"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_have_anthropic_shape_and_status() {
     let m = mock(MockConfig::default()).await;
     let routes = "  - name: claude\n    models: ['claude-*']\n    backend: vllm\n";
@@ -219,7 +219,7 @@ async fn errors_have_anthropic_shape_and_status() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_backend_is_overloaded_529() {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -241,7 +241,7 @@ async fn unreachable_backend_is_overloaded_529() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_template_error_passes_through_when_system_messages_are_kept() {
     let m = mock(MockConfig::default()).await;
     let keep = config(&m.base_url(), "    systemMessages: keep\n", ALL);
@@ -274,7 +274,7 @@ async fn strict_template_error_passes_through_when_system_messages_are_kept() {
         .contains("late instruction"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn count_tokens_is_exact_from_the_backend_tokenizer() {
     let m = mock(MockConfig::default()).await;
     let proxy = ProxyProcess::start(&["--upstream", &m.base_url()]).unwrap();
@@ -294,7 +294,7 @@ async fn count_tokens_is_exact_from_the_backend_tokenizer() {
     assert_eq!(got["input_tokens"].as_u64().unwrap(), want as u64);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_protocol_backend_is_passed_through_with_fixes() {
     let m = mock(MockConfig::default()).await;
     let proxy = ProxyProcess::start(&[
@@ -337,7 +337,7 @@ async fn anthropic_protocol_backend_is_passed_through_with_fixes() {
         .all(|m| m["role"] != "system"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn root_and_models_answer_cleanly() {
     let m = mock(MockConfig::default()).await;
     let proxy = ProxyProcess::start(&["--upstream", &m.base_url()]).unwrap();
@@ -369,7 +369,7 @@ async fn root_and_models_answer_cleanly() {
     assert_eq!(ready.status(), 200);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_config_exits_naming_the_field() {
     let cfg = TempFile::new("backends:\n  - name: a\n    baseUrl: localhost:8000\nroutes:\n  - name: r\n    models: ['*']\n    backend: b\n");
     let err = ProxyProcess::start(&["--config", cfg.path()])
@@ -386,7 +386,7 @@ async fn invalid_config_exits_naming_the_field() {
     assert!(msg.contains("unknown field `servr`"), "{msg}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_stay_out_of_logs_and_are_sent_only_upstream() {
     let m = mock(MockConfig::default()).await;
     let cfg = config(
@@ -415,11 +415,11 @@ async fn secrets_stay_out_of_logs_and_are_sent_only_upstream() {
         m.stats.last_authorization().as_deref(),
         Some("Bearer sk-backend-secret-123")
     );
-    let logs = proxy.log_text();
     assert!(
-        logs.contains("request completed"),
+        proxy.wait_for_log("request completed", Duration::from_secs(5)),
         "access log line expected"
     );
+    let logs = proxy.log_text();
     assert!(!logs.contains("sk-backend-secret-123") && !logs.contains("sk-client-secret-456"));
     assert!(!metrics(&proxy).await.contains("secret"));
 }
