@@ -144,6 +144,9 @@ pub struct Runtime {
     pub settings: ServerSettings,
     pub backends: Vec<Arc<BackendRuntime>>,
     pub routes: RouteTable,
+    /// Upstream clients by connect timeout (routes' `connectMs`); reqwest has no per-request
+    /// connect timeout, so each distinct value gets its own pool, kept across reloads.
+    pub clients: std::collections::HashMap<u64, reqwest::Client>,
     /// Per-route limiters (routes with `limits`), kept across reloads while unchanged.
     pub route_limits: std::collections::HashMap<String, Arc<crate::keys::KeyEntry>>,
     /// Rebuilt on reload keeping the limit state of unchanged keys.
@@ -154,6 +157,14 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// The upstream client honouring `timeouts.connectMs` of a route.
+    pub fn client_for(&self, timeouts: &switchyard_api::Timeouts) -> &reqwest::Client {
+        self.clients
+            .get(&timeouts.connect_ms)
+            .or_else(|| self.clients.values().next())
+            .expect("build_from creates at least the default client")
+    }
+
     pub fn build(snapshot: RoutingSnapshot) -> Result<Self, ConfigError> {
         Self::build_from(snapshot, None, None)
     }
@@ -234,7 +245,24 @@ impl Runtime {
                 (r.name.clone(), limiter)
             })
             .collect();
+        let clients = snapshot
+            .routes
+            .iter()
+            .map(|r| r.timeouts.connect_ms)
+            .chain([switchyard_api::Timeouts::default().connect_ms])
+            .map(|ms| {
+                let client = previous
+                    .and_then(|p| p.clients.get(&ms).cloned())
+                    .unwrap_or_else(|| {
+                        crate::upstream::client_with_connect_timeout(
+                            std::time::Duration::from_millis(ms),
+                        )
+                    });
+                (ms, client)
+            })
+            .collect();
         Ok(Self {
+            clients,
             route_limits,
             settings: snapshot.server.clone(),
             backends,
@@ -286,5 +314,41 @@ pub fn parse_protocol(s: &str) -> Result<Protocol, String> {
         other => Err(format!(
             "unknown protocol `{other}` (expected `openai` or `anthropic`)"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_route_connect_timeout_gets_a_client_and_state_carries_over() {
+        let snapshot: RoutingSnapshot = serde_yaml::from_str(
+            "backends: [{name: a, baseUrl: 'http://127.0.0.1:9/v1'}]\n\
+             routes:\n  - {name: fast, models: [f], backend: a, timeouts: {connectMs: 250}, limits: {concurrent: 1}}\n  - {name: all, models: ['*'], backend: a}\n",
+        )
+        .unwrap();
+        let first = Runtime::build(snapshot.clone()).unwrap();
+        let mut ms: Vec<u64> = first.clients.keys().copied().collect();
+        ms.sort_unstable();
+        assert_eq!(ms, [250, 5_000]);
+        let fast = first.routes.resolve("f").unwrap();
+        assert!(std::ptr::eq(
+            first.client_for(&fast.timeouts),
+            &first.clients[&250]
+        ));
+        // A held permit of the route limiter survives a reload of the same config.
+        let permit = first.route_limits["fast"].admit().unwrap();
+        let second = Runtime::build_from(snapshot, Some(&first), None).unwrap();
+        assert!(
+            second.route_limits["fast"].admit().is_err(),
+            "limit state carried over"
+        );
+        drop(permit);
+        assert!(second.route_limits["fast"].admit().is_ok());
+        assert!(Arc::ptr_eq(
+            &first.backends[0].endpoints[0],
+            &second.backends[0].endpoints[0]
+        ));
     }
 }

@@ -326,6 +326,7 @@ async fn attempt(
             let mut chat = translated.request;
             let resp = send(
                 app,
+                rt.client_for(&route.timeouts),
                 backend,
                 endpoint,
                 "/chat/completions",
@@ -404,6 +405,7 @@ async fn attempt(
             }
             let resp = send(
                 app,
+                rt.client_for(&route.timeouts),
                 backend,
                 endpoint,
                 "/messages",
@@ -459,6 +461,7 @@ async fn attempt(
 #[allow(clippy::too_many_arguments)]
 async fn send(
     app: &AppState,
+    client: &reqwest::Client,
     backend: &BackendRuntime,
     endpoint: &Endpoint,
     path: &str,
@@ -475,14 +478,7 @@ async fn send(
     let once = |bytes: Vec<u8>| async move {
         tokio::time::timeout(
             limit,
-            upstream::send(
-                &app.client,
-                backend,
-                &endpoint.url,
-                path,
-                bytes,
-                extra_headers,
-            ),
+            upstream::send(client, backend, &endpoint.url, path, bytes, extra_headers),
         )
         .await
         .unwrap_or_else(|_| Err(timeout_error()))

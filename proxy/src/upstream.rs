@@ -116,8 +116,13 @@ impl UpstreamError {
 }
 
 pub fn client() -> reqwest::Client {
+    client_with_connect_timeout(Duration::from_secs(10))
+}
+
+/// A pooled client; model requests use one per distinct route `connectMs`.
+pub fn client_with_connect_timeout(connect: Duration) -> reqwest::Client {
     reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(connect)
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(60))
         .build()
