@@ -106,7 +106,7 @@ impl AccessLog {
                     .tokens
                     .get_or_create(&TokenLabels {
                         backend: backend.to_owned(),
-                        r#type: kind,
+                        gen_ai_token_type: kind,
                     })
                     .inc_by(n);
             }

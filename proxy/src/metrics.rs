@@ -26,8 +26,9 @@ pub struct BackendLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TokenLabels {
     pub backend: String,
-    /// `input`, `output` or `cache_read`.
-    pub r#type: &'static str,
+    /// `input`, `output` or `cache_read`; named after OpenTelemetry GenAI's
+    /// `gen_ai.token.type` attribute.
+    pub gen_ai_token_type: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
