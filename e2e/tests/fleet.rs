@@ -305,6 +305,16 @@ async fn keys_and_limits_give_the_right_errors() {
     assert_eq!(resp.status(), 200);
     let text = metrics(&proxy).await;
     assert_eq!(sample(&text, "switchyard_requests_total{route=\"main\",backend=\"vllm\",key=\"team-a\",status=\"200\"}"), 3.0, "{text}");
+    // 4 answered requests of "Hello from mock vLLM." (the mock counts one token per chunk).
+    let output = sample(
+        &text,
+        "switchyard_tokens_total{backend=\"vllm\",gen_ai_token_type=\"output\"}",
+    );
+    let input = sample(
+        &text,
+        "switchyard_tokens_total{backend=\"vllm\",gen_ai_token_type=\"input\"}",
+    );
+    assert!(output >= 4.0 && input >= 4.0, "{text}");
     assert!(!text.contains("sk-good-key") && !proxy.log_text().contains("sk-good-key"));
 }
 
