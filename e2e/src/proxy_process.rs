@@ -113,6 +113,18 @@ impl ProxyProcess {
         format!("http://{}", self.admin)
     }
 
+    /// The Prometheus text of the admin listener.
+    pub async fn metrics(&self) -> String {
+        crate::testkit::http()
+            .get(format!("{}/metrics", self.admin_url()))
+            .send()
+            .await
+            .expect("admin listener answers")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
     pub fn log_text(&self) -> String {
         self.logs.lock().unwrap().join("\n")
     }

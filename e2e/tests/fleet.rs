@@ -26,17 +26,6 @@ async fn post(proxy: &ProxyProcess, body: &Value, key: Option<&str>) -> reqwest:
     req.send().await.expect("proxy answers")
 }
 
-async fn metrics(proxy: &ProxyProcess) -> String {
-    http()
-        .get(format!("{}/metrics", proxy.admin_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// The value of one metric sample line (exact label set), or 0.
 fn sample(text: &str, series: &str) -> f64 {
     text.lines()
@@ -121,7 +110,7 @@ async fn session_affinity_holds_and_spreads_then_moves_off_a_dead_endpoint() {
             "session {s} must move to a live endpoint"
         );
     }
-    let text = metrics(&proxy).await;
+    let text = proxy.metrics().await;
     assert_eq!(
         sample(
             &text,
@@ -164,7 +153,7 @@ async fn fallback_before_first_byte_and_never_after() {
         1,
         "served by the fallback"
     );
-    let text = metrics(&proxy).await;
+    let text = proxy.metrics().await;
     assert_eq!(
         sample(
             &text,
@@ -240,7 +229,7 @@ async fn retry_budget_stops_a_storm() {
     }
     // 30 first attempts; retries capped at the floor of 1/s over the 10 s window.
     assert_eq!(m.stats.requests.load(Ordering::SeqCst), 40);
-    let text = metrics(&proxy).await;
+    let text = proxy.metrics().await;
     assert_eq!(
         sample(
             &text,
@@ -303,7 +292,7 @@ async fn keys_and_limits_give_the_right_errors() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let text = metrics(&proxy).await;
+    let text = proxy.metrics().await;
     assert_eq!(sample(&text, "switchyard_requests_total{route=\"main\",backend=\"vllm\",key=\"team-a\",status=\"200\"}"), 3.0, "{text}");
     // 4 answered requests of "Hello from mock vLLM." (the mock counts one token per chunk).
     let output = sample(
@@ -401,7 +390,7 @@ async fn reload_under_load_loses_no_request_and_bad_config_is_refused() {
     cfg.replace("backends: []\nroutes: []\n");
     let deadline = Instant::now() + Duration::from_secs(10);
     while sample(
-        &metrics(&proxy).await,
+        &proxy.metrics().await,
         "switchyard_config_reloads_total{result=\"rejected\"}",
     ) < 1.0
     {
@@ -588,7 +577,7 @@ async fn active_health_check_steers_around_a_dead_endpoint_without_failed_attemp
         assert_eq!(resp.status(), 200);
     }
     assert_eq!(alive.stats.requests.load(Ordering::SeqCst), 12);
-    let text = metrics(&proxy).await;
+    let text = proxy.metrics().await;
     assert!(
         !text.contains("switchyard_upstream_errors_total{"),
         "no attempt went to the dead endpoint: {text}"

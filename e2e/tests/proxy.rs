@@ -53,17 +53,6 @@ async fn wait_for(mut check: impl FnMut() -> bool, within: Duration) -> bool {
     check()
 }
 
-async fn metrics(proxy: &ProxyProcess) -> String {
-    http()
-        .get(format!("{}/metrics", proxy.admin_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pings_keep_a_slow_prefill_alive_then_tokens_flow() {
     let m = mock(MockConfig::default()).await;
@@ -123,7 +112,7 @@ async fn client_disconnect_cancels_the_upstream_request() {
         "vLLM must see the disconnect and abort the request"
     );
     assert_eq!(stats.completed.load(std::sync::atomic::Ordering::SeqCst), 0);
-    let text = metrics(&proxy).await;
+    let text = proxy.metrics().await;
     assert!(
         text.contains("switchyard_client_disconnects_total 1"),
         "{text}"
@@ -161,7 +150,8 @@ async fn max_tokens_is_reclamped_to_vllms_exact_prompt_count() {
     let prompt = count_prompt_tokens(&bodies[1]) as u64;
     assert_eq!(bodies[1]["max_tokens"].as_u64().unwrap(), 32_768 - prompt);
     assert!(bodies[0]["max_tokens"].as_u64().unwrap() > 32_768 - prompt);
-    assert!(metrics(&proxy)
+    assert!(proxy
+        .metrics()
         .await
         .contains("switchyard_context_retries_total{backend=\"vllm\",kind=\"max_tokens\"} 1"));
 }
@@ -204,7 +194,7 @@ async fn errors_have_anthropic_shape_and_status() {
             .as_str()
             .is_some_and(|s| !s.is_empty()));
     }
-    let text = metrics(&proxy).await;
+    let text = proxy.metrics().await;
     assert!(
         text.contains(
             "switchyard_requests_total{route=\"claude\",backend=\"vllm\",key=\"anonymous\",status=\"500\"} 1"
@@ -421,5 +411,5 @@ async fn secrets_stay_out_of_logs_and_are_sent_only_upstream() {
     );
     let logs = proxy.log_text();
     assert!(!logs.contains("sk-backend-secret-123") && !logs.contains("sk-client-secret-456"));
-    assert!(!metrics(&proxy).await.contains("secret"));
+    assert!(!proxy.metrics().await.contains("secret"));
 }
