@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use switchyard_e2e::mock_vllm::{
     anthropic_to_chat, count_prompt_tokens, MockConfig, MockVllm, ReasoningField,
 };
+use switchyard_e2e::testkit::http;
 
 async fn start(cfg: MockConfig) -> MockVllm {
     MockVllm::start(cfg, "127.0.0.1:0".parse().unwrap())
@@ -13,15 +14,8 @@ async fn start(cfg: MockConfig) -> MockVllm {
         .expect("mock starts")
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-}
-
 async fn post(mock: &MockVllm, path: &str, body: &Value) -> reqwest::Response {
-    client()
+    http()
         .post(format!("{}{path}", mock.root_url()))
         .header("authorization", "Bearer test-key")
         .json(body)
@@ -69,7 +63,7 @@ fn bash_tool() -> Value {
 #[tokio::test]
 async fn health_and_models() {
     let mock = start(MockConfig::default()).await;
-    let r = client()
+    let r = http()
         .get(format!("{}/health", mock.root_url()))
         .send()
         .await
@@ -77,7 +71,7 @@ async fn health_and_models() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "");
 
-    let models: Value = client()
+    let models: Value = http()
         .get(format!("{}/models", mock.base_url()))
         .send()
         .await
@@ -297,7 +291,7 @@ async fn validation_and_routing_errors() {
         .unwrap()
         .contains("'loc': ('body', 'messages')"));
 
-    let r = client()
+    let r = http()
         .post(format!("{}/chat/completions", mock.base_url()))
         .header("content-type", "application/json")
         .body("{not json")
@@ -331,7 +325,7 @@ async fn validation_and_routing_errors() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "ServiceUnavailableError");
 
-    let stats: Value = client()
+    let stats: Value = http()
         .get(format!("{}/mock/stats", mock.root_url()))
         .send()
         .await
@@ -535,7 +529,7 @@ async fn binary_prints_listen_line() {
         .strip_prefix("mock-vllm listening on ")
         .expect("listen line");
     assert!(!url.ends_with(":0"));
-    let v: Value = client()
+    let v: Value = http()
         .get(format!("{url}/v1/models"))
         .send()
         .await

@@ -129,9 +129,7 @@ pub fn resolve_deferred_tools(req: &mut MessagesRequest) {
                     for ib in inner.iter_mut() {
                         if let ContentBlock::ToolReference { tool_name, .. } = ib {
                             referenced.insert(tool_name.clone());
-                            *ib = ContentBlock::text(format!(
-                                "Tool `{tool_name}` is now loaded and available to call."
-                            ));
+                            *ib = ContentBlock::text(tool_loaded_text(tool_name));
                         }
                     }
                 }
@@ -147,6 +145,11 @@ pub fn resolve_deferred_tools(req: &mut MessagesRequest) {
             referenced.contains(&t.name)
         });
     }
+}
+
+/// What a `tool_reference` means, said in text for a backend without tool search.
+pub fn tool_loaded_text(tool_name: &str) -> String {
+    format!("Tool `{tool_name}` is now loaded and available to call.")
 }
 
 /// Every tool gets a string description and an object schema: templates and OpenAI-style

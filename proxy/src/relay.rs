@@ -9,7 +9,7 @@ use crate::access_log::AccessLog;
 use crate::anthropic::{self, StopReason, Usage};
 use crate::balance::InFlight;
 use crate::server::AppState;
-use crate::translate::stream::{error_event, ping, StreamTranslator};
+use crate::translate::stream::{error_event, ping, write_sse, StreamTranslator};
 use crate::upstream::{Item, RawEvent, UpstreamError, UpstreamStream};
 use axum::body::{Body, Bytes};
 use axum::http::{header, StatusCode};
@@ -356,11 +356,7 @@ pub fn anthropic_body(
 }
 
 fn write_raw(out: &mut Vec<u8>, event: &str, data: &str) {
-    out.extend_from_slice(b"event: ");
-    out.extend_from_slice(event.as_bytes());
-    out.extend_from_slice(b"\ndata: ");
-    out.extend_from_slice(data.as_bytes());
-    out.extend_from_slice(b"\n\n");
+    write_sse(out, event, |out| out.extend_from_slice(data.as_bytes()));
 }
 
 /// Replaces a missing or partly null `usage` with numbers, and returns it.

@@ -135,7 +135,15 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
 
 /// JSON → type, with the path of the offending field in the message.
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    deserialize(&mut serde_json::Deserializer::from_slice(bytes))
+}
+
+/// Deserializes with the path of the offending field in the error message.
+fn deserialize<'de, D, T>(de: D) -> Result<T, ApiError>
+where
+    D: serde::Deserializer<'de, Error = serde_json::Error>,
+    T: serde::Deserialize<'de>,
+{
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -241,7 +249,7 @@ async fn count_tokens(
     if let Some(obj) = v.as_object_mut() {
         obj.entry("max_tokens").or_insert(json!(1));
     }
-    let mut req: MessagesRequest = parse_json(&serde_json::to_vec(&v).unwrap_or_default())?;
+    let mut req: MessagesRequest = deserialize(v)?;
     validate_request(&req)?;
     let route = resolve(&rt, &req.model)?;
     key.authorize_route(&route.name)?;

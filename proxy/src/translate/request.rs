@@ -322,9 +322,7 @@ fn fallback_text(block: &ContentBlock) -> String {
                 .to_owned(),
             _ => "[document omitted: this backend accepts text documents only]".to_owned(),
         },
-        ContentBlock::ToolReference { tool_name, .. } => {
-            format!("Tool `{tool_name}` is now loaded and available to call.")
-        }
+        ContentBlock::ToolReference { tool_name, .. } => crate::fixes::tool_loaded_text(tool_name),
         // Thinking in a user turn has no meaning; previous-turn thinking is handled on assistant turns.
         _ => String::new(),
     }

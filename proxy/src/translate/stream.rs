@@ -91,10 +91,17 @@ struct MessageDeltaBody<'a> {
 
 /// Writes one SSE event.
 fn write_event(out: &mut Vec<u8>, event: &Event) {
+    write_sse(out, event.name(), |out| {
+        serde_json::to_writer(out, event).expect("serializing to a Vec cannot fail")
+    });
+}
+
+/// Frames one SSE event: `event: NAME`, then the data `write_data` appends.
+pub fn write_sse(out: &mut Vec<u8>, name: &str, write_data: impl FnOnce(&mut Vec<u8>)) {
     out.extend_from_slice(b"event: ");
-    out.extend_from_slice(event.name().as_bytes());
+    out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\ndata: ");
-    serde_json::to_writer(&mut *out, event).expect("serializing to a Vec cannot fail");
+    write_data(out);
     out.extend_from_slice(b"\n\n");
 }
 
@@ -105,9 +112,9 @@ pub fn ping(out: &mut Vec<u8>) {
 
 /// The in-stream `error` event, for failures after the stream has been committed.
 pub fn error_event(out: &mut Vec<u8>, err: &ApiError) {
-    out.extend_from_slice(b"event: error\ndata: ");
-    serde_json::to_writer(&mut *out, &err.body()).expect("serializing to a Vec cannot fail");
-    out.extend_from_slice(b"\n\n");
+    write_sse(out, "error", |out| {
+        serde_json::to_writer(out, &err.body()).expect("serializing to a Vec cannot fail")
+    });
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
