@@ -5,6 +5,12 @@
 //! endpoints, and the first whose outstanding requests stay within a bounded load
 //! (`LOAD_FACTOR` × the fair share) takes it. Without a session, least outstanding wins.
 //! Time is passed in, so every rule here is tested without sleeping.
+//!
+//! Outliers: only failures that say an endpoint is broken (refused connections, timeouts,
+//! 500/502/504, cut streams) count, once per request however many retries it made; an
+//! overloaded answer (429/503/529) does not. Ejection never takes out the last available
+//! endpoint of a backend, and when none is available the ejected ones are tried anyway
+//! (Envoy's panic mode), so a blip never turns into seconds of "no healthy backend".
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -82,11 +88,18 @@ impl Endpoint {
         h.ejected_until = None;
     }
 
-    /// Returns true when this failure ejected the endpoint.
-    pub fn record_failure(&self, policy: &OutlierPolicy, now: Instant) -> bool {
+    /// Counts one request's failure on this endpoint; returns true when it ejected the
+    /// endpoint. `others_available` is false when no other endpoint of the backend is
+    /// available: then the endpoint stays in (ejecting the last one helps nobody).
+    pub fn record_failure(
+        &self,
+        policy: &OutlierPolicy,
+        now: Instant,
+        others_available: bool,
+    ) -> bool {
         let mut h = self.health.lock().expect("health lock");
         h.consecutive_failures += 1;
-        if h.consecutive_failures < policy.consecutive_failures.max(1) {
+        if h.consecutive_failures < policy.consecutive_failures.max(1) || !others_available {
             return false;
         }
         h.consecutive_failures = 0;
@@ -101,16 +114,27 @@ impl Endpoint {
     }
 }
 
-/// Picks an endpoint among those not yet tried for this request.
+/// Whether any endpoint other than `except` is available.
+pub fn others_available(endpoints: &[Arc<Endpoint>], except: usize, now: Instant) -> bool {
+    endpoints
+        .iter()
+        .enumerate()
+        .any(|(i, e)| i != except && e.available(now))
+}
+
+/// Picks an endpoint among those not yet tried for this request: available ones first; when
+/// none is available, the ejected or unhealthy ones (panic mode: a guess beats a refusal).
 pub fn pick(
     endpoints: &[Arc<Endpoint>],
     session: Option<u64>,
     tried: &[usize],
     now: Instant,
 ) -> Option<usize> {
-    let candidates: Vec<usize> = (0..endpoints.len())
-        .filter(|i| !tried.contains(i) && endpoints[*i].available(now))
-        .collect();
+    let untried = || (0..endpoints.len()).filter(|i| !tried.contains(i));
+    let mut candidates: Vec<usize> = untried().filter(|i| endpoints[*i].available(now)).collect();
+    if candidates.is_empty() && !endpoints.iter().any(|e| e.available(now)) {
+        candidates = untried().collect();
+    }
     if candidates.is_empty() {
         return None;
     }
@@ -291,13 +315,13 @@ mod tests {
         };
         let ep = Endpoint::new("http://x/v1");
         let t0 = Instant::now();
-        assert!(!ep.record_failure(&policy, t0));
-        assert!(ep.record_failure(&policy, t0));
+        assert!(!ep.record_failure(&policy, t0, true));
+        assert!(ep.record_failure(&policy, t0, true));
         assert!(!ep.available(t0 + Duration::from_millis(999)));
         assert!(ep.available(t0 + Duration::from_millis(1000)));
         let t1 = t0 + Duration::from_secs(2);
-        ep.record_failure(&policy, t1);
-        ep.record_failure(&policy, t1);
+        ep.record_failure(&policy, t1, true);
+        ep.record_failure(&policy, t1, true);
         assert!(
             !ep.available(t1 + Duration::from_millis(1999)),
             "second ejection doubles"
@@ -305,13 +329,51 @@ mod tests {
         ep.record_success();
         assert!(ep.available(t1));
         let eps = vec![ep.clone(), Endpoint::new("http://y/v1")];
-        ep.record_failure(&policy, t1);
-        ep.record_failure(&policy, t1);
+        ep.record_failure(&policy, t1, true);
+        ep.record_failure(&policy, t1, true);
         assert_eq!(
             pick(&eps, Some(session_hash("any")), &[], t1),
             Some(1),
             "ejected endpoint skipped"
         );
+    }
+
+    #[test]
+    fn the_last_available_endpoint_is_never_ejected() {
+        let policy = OutlierPolicy {
+            consecutive_failures: 1,
+            base_ejection_ms: 5000,
+            max_ejection_ms: 5000,
+        };
+        let t0 = Instant::now();
+        let eps = endpoints(2);
+        assert!(eps[0].record_failure(&policy, t0, others_available(&eps, 0, t0)));
+        assert!(!others_available(&eps, 1, t0));
+        assert!(
+            !eps[1].record_failure(&policy, t0, others_available(&eps, 1, t0)),
+            "the only endpoint left stays in"
+        );
+        assert!(eps[1].available(t0));
+        assert_eq!(pick(&eps, None, &[], t0), Some(1));
+        assert_eq!(
+            pick(&eps, None, &[1], t0),
+            None,
+            "ejected one skipped while another is available"
+        );
+    }
+
+    #[test]
+    fn with_every_endpoint_out_the_ejected_are_tried_anyway() {
+        let t0 = Instant::now();
+        let eps = endpoints(2);
+        eps[0].active_healthy.store(false, Ordering::Relaxed);
+        eps[1].active_healthy.store(false, Ordering::Relaxed);
+        let first = pick(&eps, Some(session_hash("s")), &[], t0).expect("panic mode picks one");
+        assert_eq!(
+            pick(&eps, Some(session_hash("s")), &[first], t0),
+            Some(1 - first)
+        );
+        assert_eq!(pick(&eps, None, &[0, 1], t0), None);
     }
 
     #[test]

@@ -12,6 +12,9 @@ pub enum ErrorKind {
     Authentication,
     Permission,
     NotFound,
+    /// A known path, the wrong method: 405 with Anthropic's `invalid_request_error` type
+    /// (Anthropic's list has no type of its own for it).
+    MethodNotAllowed,
     RequestTooLarge,
     RateLimit,
     Api,
@@ -25,6 +28,7 @@ impl ErrorKind {
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::Permission => "permission_error",
             ErrorKind::NotFound => "not_found_error",
+            ErrorKind::MethodNotAllowed => "invalid_request_error",
             ErrorKind::RequestTooLarge => "request_too_large",
             ErrorKind::RateLimit => "rate_limit_error",
             ErrorKind::Api => "api_error",
@@ -38,6 +42,7 @@ impl ErrorKind {
             ErrorKind::Authentication => StatusCode::UNAUTHORIZED,
             ErrorKind::Permission => StatusCode::FORBIDDEN,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::RateLimit => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Api => StatusCode::INTERNAL_SERVER_ERROR,
@@ -54,6 +59,9 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, forwarded from an upstream 429.
     pub retry_after: Option<u64>,
+    /// `x-should-retry: false`: the Anthropic SDKs and Claude Code give up at once instead of
+    /// retrying an answer that no retry can change (a hard quota, a misconfigured backend).
+    pub final_answer: bool,
 }
 
 impl ApiError {
@@ -62,7 +70,14 @@ impl ApiError {
             kind,
             message: message.into(),
             retry_after: None,
+            final_answer: false,
         }
+    }
+
+    /// Marks the error as one a retry cannot fix (`x-should-retry: false`).
+    pub fn final_answer(mut self) -> Self {
+        self.final_answer = true;
+        self
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -91,6 +106,10 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after {
             resp.headers_mut()
                 .insert("retry-after", HeaderValue::from(secs));
+        }
+        if self.final_answer {
+            resp.headers_mut()
+                .insert("x-should-retry", HeaderValue::from_static("false"));
         }
         resp
     }

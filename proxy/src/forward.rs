@@ -7,18 +7,20 @@
 
 use crate::access_log::{redacted_content, AccessLog};
 use crate::anthropic::{Content, ContentBlock, MessagesRequest, ThinkingKind};
-use crate::balance::{self, Endpoint};
+use crate::balance::{self, Endpoint, InFlight};
 use crate::config::{BackendRuntime, Runtime};
-use crate::context::{clamp_max_tokens, estimate_prompt_tokens, Overflow};
+use crate::context::{self, estimate_prompt_tokens, needs_exact_count, Fit, Overflow, TooLong};
 use crate::error::{ApiError, ErrorKind};
 use crate::metrics::{BackendLabels, KindLabels};
+use crate::openai::ChatRequest;
 use crate::relay::{self, Relay, StreamGuard, Timers};
 use crate::route::{CompiledRoute, RequestFacts};
 use crate::server::{new_id, AppState};
+use crate::translate::fills_window;
 use crate::translate::request::{to_openai, BackendShape};
 use crate::translate::response::to_anthropic;
 use crate::translate::stream::StreamTranslator;
-use crate::upstream::{self, Item, UpstreamError};
+use crate::upstream::{self, Discovered, Item, UpstreamError, UpstreamStream};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -134,6 +136,8 @@ pub async fn messages(
     // (backend, endpoint, reachable) of every attempt so far.
     let mut tried: Vec<(usize, usize, bool)> = Vec::new();
     let mut last_error: Option<UpstreamError> = None;
+    // (backend, endpoint) that already counted a failure for this request.
+    let mut failed: Vec<(usize, usize)> = Vec::new();
     'plan: for (position, &bi) in plan.backends.iter().enumerate() {
         let backend = &rt.backends[bi];
         let mut attempts_here = 0;
@@ -192,19 +196,15 @@ pub async fn messages(
             let endpoint = backend.endpoints[ei].clone();
             log.backend = backend.spec.name.clone();
             log.endpoint = endpoint.url.clone();
-            match attempt(
+            let attempt = Attempt {
                 app,
                 rt,
                 backend,
-                &endpoint,
+                endpoint: &endpoint,
                 route,
                 headers,
-                req.clone(),
-                estimate,
-                log,
-            )
-            .await
-            {
+            };
+            match attempt.run(req.clone(), estimate, log).await {
                 Ok(done) => {
                     endpoint.record_success();
                     if position > 0 {
@@ -227,9 +227,15 @@ pub async fn messages(
                         return Err(e.to_api());
                     }
                     tracing::info!(backend = %backend.spec.name, endpoint = %endpoint.url, error = %e, "attempt failed");
-                    // A 429 means busy, not broken: it does not count towards ejection.
-                    let broken = !matches!(e, UpstreamError::Status { status: 429, .. });
-                    if broken && endpoint.record_failure(&backend.spec.outlier, Instant::now()) {
+                    // One request counts once per endpoint, however often it retried there.
+                    let first_failure_here = !failed.contains(&(bi, ei));
+                    failed.push((bi, ei));
+                    let now = Instant::now();
+                    let others = balance::others_available(&backend.endpoints, ei, now);
+                    if e.breaks_endpoint()
+                        && first_failure_here
+                        && endpoint.record_failure(&backend.spec.outlier, now, others)
+                    {
                         app.metrics
                             .ejections
                             .get_or_create(&KindLabels {
@@ -276,232 +282,518 @@ fn client_auth_headers(backend: &BackendRuntime, headers: &HeaderMap) -> Vec<(St
         .collect()
 }
 
-/// One try against one endpoint.
-#[allow(clippy::too_many_arguments)]
-async fn attempt(
-    app: &Arc<AppState>,
-    rt: &Runtime,
-    backend: &Arc<BackendRuntime>,
-    endpoint: &Arc<Endpoint>,
-    route: &CompiledRoute,
-    headers: &HeaderMap,
-    mut req: MessagesRequest,
-    estimate: u64,
-    log: &mut AccessLog,
-) -> Result<Forwarded, AttemptError> {
-    let in_flight = endpoint.start();
-    let discovered = upstream::discover(&app.client, backend).await?;
-    crate::fixes::apply(&mut req, backend.spec.system_messages);
-    let max_tokens = match discovered.context_window {
-        Some(window) => clamp_max_tokens(req.max_tokens, window, estimate),
-        None => req.max_tokens,
-    };
-    let timers = Timers::new(rt.settings.ping_interval_ms, &route.timeouts);
-    let commit_after = Duration::from_millis(rt.settings.commit_after_ms);
-    let client_model = req.model.clone();
-    let mut extra_headers = client_auth_headers(backend, headers);
-    let stream = req.stream;
+/// One try against one endpoint: what it needs from the request's life, borrowed.
+struct Attempt<'a> {
+    app: &'a Arc<AppState>,
+    rt: &'a Runtime,
+    backend: &'a Arc<BackendRuntime>,
+    endpoint: &'a Arc<Endpoint>,
+    route: &'a CompiledRoute,
+    headers: &'a HeaderMap,
+}
 
-    match backend.spec.protocol {
-        Protocol::Openai => {
-            let stop_sequences = req.stop_sequences.clone().unwrap_or_default();
-            let text_tools =
-                backend.spec.text_tool_calls && req.tools.as_ref().is_some_and(|t| !t.is_empty());
-            let shape = BackendShape {
-                served_model: &discovered.served_model,
-                thinking: backend.spec.thinking,
-                parameters: &backend.spec.parameters,
-            };
-            let translated = to_openai(req, max_tokens, &shape).map_err(AttemptError::Client)?;
-            for name in &translated.dropped {
-                tracing::debug!(field = %name, backend = %backend.spec.name, "field not supported by backend; dropped");
-                app.metrics
-                    .dropped_params
-                    .get_or_create(&KindLabels {
-                        backend: backend.spec.name.clone(),
-                        kind: crate::metrics::param_class(name),
-                    })
-                    .inc();
-            }
-            let mut chat = translated.request;
-            let resp = send(
-                app,
-                rt.client_for(&route.timeouts),
-                backend,
-                endpoint,
-                "/chat/completions",
-                &route.timeouts,
-                chat.max_tokens,
-                &extra_headers,
-                |m| {
-                    chat.max_tokens = m;
-                    serde_json::to_vec(&chat).expect("request serializes")
-                },
-            )
-            .await?;
-            let message_id = new_id("msg");
-            if !stream {
-                let bytes = read_whole(backend, resp, &timers, log.started).await?;
-                let chat_resp: crate::openai::ChatResponse = serde_json::from_slice(&bytes)
-                    .map_err(|e| UpstreamError::Protocol {
-                        backend: backend.spec.name.clone(),
-                        detail: e.to_string(),
-                    })?;
-                let msg = to_anthropic(
-                    chat_resp,
-                    message_id,
-                    client_model,
-                    estimate,
-                    text_tools,
-                    &stop_sequences,
-                );
-                log.usage = msg.usage;
-                log.stop_reason = msg.stop_reason;
-                return Ok(Forwarded::Complete(Json(msg).into_response()));
-            }
-            let mut chunks = upstream::chat_chunks(backend, resp);
-            let mut tr = StreamTranslator::new(
-                message_id,
-                client_model,
-                estimate,
-                text_tools,
-                stop_sequences,
-            );
-            let mut first = Vec::new();
-            // Hold the response back briefly: a failure now can still be retried or become a
-            // real HTTP status.
-            let wait = commit_after.min(timers.first_token);
-            match tokio::time::timeout(wait, chunks.next()).await {
-                Ok(Some(Ok(Item::Data(chunk)))) => {
-                    tr.on_chunk(chunk, &mut first);
-                    log.ttft = Some(log.started.elapsed());
-                }
-                Ok(Some(Ok(Item::Done))) => tr.finish(&mut first),
-                Ok(Some(Err(e))) => return Err(e.into()),
-                Ok(None) => {
-                    return Err(UpstreamError::Interrupted {
-                        backend: backend.spec.name.clone(),
-                        detail: "empty response".into(),
-                    }
-                    .into())
-                }
-                Err(_) => tr.start(&mut first),
-            }
-            let guard = StreamGuard::new(app.clone(), log.clone(), in_flight);
-            Ok(Forwarded::Streaming(relay::sse_response(
-                relay::openai_body(chunks, tr, first, guard, timers),
-            )))
+/// What the stream or body of an attempt needs once the backend has answered.
+struct Answer {
+    client_model: String,
+    /// Exact prompt size when it was counted, else the estimate.
+    prompt: u64,
+    fit: Fit,
+    in_flight: InFlight,
+}
+
+impl Attempt<'_> {
+    fn name(&self) -> &str {
+        &self.backend.spec.name
+    }
+
+    fn client(&self) -> &reqwest::Client {
+        self.rt.client_for(&self.route.timeouts)
+    }
+
+    async fn run(
+        &self,
+        mut req: MessagesRequest,
+        estimate: u64,
+        log: &mut AccessLog,
+    ) -> Result<Forwarded, AttemptError> {
+        let in_flight = self.endpoint.start();
+        let discovered =
+            upstream::discover_at(&self.app.client, self.backend, &self.endpoint.url).await?;
+        crate::fixes::apply(&mut req, self.backend.spec.system_messages);
+        let answer = Answer {
+            client_model: req.model.clone(),
+            prompt: estimate,
+            fit: Fit::as_asked(req.max_tokens),
+            in_flight,
+        };
+        match self.backend.spec.protocol {
+            Protocol::Openai => self.openai(req, &discovered, answer, log).await,
+            Protocol::Anthropic => self.anthropic(req, &discovered, answer, log).await,
         }
-        Protocol::Anthropic => {
-            let version = headers
-                .get("anthropic-version")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("2023-06-01")
-                .to_owned();
-            extra_headers.push(("anthropic-version".into(), version));
-            req.model = discovered.served_model.clone();
-            for name in &backend.spec.parameters.drop {
-                req.extra.remove(name);
+    }
+
+    /// Posts with the route's first-token timeout on the response headers.
+    async fn post(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        extra_headers: &[(String, String)],
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let limit = Duration::from_millis(self.route.timeouts.first_token_ms);
+        let send = upstream::send(
+            self.client(),
+            self.backend,
+            &self.endpoint.url,
+            path,
+            body,
+            extra_headers,
+        );
+        tokio::time::timeout(limit, send).await.unwrap_or_else(|_| {
+            Err(UpstreamError::Timeout {
+                backend: self.name().to_owned(),
+                detail: "no response headers within the route's firstTokenMs".into(),
+            })
+        })
+    }
+
+    fn count_context_retry(&self, kind: &'static str) {
+        self.app
+            .metrics
+            .context_retries
+            .get_or_create(&KindLabels {
+                backend: self.name().to_owned(),
+                kind,
+            })
+            .inc();
+    }
+
+    /// Exact size of a translated prompt from vLLM's `/tokenize`.
+    async fn tokenize(&self, chat: &ChatRequest) -> Result<u64, UpstreamError> {
+        let mut body = json!({
+            "model": chat.model,
+            "messages": chat.messages,
+            "add_generation_prompt": true,
+        });
+        if !chat.tools.is_empty() {
+            body["tools"] = json!(chat.tools);
+        }
+        if let Some(kwargs) = chat.params.get("chat_template_kwargs") {
+            body["chat_template_kwargs"] = kwargs.clone();
+        }
+        self.count_context_retry("count");
+        upstream::tokenize(&self.app.client, self.backend, &self.endpoint.url, &body).await
+    }
+
+    /// The answer for a prompt that cannot fit, with its exact size when the backend can
+    /// count it (a lower bound is never reported as a size while a count is possible).
+    async fn too_long(&self, chat: &ChatRequest, at_least: u64, window: u64) -> AttemptError {
+        let prompt = match self.tokenize(chat).await {
+            Ok(n) => n.max(window),
+            Err(e) => {
+                tracing::debug!(error = %e, "exact prompt size unavailable; reporting vLLM's lower bound");
+                at_least.max(window + 1)
             }
-            let resp = send(
-                app,
-                rt.client_for(&route.timeouts),
-                backend,
-                endpoint,
-                "/messages",
-                &route.timeouts,
-                max_tokens,
-                &extra_headers,
-                |m| {
-                    req.max_tokens = m;
-                    serde_json::to_vec(&req).expect("request serializes")
-                },
-            )
-            .await?;
-            if !stream {
-                let bytes = read_whole(backend, resp, &timers, log.started).await?;
-                let mut msg: Value =
-                    serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Protocol {
-                        backend: backend.spec.name.clone(),
-                        detail: e.to_string(),
-                    })?;
-                msg["model"] = json!(client_model);
-                log.usage = relay::ensure_usage(&mut msg["usage"]);
-                log.stop_reason = serde_json::from_value(msg["stop_reason"].clone()).ok();
-                return Ok(Forwarded::Complete(Json(msg).into_response()));
-            }
-            let mut events = upstream::anthropic_events(backend, resp);
-            let first =
-                match tokio::time::timeout(commit_after.min(timers.first_token), events.next())
-                    .await
-                {
-                    Ok(Some(Err(e))) => return Err(e.into()),
-                    Ok(Some(Ok(item))) => Some(item),
-                    Ok(None) => {
-                        return Err(UpstreamError::Interrupted {
-                            backend: backend.spec.name.clone(),
-                            detail: "empty response".into(),
-                        }
-                        .into())
-                    }
-                    Err(_) => None,
+        };
+        too_long(TooLong { prompt, window })
+    }
+
+    async fn openai(
+        &self,
+        req: MessagesRequest,
+        d: &Discovered,
+        mut answer: Answer,
+        log: &mut AccessLog,
+    ) -> Result<Forwarded, AttemptError> {
+        let asked = req.max_tokens;
+        let stop_sequences = req.stop_sequences.clone().unwrap_or_default();
+        let text_tools =
+            self.backend.spec.text_tool_calls && req.tools.as_ref().is_some_and(|t| !t.is_empty());
+        let shape = BackendShape {
+            served_model: &d.served_model,
+            thinking: self.backend.spec.thinking,
+            parameters: &self.backend.spec.parameters,
+        };
+        let translated = to_openai(req, asked, &shape).map_err(AttemptError::Client)?;
+        for name in &translated.dropped {
+            tracing::debug!(field = %name, backend = %self.name(), "field not supported by backend; dropped");
+            self.app
+                .metrics
+                .dropped_params
+                .get_or_create(&KindLabels {
+                    backend: self.name().to_owned(),
+                    kind: crate::metrics::param_class(name),
+                })
+                .inc();
+        }
+        let mut chat = translated.request;
+        if let Some(window) = d.context_window.filter(|_| d.clamps_max_tokens) {
+            // vLLM lowers max_tokens to the window's rest itself; it refuses only a value
+            // above the whole window.
+            if asked > window {
+                answer.fit = Fit {
+                    max_tokens: Some(window),
+                    window_bound: true,
                 };
-            let guard = StreamGuard::new(app.clone(), log.clone(), in_flight);
-            let relay = Relay::new(client_model, estimate);
-            Ok(Forwarded::Streaming(relay::sse_response(
-                relay::anthropic_body(events, relay, first, guard, timers),
-            )))
+            }
+        } else if let Some(window) = d.context_window {
+            if needs_exact_count(asked, window, answer.prompt) {
+                answer.fit = match self.tokenize(&chat).await {
+                    Ok(n) => {
+                        answer.prompt = n;
+                        context::fit(asked, window, n).map_err(too_long)?
+                    }
+                    // No counting endpoint: when even the estimate leaves less than was
+                    // asked, let vLLM fill the window; else send as asked and let an
+                    // overflow answer decide.
+                    Err(e) => {
+                        tracing::debug!(error = %e, "no exact prompt count; relying on vLLM's own check");
+                        if answer.prompt + u64::from(asked) > u64::from(window) {
+                            Fit::fill_window()
+                        } else {
+                            Fit::as_asked(asked)
+                        }
+                    }
+                };
+            }
         }
+        chat.max_tokens = answer.fit.max_tokens;
+        let resp = self.send_chat(&mut chat, &mut answer).await?;
+        let message_id = new_id("msg");
+        let timers = Timers::new(self.rt.settings.ping_interval_ms, &self.route.timeouts);
+        if !chat.stream {
+            let bytes = read_whole(self.backend, resp, &timers, log.started).await?;
+            let chat_resp: crate::openai::ChatResponse =
+                serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Protocol {
+                    backend: self.name().to_owned(),
+                    detail: e.to_string(),
+                })?;
+            let fills = fills_window(chat_resp.usage.as_ref(), d.context_window);
+            let mut msg = to_anthropic(
+                chat_resp,
+                message_id,
+                answer.client_model,
+                answer.prompt,
+                text_tools,
+                &stop_sequences,
+            );
+            msg.stop_reason = msg
+                .stop_reason
+                .map(|r| r.window_bound(answer.fit.window_bound || fills));
+            log.usage = msg.usage;
+            log.stop_reason = msg.stop_reason;
+            return Ok(Forwarded::Complete(Json(msg).into_response()));
+        }
+        let chunks = upstream::chat_chunks(self.backend, resp);
+        let tr = StreamTranslator::new(
+            message_id,
+            answer.client_model,
+            answer.prompt,
+            text_tools,
+            stop_sequences,
+        )
+        .window_bound(answer.fit.window_bound, d.context_window);
+        self.commit_openai(chunks, tr, timers, answer.in_flight, log)
+            .await
+    }
+
+    /// Sends a chat request; when vLLM still finds prompt + `max_tokens` too large (the
+    /// estimate was short, or the count left out what the template adds), resends once
+    /// without `max_tokens` so vLLM fills the window's rest: that is less than the client
+    /// asked, since the prompt is over `window − max_tokens`.
+    async fn send_chat(
+        &self,
+        chat: &mut ChatRequest,
+        answer: &mut Answer,
+    ) -> Result<reqwest::Response, AttemptError> {
+        let body = |chat: &ChatRequest| serde_json::to_vec(chat).expect("request serializes");
+        let overflow = match self.post("/chat/completions", body(chat), &[]).await {
+            Err(UpstreamError::Overflow(o)) => o,
+            other => return Ok(other?),
+        };
+        let window = match overflow {
+            Overflow::PromptTooLong { prompt, window } => {
+                return Err(AttemptError::Client(ApiError::prompt_too_long(
+                    prompt, window,
+                )))
+            }
+            Overflow::AtLeast { prompt, window } if chat.max_tokens.is_none() => {
+                return Err(self.too_long(chat, prompt, window).await)
+            }
+            Overflow::PromptOverWindow { at_least, window } => {
+                return Err(self.too_long(chat, at_least, window).await)
+            }
+            Overflow::OutputTooLarge { window, .. }
+            | Overflow::AtLeast { window, .. }
+            | Overflow::MaxTokensOverWindow { window } => window,
+        };
+        self.count_context_retry("fill_window");
+        tracing::debug!(
+            window,
+            "prompt + max_tokens over the window; resending without max_tokens"
+        );
+        answer.fit = Fit::fill_window();
+        chat.max_tokens = None;
+        match self.post("/chat/completions", body(chat), &[]).await {
+            Err(UpstreamError::Overflow(
+                Overflow::AtLeast { prompt, .. }
+                | Overflow::PromptOverWindow {
+                    at_least: prompt, ..
+                },
+            )) => Err(self.too_long(chat, prompt, window).await),
+            Err(UpstreamError::Overflow(Overflow::PromptTooLong { prompt, window })) => Err(
+                AttemptError::Client(ApiError::prompt_too_long(prompt, window)),
+            ),
+            other => Ok(other?),
+        }
+    }
+
+    /// Holds the response back briefly (a failure now can still be retried or become a real
+    /// HTTP status), then commits the translated stream.
+    async fn commit_openai(
+        &self,
+        mut chunks: UpstreamStream<crate::openai::ChatChunk>,
+        mut tr: StreamTranslator,
+        timers: Timers,
+        in_flight: InFlight,
+        log: &mut AccessLog,
+    ) -> Result<Forwarded, AttemptError> {
+        let commit_after = Duration::from_millis(self.rt.settings.commit_after_ms);
+        let mut first = Vec::new();
+        match tokio::time::timeout(commit_after.min(timers.first_token), chunks.next()).await {
+            Ok(Some(Ok(Item::Data(chunk)))) => {
+                tr.on_chunk(chunk, &mut first);
+                log.ttft = Some(log.started.elapsed());
+            }
+            Ok(Some(Ok(Item::Done))) => tr.finish(&mut first),
+            Ok(Some(Err(e))) => return Err(e.into()),
+            Ok(None) => return Err(self.empty_response()),
+            Err(_) => tr.start(&mut first),
+        }
+        let guard = StreamGuard::new(self.app.clone(), log.clone(), in_flight);
+        Ok(Forwarded::Streaming(relay::sse_response(
+            relay::openai_body(chunks, tr, first, guard, timers),
+        )))
+    }
+
+    fn empty_response(&self) -> AttemptError {
+        UpstreamError::Interrupted {
+            backend: self.name().to_owned(),
+            detail: "empty response".into(),
+        }
+        .into()
+    }
+
+    async fn anthropic(
+        &self,
+        mut req: MessagesRequest,
+        d: &Discovered,
+        mut answer: Answer,
+        log: &mut AccessLog,
+    ) -> Result<Forwarded, AttemptError> {
+        let asked = req.max_tokens;
+        let extra_headers = self.anthropic_headers();
+        req.model = d.served_model.clone();
+        for name in &self.backend.spec.parameters.drop {
+            req.extra.remove(name);
+        }
+        let mut counted = false;
+        if let Some(window) = d.context_window.filter(|_| d.clamps_max_tokens) {
+            if asked > window {
+                answer.fit = Fit {
+                    max_tokens: Some(window),
+                    window_bound: true,
+                };
+            }
+        } else if let Some(window) = d.context_window {
+            if needs_exact_count(asked, window, answer.prompt) {
+                counted = true;
+                answer.fit = match self.count_anthropic(&req, d, &extra_headers).await {
+                    Ok(n) => {
+                        answer.prompt = n;
+                        context::fit(asked, window, n).map_err(too_long)?
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "no exact prompt count; clamping to the estimate");
+                        context::fit_estimated(asked, window, answer.prompt)
+                    }
+                };
+            }
+        }
+        apply_fit(&mut req, answer.fit);
+        let body = |req: &MessagesRequest| serde_json::to_vec(req).expect("request serializes");
+        let resp = match self.post("/messages", body(&req), &extra_headers).await {
+            Err(UpstreamError::Overflow(o)) => {
+                req.max_tokens = asked;
+                answer.fit = self
+                    .refit_anthropic(o, &req, d, &extra_headers, counted)
+                    .await?;
+                apply_fit(&mut req, answer.fit);
+                self.count_context_retry("max_tokens");
+                self.post("/messages", body(&req), &extra_headers).await?
+            }
+            other => other?,
+        };
+        let timers = Timers::new(self.rt.settings.ping_interval_ms, &self.route.timeouts);
+        if !req.stream {
+            let bytes = read_whole(self.backend, resp, &timers, log.started).await?;
+            let (msg, usage, stop) = relay::relay_message(
+                &bytes,
+                &answer.client_model,
+                answer.fit.window_bound,
+                d.context_window,
+            )
+            .ok_or_else(|| UpstreamError::Protocol {
+                backend: self.name().to_owned(),
+                detail: "the answer is not an Anthropic message object".into(),
+            })?;
+            log.usage = usage;
+            log.stop_reason = stop;
+            return Ok(Forwarded::Complete(Json(msg).into_response()));
+        }
+        let mut events = upstream::anthropic_events(self.backend, resp);
+        let commit_after = Duration::from_millis(self.rt.settings.commit_after_ms);
+        let wait = commit_after.min(timers.first_token);
+        let first = match tokio::time::timeout(wait, events.next()).await {
+            Ok(Some(Err(e))) => return Err(e.into()),
+            Ok(Some(Ok(item))) => Some(item),
+            Ok(None) => return Err(self.empty_response()),
+            Err(_) => None,
+        };
+        let guard = StreamGuard::new(self.app.clone(), log.clone(), answer.in_flight);
+        let relay = Relay::new(answer.client_model, answer.prompt)
+            .window_bound(answer.fit.window_bound, d.context_window);
+        Ok(Forwarded::Streaming(relay::sse_response(
+            relay::anthropic_body(events, relay, first, guard, timers),
+        )))
+    }
+
+    /// Headers for an Anthropic-protocol backend: the client's credentials when forwarded,
+    /// its `anthropic-version`, and `anthropic-beta` as a whole (an open list that changes
+    /// with every Claude Code release: never filtered).
+    fn anthropic_headers(&self) -> Vec<(String, String)> {
+        let mut out = client_auth_headers(self.backend, self.headers);
+        let header = |k: &str| self.headers.get(k).and_then(|v| v.to_str().ok());
+        let version = header("anthropic-version")
+            .unwrap_or("2023-06-01")
+            .to_owned();
+        out.push(("anthropic-version".into(), version));
+        if let Some(beta) = header("anthropic-beta") {
+            out.push(("anthropic-beta".into(), beta.to_owned()));
+        }
+        out
+    }
+
+    /// Exact prompt size on an Anthropic-protocol backend: its `count_tokens`, else (older
+    /// vLLM) `/tokenize` on the same request in Chat Completions form, which vLLM's Anthropic
+    /// route renders with the same chat template.
+    async fn count_anthropic(
+        &self,
+        req: &MessagesRequest,
+        d: &Discovered,
+        extra_headers: &[(String, String)],
+    ) -> Result<u64, UpstreamError> {
+        let mut body = json!({"model": req.model, "messages": req.messages});
+        for (key, value) in [
+            ("system", req.system.as_ref().map(|s| json!(s))),
+            ("tools", req.tools.as_ref().map(|t| json!(t))),
+            ("tool_choice", req.tool_choice.as_ref().map(|t| json!(t))),
+            ("thinking", req.thinking.as_ref().map(|t| json!(t))),
+        ] {
+            if let Some(v) = value {
+                body[key] = v;
+            }
+        }
+        self.count_context_retry("count");
+        let base = &self.endpoint.url;
+        match upstream::count_tokens(self.client(), self.backend, base, &body, extra_headers).await
+        {
+            Err(UpstreamError::Status {
+                status: 404 | 405, ..
+            }) => {
+                let shape = BackendShape {
+                    served_model: &d.served_model,
+                    thinking: self.backend.spec.thinking,
+                    parameters: &self.backend.spec.parameters,
+                };
+                let chat = to_openai(req.clone(), req.max_tokens, &shape)
+                    .map_err(|e| UpstreamError::Protocol {
+                        backend: self.name().to_owned(),
+                        detail: e.message,
+                    })?
+                    .request;
+                self.tokenize(&chat).await
+            }
+            other => other,
+        }
+    }
+
+    /// A new fit after an overflow answer to a request sent on the estimate (or with a count
+    /// that left something out).
+    async fn refit_anthropic(
+        &self,
+        overflow: Overflow,
+        req: &MessagesRequest,
+        d: &Discovered,
+        extra_headers: &[(String, String)],
+        counted: bool,
+    ) -> Result<Fit, AttemptError> {
+        let asked = req.max_tokens;
+        let exact = |prompt: u64, window: u64| {
+            context::fit(asked, window.min(u64::from(u32::MAX)) as u32, prompt).map_err(too_long)
+        };
+        let (at_least, window) = match overflow {
+            Overflow::PromptTooLong { prompt, window }
+            | Overflow::OutputTooLarge { prompt, window } => return exact(prompt, window),
+            Overflow::AtLeast { prompt, window } => (prompt, window),
+            Overflow::MaxTokensOverWindow { window } => (0, window),
+            Overflow::PromptOverWindow { at_least, window } => {
+                let prompt = self.count_anthropic(req, d, extra_headers).await;
+                return Err(too_long(TooLong {
+                    prompt: prompt.unwrap_or(at_least).max(window),
+                    window,
+                }));
+            }
+        };
+        if !counted {
+            if let Ok(n) = self.count_anthropic(req, d, extra_headers).await {
+                return exact(n, window);
+            }
+        }
+        // No count to be had: Claude Code's other context wording makes it retry with a
+        // smaller max_tokens (and compact when none fits).
+        Err(AttemptError::Client(ApiError::invalid(format!(
+            "input length and `max_tokens` exceed context limit: {at_least} + {asked} > {window}, \
+             decrease input length or `max_tokens` and try again"
+        ))))
     }
 }
 
-/// Sends with the route's first-token timeout on the response headers. When vLLM says
-/// prompt + `max_tokens` is too large it also states the exact prompt size, so one resend with
-/// the exact clamp always fits.
-#[allow(clippy::too_many_arguments)]
-async fn send(
-    app: &AppState,
-    client: &reqwest::Client,
-    backend: &BackendRuntime,
-    endpoint: &Endpoint,
-    path: &str,
-    timeouts: &switchyard_api::Timeouts,
-    mut max_tokens: u32,
-    extra_headers: &[(String, String)],
-    mut body: impl FnMut(u32) -> Vec<u8>,
-) -> Result<reqwest::Response, UpstreamError> {
-    let limit = Duration::from_millis(timeouts.first_token_ms);
-    let timeout_error = || UpstreamError::Timeout {
-        backend: backend.spec.name.clone(),
-        detail: "no response headers within the route's firstTokenMs".into(),
+fn too_long(t: TooLong) -> AttemptError {
+    // A prompt of exactly the window leaves no room for one output token: its maximum is
+    // one less, so that N > M holds (Claude Code parses both numbers).
+    let maximum = t.window.min(t.prompt.saturating_sub(1));
+    AttemptError::Client(ApiError::prompt_too_long(t.prompt, maximum))
+}
+
+/// Sets the fitted `max_tokens` on a native request and keeps an enabled thinking budget
+/// below it (vLLM refuses `budget_tokens >= max_tokens`), dropping thinking when even the
+/// minimum budget does not fit.
+fn apply_fit(req: &mut MessagesRequest, fit: Fit) {
+    if let Some(m) = fit.max_tokens {
+        req.max_tokens = m;
+    }
+    let Some(thinking) = req.thinking.as_mut() else {
+        return;
     };
-    let once = |bytes: Vec<u8>| async move {
-        tokio::time::timeout(
-            limit,
-            upstream::send(client, backend, &endpoint.url, path, bytes, extra_headers),
-        )
-        .await
-        .unwrap_or_else(|_| Err(timeout_error()))
+    let Some(budget) = thinking
+        .budget_tokens
+        .filter(|_| thinking.kind == ThinkingKind::Enabled)
+    else {
+        return;
     };
-    match once(body(max_tokens)).await {
-        Err(UpstreamError::Overflow(Overflow::OutputTooLarge { prompt, window })) => {
-            app.metrics
-                .context_retries
-                .get_or_create(&KindLabels {
-                    backend: backend.spec.name.clone(),
-                    kind: "max_tokens",
-                })
-                .inc();
-            max_tokens = clamp_max_tokens(max_tokens, window as u32, prompt);
-            tracing::debug!(
-                prompt,
-                window,
-                max_tokens,
-                "re-clamped max_tokens to vLLM's prompt count"
-            );
-            once(body(max_tokens)).await
-        }
-        other => other,
+    match context::fit_thinking_budget(budget, req.max_tokens) {
+        Some(b) => thinking.budget_tokens = Some(b),
+        None => req.thinking = None,
     }
 }
 

@@ -7,7 +7,9 @@ use serde_json::{Map, Value};
 pub struct ChatRequest {
     pub model: String,
     pub messages: Vec<ChatMessage>,
-    pub max_tokens: u32,
+    /// `None` when the window's rest is wanted: vLLM then generates up to `window − prompt`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
     pub stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<StreamOptions>,

@@ -108,6 +108,9 @@ impl StreamGuard {
 
     fn complete(&mut self, usage: Usage, stop: Option<StopReason>) {
         self.done = true;
+        // The client got 200 and a stream, even when it ended with an `error` event (that
+        // is in `error` of the access line).
+        self.log.status = StatusCode::OK.as_u16();
         self.log.usage = usage;
         self.log.stop_reason = stop;
         self.log.finish(&self.app.metrics);
@@ -225,9 +228,19 @@ pub struct Relay {
     stopped: bool,
     usage: Usage,
     stop: Option<StopReason>,
+    window_bound: bool,
+    window: Option<u32>,
 }
 
 impl Relay {
+    /// A `max_tokens` stop is reported as `model_context_window_exceeded` when the window
+    /// bound the answer: by the proxy's fit, or as the usage shows against `window`.
+    pub fn window_bound(mut self, window_bound: bool, window: Option<u32>) -> Self {
+        self.window_bound = window_bound;
+        self.window = window;
+        self
+    }
+
     pub fn new(client_model: String, prompt_estimate: u64) -> Self {
         Self {
             client_model,
@@ -238,6 +251,8 @@ impl Relay {
                 ..Usage::default()
             },
             stop: None,
+            window_bound: false,
+            window: None,
         }
     }
 
@@ -280,7 +295,9 @@ impl Relay {
                 let mut v: Value = serde_json::from_str(&ev.data).unwrap_or_else(|_| json!({}));
                 let delta = ensure_usage(&mut v["usage"]);
                 self.usage.output_tokens = delta.output_tokens;
-                self.stop = serde_json::from_value(v["delta"]["stop_reason"].clone()).ok();
+                let input = self.usage.input_tokens.max(delta.input_tokens);
+                let fills = fills(input + delta.output_tokens, self.window);
+                self.stop = fix_stop(&mut v["delta"], self.window_bound || fills);
                 write_raw(out, "message_delta", &v.to_string());
             }
             name => {
@@ -353,6 +370,46 @@ pub fn anthropic_body(
         guard.complete(relay.usage, relay.stop);
     };
     Body::from_stream(stream)
+}
+
+/// Anthropic's `stop_reason`/`stop_sequence` pair, as clients expect it: vLLM's native route
+/// leaves `stop_sequence` out (`vllm/entrypoints/anthropic/serving.py`); a window-bound
+/// `max_tokens` stop becomes `model_context_window_exceeded`.
+fn fix_stop(v: &mut Value, window_bound: bool) -> Option<StopReason> {
+    if !v.is_object() {
+        *v = json!({});
+    }
+    let stop = serde_json::from_value::<StopReason>(v["stop_reason"].clone())
+        .ok()
+        .map(|r| r.window_bound(window_bound));
+    if let Some(r) = stop {
+        v["stop_reason"] = json!(r);
+    }
+    if v.get("stop_sequence").is_none() {
+        v["stop_sequence"] = Value::Null;
+    }
+    stop
+}
+
+/// A whole message from an Anthropic-protocol backend, as the client gets it: its model
+/// name, numeric usage, the stop pair fixed. `None` when the body is not a JSON object.
+pub fn relay_message(
+    bytes: &[u8],
+    client_model: &str,
+    window_bound: bool,
+    window: Option<u32>,
+) -> Option<(Value, Usage, Option<StopReason>)> {
+    let mut msg: Value = serde_json::from_slice(bytes).ok()?;
+    let obj = msg.as_object_mut()?;
+    obj.insert("model".into(), json!(client_model));
+    let usage = ensure_usage(obj.entry("usage").or_insert(Value::Null));
+    let fills = fills(usage.input_tokens + usage.output_tokens, window);
+    let stop = fix_stop(&mut msg, window_bound || fills);
+    Some((msg, usage, stop))
+}
+
+fn fills(tokens: u64, window: Option<u32>) -> bool {
+    window.is_some_and(|w| tokens >= u64::from(w))
 }
 
 fn write_raw(out: &mut Vec<u8>, event: &str, data: &str) {

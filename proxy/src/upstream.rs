@@ -22,6 +22,23 @@ use switchyard_api::Protocol;
 pub struct Discovered {
     pub served_model: String,
     pub context_window: Option<u32>,
+    /// vLLM ≥ 0.32 lowers an oversized `max_tokens` to the window's rest itself (its
+    /// `get_max_tokens`); older releases answer 400 and need the exact prompt size first.
+    pub clamps_max_tokens: bool,
+}
+
+/// The first vLLM release whose renderer clamps `max_tokens` instead of refusing it.
+const VLLM_CLAMPS_SINCE: (u64, u64) = (0, 32);
+
+/// Whether vLLM's `/version` answer (`{"version": "0.34.0"}`) is a release that clamps.
+pub fn version_clamps(version: &str) -> bool {
+    let mut parts = version
+        .split(['.', '+', '-'])
+        .map(|p| p.parse::<u64>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= VLLM_CLAMPS_SINCE,
+        _ => false,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +62,10 @@ pub enum UpstreamError {
     Discovery { backend: String, detail: String },
     #[error("backend `{backend}` timed out: {detail}")]
     Timeout { backend: String, detail: String },
+    /// The backend answers, but not as the configuration says it should (a base URL without
+    /// `/v1`, a wrong protocol): no retry or other replica will fix it.
+    #[error("backend `{backend}` is misconfigured: {detail}")]
+    Misconfigured { backend: String, detail: String },
 }
 
 impl UpstreamError {
@@ -56,7 +77,25 @@ impl UpstreamError {
             | UpstreamError::Interrupted { .. }
             | UpstreamError::Timeout { .. } => true,
             UpstreamError::Status { status, .. } => matches!(*status, 408 | 429 | 500..=599),
-            UpstreamError::Overflow(_) | UpstreamError::Protocol { .. } => false,
+            UpstreamError::Overflow(_)
+            | UpstreamError::Protocol { .. }
+            | UpstreamError::Misconfigured { .. } => false,
+        }
+    }
+
+    /// Says the endpoint is broken (counts towards its ejection). An overloaded answer
+    /// (429, 503, 529) says it is busy: retry later, but keep it in.
+    pub fn breaks_endpoint(&self) -> bool {
+        match self {
+            UpstreamError::Unreachable { .. }
+            | UpstreamError::Discovery { .. }
+            | UpstreamError::Interrupted { .. }
+            | UpstreamError::Timeout { .. }
+            | UpstreamError::Protocol { .. } => true,
+            UpstreamError::Status { status, .. } => {
+                matches!(*status, 500..=599 if !matches!(*status, 503 | 529))
+            }
+            UpstreamError::Overflow(_) | UpstreamError::Misconfigured { .. } => false,
         }
     }
 
@@ -70,22 +109,45 @@ impl UpstreamError {
             UpstreamError::Interrupted { .. } => "interrupted",
             UpstreamError::Discovery { .. } => "discovery",
             UpstreamError::Timeout { .. } => "timeout",
+            UpstreamError::Misconfigured { .. } => "misconfigured",
         }
     }
 
     /// The one place an upstream failure becomes a client error.
     pub fn to_api(&self) -> ApiError {
         match self {
-            UpstreamError::Unreachable { .. } | UpstreamError::Discovery { .. } | UpstreamError::Timeout { .. } => {
+            UpstreamError::Unreachable { .. }
+            | UpstreamError::Discovery { .. }
+            | UpstreamError::Timeout { .. } => {
                 ApiError::new(ErrorKind::Overloaded, self.to_string())
             }
-            UpstreamError::Overflow(Overflow::PromptTooLong { prompt, window }) => {
-                ApiError::prompt_too_long(*prompt, *window)
-            }
-            UpstreamError::Overflow(Overflow::OutputTooLarge { prompt, window }) => ApiError::invalid(format!(
-                "max_tokens leaves no room: prompt is {prompt} tokens of a {window}-token context window"
+            UpstreamError::Overflow(
+                Overflow::PromptTooLong { prompt, window }
+                | Overflow::PromptOverWindow {
+                    at_least: prompt,
+                    window,
+                },
+            ) => ApiError::prompt_too_long(*prompt, *window),
+            // Reached only where the proxy could not resend (it fits max_tokens itself):
+            // Claude Code's other context wording makes the CLI retry with less.
+            UpstreamError::Overflow(
+                Overflow::OutputTooLarge { prompt, window } | Overflow::AtLeast { prompt, window },
+            ) => ApiError::invalid(format!(
+                "input length and `max_tokens` exceed context limit: {prompt} + {} > {window}, \
+                 decrease input length or `max_tokens` and try again",
+                window + 1 - (*prompt).min(*window)
             )),
-            UpstreamError::Status { status, message, retry_after, backend } => {
+            UpstreamError::Overflow(Overflow::MaxTokensOverWindow { window }) => {
+                ApiError::invalid(format!(
+                    "max_tokens: must be at most the model's context window of {window} tokens"
+                ))
+            }
+            UpstreamError::Status {
+                status,
+                message,
+                retry_after,
+                backend,
+            } => {
                 let kind = match *status {
                     400 | 422 => ErrorKind::InvalidRequest,
                     404 => ErrorKind::NotFound,
@@ -106,10 +168,14 @@ impl UpstreamError {
                     kind,
                     message,
                     retry_after: *retry_after,
+                    final_answer: false,
                 }
             }
             UpstreamError::Protocol { .. } | UpstreamError::Interrupted { .. } => {
                 ApiError::new(ErrorKind::Api, self.to_string())
+            }
+            UpstreamError::Misconfigured { .. } => {
+                ApiError::new(ErrorKind::Api, self.to_string()).final_answer()
             }
         }
     }
@@ -153,59 +219,144 @@ fn unreachable(backend: &BackendRuntime, e: reqwest::Error) -> UpstreamError {
     }
 }
 
-/// Served model and context window, from the config or, once, from `/v1/models`.
+/// Served model and context window, from the config or from the first endpoint of the
+/// backend that answers `/models`.
 pub async fn discover(
     client: &reqwest::Client,
     backend: &BackendRuntime,
 ) -> Result<Discovered, UpstreamError> {
-    backend
-        .discovered
-        .get_or_try_init(|| async {
-            let spec = &backend.spec;
-            if let (Some(served), Some(window)) = (&spec.served_model, spec.context_window) {
-                return Ok(Discovered {
-                    served_model: served.clone(),
-                    context_window: Some(window),
-                });
-            }
-            let resp = authorize(client.get(format!("{}/models", backend.base_url)), backend)
-                .header("anthropic-version", "2023-06-01")
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await
-                .map_err(|e| unreachable(backend, e))?;
-            if !resp.status().is_success() {
-                return Err(UpstreamError::Discovery {
-                    backend: spec.name.clone(),
-                    detail: format!("GET /models answered {}", resp.status()),
-                });
-            }
-            let list: ModelList = resp.json().await.map_err(|e| UpstreamError::Discovery {
-                backend: spec.name.clone(),
-                detail: format!("GET /models: {e}"),
-            })?;
-            let entry = match &spec.served_model {
-                Some(name) => list.data.iter().find(|m| &m.id == name),
-                None if list.data.len() == 1 => list.data.first(),
-                None => {
-                    let ids: Vec<&str> = list.data.iter().map(|m| m.id.as_str()).collect();
-                    return Err(UpstreamError::Discovery {
-                        backend: spec.name.clone(),
-                        detail: format!("serves {} models ({}); set servedModel", ids.len(), ids.join(", ")),
-                    });
-                }
-            };
-            let served_model = spec
-                .served_model
-                .clone()
-                .or_else(|| entry.map(|m| m.id.clone()))
-                .unwrap_or_default();
-            let context_window = spec.context_window.or_else(|| entry.and_then(|m| m.max_model_len));
-            tracing::info!(backend = %spec.name, %served_model, ?context_window, "discovered backend model");
-            Ok(Discovered { served_model, context_window })
-        })
+    let mut last = None;
+    for endpoint in &backend.endpoints {
+        match discover_at(client, backend, &endpoint.url).await {
+            Ok(d) => return Ok(d),
+            Err(e @ UpstreamError::Misconfigured { .. }) => return Err(e),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| UpstreamError::Discovery {
+        backend: backend.spec.name.clone(),
+        detail: "no endpoints".into(),
+    }))
+}
+
+/// Discovery through one endpoint (`base` includes `/v1`). The first answer from any replica
+/// is kept for the backend; no lock is held while asking, so a replica that is down (10 s
+/// connect timeout) never holds up requests going to the others.
+pub async fn discover_at(
+    client: &reqwest::Client,
+    backend: &BackendRuntime,
+    base: &str,
+) -> Result<Discovered, UpstreamError> {
+    if let Some(d) = backend.discovered.get() {
+        return Ok(d.clone());
+    }
+    let spec = &backend.spec;
+    if let (Some(served), Some(window)) = (&spec.served_model, spec.context_window) {
+        let d = Discovered {
+            served_model: served.clone(),
+            context_window: Some(window),
+            clamps_max_tokens: false,
+        };
+        return Ok(backend.discovered.get_or_init(|| async { d }).await.clone());
+    }
+    let url = format!("{base}/models");
+    let resp = authorize(client.get(&url), backend)
+        .header("anthropic-version", "2023-06-01")
+        .timeout(Duration::from_secs(10))
+        .send()
         .await
-        .cloned()
+        .map_err(|e| unreachable(backend, e))?;
+    let status = resp.status();
+    if matches!(status.as_u16(), 404 | 405) {
+        return Err(UpstreamError::Misconfigured {
+            backend: spec.name.clone(),
+            detail: format!(
+                "GET {} answered {status}; the base URL must be the API root that serves /models \
+                 (for vLLM it ends in /v1, e.g. http://host:8000/v1)",
+                redact_url(&url)
+            ),
+        });
+    }
+    if !status.is_success() {
+        return Err(UpstreamError::Discovery {
+            backend: spec.name.clone(),
+            detail: format!("GET {} answered {status}", redact_url(&url)),
+        });
+    }
+    let list: ModelList = resp.json().await.map_err(|e| UpstreamError::Discovery {
+        backend: spec.name.clone(),
+        detail: format!("GET {}: {e}", redact_url(&url)),
+    })?;
+    let mut d = pick_model(spec, &list)?;
+    if spec.protocol == Protocol::Openai || d.context_window.is_some() {
+        d.clamps_max_tokens = vllm_version(client, backend, base)
+            .await
+            .is_some_and(|v| version_clamps(&v));
+    }
+    tracing::info!(clamps_max_tokens = d.clamps_max_tokens, backend = %spec.name, served_model = %d.served_model, context_window = ?d.context_window, "discovered backend model");
+    Ok(backend.discovered.get_or_init(|| async { d }).await.clone())
+}
+
+/// vLLM's release from `GET /version` at the server root; `None` for other servers.
+async fn vllm_version(
+    client: &reqwest::Client,
+    backend: &BackendRuntime,
+    base: &str,
+) -> Option<String> {
+    let root = base.strip_suffix("/v1").unwrap_or(base);
+    let resp = authorize(client.get(format!("{root}/version")), backend)
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .ok()?;
+    let v: Value = resp.error_for_status().ok()?.json().await.ok()?;
+    v.get("version")?.as_str().map(str::to_owned)
+}
+
+/// The configured model in a `/models` list, or the only one served.
+fn pick_model(
+    spec: &switchyard_api::Backend,
+    list: &ModelList,
+) -> Result<Discovered, UpstreamError> {
+    let entry = match &spec.served_model {
+        Some(name) => list.data.iter().find(|m| &m.id == name),
+        None if list.data.len() == 1 => list.data.first(),
+        None => {
+            let ids: Vec<&str> = list.data.iter().map(|m| m.id.as_str()).collect();
+            return Err(UpstreamError::Misconfigured {
+                backend: spec.name.clone(),
+                detail: format!(
+                    "serves {} models ({}); set servedModel",
+                    ids.len(),
+                    ids.join(", ")
+                ),
+            });
+        }
+    };
+    Ok(Discovered {
+        served_model: spec
+            .served_model
+            .clone()
+            .or_else(|| entry.map(|m| m.id.clone()))
+            .unwrap_or_default(),
+        context_window: spec
+            .context_window
+            .or_else(|| entry.and_then(|m| m.max_model_len)),
+        clamps_max_tokens: false,
+    })
+}
+
+/// A URL without user info or query, which may carry credentials.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.to_string()
+        }
+        Err(_) => "<invalid URL>".into(),
+    }
 }
 
 /// One item of an upstream stream.
@@ -355,36 +506,79 @@ pub fn anthropic_events(
     Box::pin(stream)
 }
 
-/// vLLM's `/tokenize` lives at the server root, beside `/v1`.
+/// The exact prompt size from vLLM's `POST /tokenize` (at the server root, beside `/v1`) for
+/// the chat request about to be sent (`vllm/entrypoints/serve/tokenize`): the same messages,
+/// tools and template switches render the same prompt.
 pub async fn tokenize(
     client: &reqwest::Client,
     backend: &BackendRuntime,
-    body: Value,
+    base: &str,
+    body: &Value,
 ) -> Result<u64, UpstreamError> {
-    let root = backend
-        .base_url
-        .strip_suffix("/v1")
-        .unwrap_or(&backend.base_url);
-    let resp = authorize(client.post(format!("{root}/tokenize")), backend)
-        .json(&body)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .map_err(|e| unreachable(backend, e))?;
+    let root = base.strip_suffix("/v1").unwrap_or(base);
+    let v = post_for_json(client, backend, &format!("{root}/tokenize"), body).await?;
+    count_field(backend, &v, "count")
+}
+
+/// The exact prompt size from an Anthropic-protocol backend's `POST /messages/count_tokens`
+/// (Anthropic; vLLM's Anthropic route in recent releases): `{"input_tokens": N}`.
+pub async fn count_tokens(
+    client: &reqwest::Client,
+    backend: &BackendRuntime,
+    base: &str,
+    body: &Value,
+    extra_headers: &[(String, String)],
+) -> Result<u64, UpstreamError> {
+    let mut req = authorize(
+        client.post(format!("{base}/messages/count_tokens")),
+        backend,
+    )
+    .json(body)
+    .timeout(COUNT_TIMEOUT);
+    for (k, v) in extra_headers {
+        req = req.header(k, v);
+    }
+    let v = json_answer(backend, req).await?;
+    count_field(backend, &v, "input_tokens")
+}
+
+/// Counting is a tokenizer pass on the backend's CPU: seconds at most, even for big prompts.
+const COUNT_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn post_for_json(
+    client: &reqwest::Client,
+    backend: &BackendRuntime,
+    url: &str,
+    body: &Value,
+) -> Result<Value, UpstreamError> {
+    let req = authorize(client.post(url), backend)
+        .json(body)
+        .timeout(COUNT_TIMEOUT);
+    json_answer(backend, req).await
+}
+
+async fn json_answer(
+    backend: &BackendRuntime,
+    req: reqwest::RequestBuilder,
+) -> Result<Value, UpstreamError> {
+    let resp = req.send().await.map_err(|e| unreachable(backend, e))?;
     if !resp.status().is_success() {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         return Err(status_error(&backend.spec.name, status, &text, None));
     }
-    let v: Value = resp.json().await.map_err(|e| UpstreamError::Protocol {
+    resp.json().await.map_err(|e| UpstreamError::Protocol {
         backend: backend.spec.name.clone(),
         detail: e.to_string(),
-    })?;
-    v.get("count")
+    })
+}
+
+fn count_field(backend: &BackendRuntime, v: &Value, field: &str) -> Result<u64, UpstreamError> {
+    v.get(field)
         .and_then(Value::as_u64)
         .ok_or_else(|| UpstreamError::Protocol {
             backend: backend.spec.name.clone(),
-            detail: "/tokenize answer has no `count`".into(),
+            detail: format!("token count answer has no `{field}`"),
         })
 }
 

@@ -124,7 +124,7 @@ pub fn to_openai(
         request: ChatRequest {
             model: shape.served_model.to_owned(),
             messages,
-            max_tokens,
+            max_tokens: Some(max_tokens),
             stream: req.stream,
             stream_options: req.stream.then_some(StreamOptions {
                 include_usage: true,

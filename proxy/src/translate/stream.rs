@@ -8,7 +8,7 @@
 //! emit calls one after another, so in practice every call streams live).
 
 use super::text_tools::{Piece, TextToolParser};
-use super::{anthropic_usage, stop_reason, Finish};
+use super::{anthropic_usage, fills_window, stop_reason, Finish};
 use crate::anthropic::{MessageResponse, StopReason, Usage};
 use crate::error::ApiError;
 use crate::openai::{ChatChunk, ChatUsage, ToolCallDelta};
@@ -149,6 +149,10 @@ pub struct StreamTranslator {
     finish: Finish,
     any_tool_use: bool,
     usage: Option<ChatUsage>,
+    /// The window limits this answer (see `context::Fit`).
+    window_bound: bool,
+    /// The backend's window, to tell a window-bound `length` finish by its usage.
+    window: Option<u32>,
     /// Fragments for tool calls that were already closed (counted, logged by the caller).
     pub anomalies: u32,
 }
@@ -176,8 +180,18 @@ impl StreamTranslator {
             finish: Finish::default(),
             any_tool_use: false,
             usage: None,
+            window_bound: false,
+            window: None,
             anomalies: 0,
         }
+    }
+
+    /// A `length` finish is reported as `model_context_window_exceeded` when the window bound
+    /// the answer: by the proxy's own fit, or as the usage shows against `window`.
+    pub fn window_bound(mut self, window_bound: bool, window: Option<u32>) -> Self {
+        self.window_bound = window_bound;
+        self.window = window;
+        self
     }
 
     pub fn started(&self) -> bool {
@@ -266,6 +280,8 @@ impl StreamTranslator {
         self.close(out);
         self.flush_pending_tools(out);
         let (reason, sequence) = stop_reason(&self.finish, self.any_tool_use, &self.stop_sequences);
+        let reason = reason
+            .window_bound(self.window_bound || fills_window(self.usage.as_ref(), self.window));
         self.message.stop_reason = Some(reason);
         write_event(
             out,
