@@ -3,7 +3,10 @@
 //! Each fix answers something the real CLI sends (see `shared/fixtures/claude-code/README.md`)
 //! that an open-model backend mishandles.
 
-use crate::anthropic::{Content, ContentBlock, Message, MessagesRequest, Role, SystemPrompt};
+use crate::anthropic::{
+    Content, ContentBlock, Message, MessagesRequest, Role, SystemPrompt, ToolChoice,
+};
+use crate::server_tools::is_server_tool;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use switchyard_api::SystemMessagePlacement;
@@ -16,6 +19,7 @@ const BILLING_HEADER_PREFIX: &str = "x-anthropic-billing-header:";
 pub fn apply(req: &mut MessagesRequest, placement: SystemMessagePlacement) {
     remove_billing_header(req);
     place_system_messages(req, placement);
+    remove_server_tools(req);
     resolve_deferred_tools(req);
     repair_tools(req);
 }
@@ -152,6 +156,34 @@ pub fn tool_loaded_text(tool_name: &str) -> String {
     format!("Tool `{tool_name}` is now loaded and available to call.")
 }
 
+/// Server tools (`web_search_*`, `web_fetch_*`, …) are Anthropic's to run; a self-hosted model
+/// cannot, and chat templates would render them as functions it then calls in vain. They go;
+/// so does a `tool_choice` naming one, or any `tool_choice` once no tool is left (backends
+/// reject a choice without tools).
+/// A request with server tools only never gets here: `server_tools::answer` answers it.
+pub fn remove_server_tools(req: &mut MessagesRequest) {
+    let Some(tools) = &mut req.tools else { return };
+    let mut removed = Vec::new();
+    tools.retain(|t| {
+        let server = is_server_tool(t);
+        if server {
+            removed.push(t.name.clone());
+        }
+        !server
+    });
+    if removed.is_empty() {
+        return;
+    }
+    tracing::debug!(tools = ?removed, "server tools removed: the backend cannot run them");
+    if tools.is_empty() {
+        req.tools = None;
+        req.tool_choice = None;
+    }
+    if matches!(&req.tool_choice, Some(ToolChoice::Tool { name, .. }) if removed.contains(name)) {
+        req.tool_choice = None;
+    }
+}
+
 /// Every tool gets a string description and an object schema: templates and OpenAI-style
 /// validators reject `null` descriptions and schemas without `type: object`.
 pub fn repair_tools(req: &mut MessagesRequest) {
@@ -263,6 +295,31 @@ mod tests {
             content_text(c),
             "Tool `WebFetch` is now loaded and available to call."
         );
+    }
+
+    #[test]
+    fn server_tools_are_removed_custom_tools_stay() {
+        let mut r = req(json!({"model":"m","max_tokens":1,"messages":[],
+            "tool_choice":{"type":"tool","name":"web_search"},
+            "tools":[{"type":"web_search_20250305","name":"web_search","max_uses":8},
+                     {"name":"Bash","input_schema":{"type":"object"}},
+                     {"type":"web_fetch_20250910","name":"web_fetch"},
+                     {"type":"custom","name":"Read","input_schema":{"type":"object"}}]}));
+        remove_server_tools(&mut r);
+        let names: Vec<&str> = r
+            .tools
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(names, ["Bash", "Read"]);
+        assert!(r.tool_choice.is_none());
+        let mut only = req(json!({"model":"m","max_tokens":1,"messages":[],
+            "tool_choice":{"type":"auto"},
+            "tools":[{"type":"code_execution_20250825","name":"code_execution"}]}));
+        remove_server_tools(&mut only);
+        assert!(only.tools.is_none() && only.tool_choice.is_none());
     }
 
     #[test]

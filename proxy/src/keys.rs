@@ -14,7 +14,9 @@
 //! - `concurrent`: a semaphore; [`KeyEntry::acquire`] never waits.
 //! - `tokensPerMinute`: a token bucket, see [`KeyEntry::charge_tokens`].
 //!
-//! A limit of `0` is honoured literally: the key is refused (fail closed). Time comes from a
+//! A limit of `0` is honoured literally: the key is refused for good (fail closed, with
+//! `x-should-retry: false`), as is a request larger than the whole tokens-per-minute capacity
+//! ([`KeyEntry::check_size`]). Time comes from a
 //! [`Clock`], so tests drive it with [`ManualClock`] and never sleep.
 
 use std::fmt;
@@ -39,10 +41,9 @@ use crate::error::{ApiError, ErrorKind};
 /// Identity name used when no keys are configured.
 pub const ANONYMOUS: &str = "anonymous";
 
-/// Retry-after, in seconds, suggested when a limit of `0` refuses every request or when the
-/// concurrency limit is reached (there is no better estimate for either).
+/// Retry-after, in seconds, suggested when the concurrency limit is reached (there is no
+/// better estimate).
 const DEFAULT_RETRY_SECS: u64 = 1;
-const ZERO_LIMIT_RETRY_SECS: u64 = 60;
 
 /// Hex SHA-256 of `key`, the form [`ClientKey::sha256`] expects
 /// (same as `printf %s "$KEY" | sha256sum`).
@@ -190,7 +191,11 @@ impl From<AuthError> for ApiError {
     }
 }
 
-/// A per-key limit refused the request: `rate_limit_error` (429) with `retry-after`.
+/// A per-key (or per-route) limit refused the request: `rate_limit_error` (429).
+///
+/// Waiting helps with [`LimitError::RateLimited`] and [`LimitError::TooManyConcurrent`]
+/// (`retry-after`); the other two are hard quotas no retry can pass, so they carry
+/// `x-should-retry: false` and Claude Code fails at once instead of retrying ten times.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitError {
     /// Requests or tokens per minute exhausted; retry after this many seconds (≥ 1).
@@ -198,6 +203,16 @@ pub enum LimitError {
     RateLimited { retry_after_secs: u64 },
     #[error("too many concurrent requests for this API key")]
     TooManyConcurrent,
+    /// A limit configured as 0 refuses every request (`who` is the key's or route's name).
+    #[error("`{who}` has {limit} set to 0: every request is refused")]
+    Closed { who: String, limit: &'static str },
+    /// One request's estimated input alone exceeds the tokens-per-minute capacity.
+    #[error("this request's estimated {estimated} input tokens exceed the tokensPerMinute limit of {limit} for `{who}`; it can never be admitted")]
+    TooLarge {
+        who: String,
+        estimated: u64,
+        limit: u64,
+    },
 }
 
 impl LimitError {
@@ -210,12 +225,18 @@ impl LimitError {
         self.kind().status()
     }
 
-    /// The `retry-after` header value in seconds.
-    pub fn retry_after_secs(&self) -> u64 {
+    /// The `retry-after` header value in seconds; `None` when no wait helps.
+    pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            LimitError::RateLimited { retry_after_secs } => *retry_after_secs,
-            LimitError::TooManyConcurrent => DEFAULT_RETRY_SECS,
+            LimitError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            LimitError::TooManyConcurrent => Some(DEFAULT_RETRY_SECS),
+            LimitError::Closed { .. } | LimitError::TooLarge { .. } => None,
         }
+    }
+
+    /// A refusal that retrying cannot change.
+    pub fn is_final(&self) -> bool {
+        self.retry_after_secs().is_none()
     }
 }
 
@@ -224,7 +245,8 @@ impl From<LimitError> for ApiError {
         ApiError {
             kind: e.kind(),
             message: e.to_string(),
-            retry_after: Some(e.retry_after_secs()),
+            retry_after: e.retry_after_secs(),
+            final_answer: e.is_final(),
         }
     }
 }
@@ -290,7 +312,8 @@ impl TokenBucket {
             return Ok(());
         }
         if self.limit == 0 {
-            return Err(Duration::from_secs(ZERO_LIMIT_RETRY_SECS));
+            // Never positive again; `KeyEntry::closed` reports it before this is reached.
+            return Err(Duration::MAX);
         }
         // Smallest whole nanosecond count after which level + ns × limit > 0.
         let ns = (-st.level) / i128::from(self.limit) + 1;
@@ -456,10 +479,30 @@ impl KeyEntry {
         }
     }
 
+    /// The first limit configured as 0, which refuses every request ([`LimitError::Closed`]).
+    fn closed(&self) -> Result<(), LimitError> {
+        let l = &self.config.limits;
+        let zero = [
+            ("requestsPerMinute", l.requests_per_minute.map(u64::from)),
+            ("tokensPerMinute", l.tokens_per_minute),
+            ("concurrent", l.concurrent.map(u64::from)),
+        ]
+        .into_iter()
+        .find(|(_, v)| *v == Some(0));
+        match zero {
+            Some((limit, _)) => Err(LimitError::Closed {
+                who: self.config.name.clone(),
+                limit,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Admission check before a request starts: refused while the tokens-per-minute bucket is
     /// empty (checked first, it consumes nothing), then takes one request from the
-    /// requests-per-minute quota.
+    /// requests-per-minute quota. A zero limit refuses for good ([`LimitError::Closed`]).
     pub fn check_request(&self) -> Result<(), LimitError> {
+        self.closed()?;
         let now = self.limits.clock.now();
         if let Some(bucket) = &self.limits.tokens {
             bucket.check(now).map_err(|wait| LimitError::RateLimited {
@@ -467,15 +510,26 @@ impl KeyEntry {
             })?;
         }
         match &self.limits.requests {
-            None => Ok(()),
-            Some(None) => Err(LimitError::RateLimited {
-                retry_after_secs: ZERO_LIMIT_RETRY_SECS,
-            }),
+            None | Some(None) => Ok(()),
             Some(Some(limiter)) => limiter
                 .check()
                 .map_err(|not_until| LimitError::RateLimited {
                     retry_after_secs: retry_secs(not_until.wait_time_from(now)),
                 }),
+        }
+    }
+
+    /// Once the body is parsed: a request whose estimated input alone exceeds the whole
+    /// tokens-per-minute capacity would be refused forever, so it is refused for good now
+    /// ([`LimitError::TooLarge`]) rather than admitted to overdraw the bucket for minutes.
+    pub fn check_size(&self, estimated_input: u64) -> Result<(), LimitError> {
+        match self.config.limits.tokens_per_minute {
+            Some(limit) if estimated_input > limit => Err(LimitError::TooLarge {
+                who: self.config.name.clone(),
+                estimated: estimated_input,
+                limit,
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -492,10 +546,12 @@ impl KeyEntry {
         }
     }
 
-    /// Every admission check in an order that wastes nothing: a concurrency slot (given back if a
-    /// later check fails), then [`Self::check_request`] (the token bucket, which consumes nothing,
-    /// then the requests-per-minute quota). Hold the permit until the response has been sent.
+    /// Every admission check in an order that wastes nothing: zero limits, a concurrency slot
+    /// (given back if a later check fails), then [`Self::check_request`] (the token bucket,
+    /// which consumes nothing, then the requests-per-minute quota). Hold the permit until the
+    /// response has been sent.
     pub fn admit(&self) -> Result<ConcurrencyPermit, LimitError> {
+        self.closed()?;
         let permit = self.acquire()?;
         self.check_request()?;
         Ok(permit)
@@ -925,7 +981,8 @@ mod tests {
                 ApiError {
                     kind: ErrorKind::Authentication,
                     message: msg.into(),
-                    retry_after: None
+                    retry_after: None,
+                    final_answer: false
                 }
             );
             assert_eq!(api.body()["error"]["type"], "authentication_error");
@@ -941,6 +998,7 @@ mod tests {
         let api: ApiError = e.into();
         assert_eq!(api.kind, ErrorKind::RateLimit);
         assert_eq!(api.retry_after, Some(7));
+        assert!(!api.final_answer);
         assert_eq!(api.body()["error"]["type"], "rate_limit_error");
 
         let e = LimitError::TooManyConcurrent;
@@ -1126,30 +1184,69 @@ mod tests {
     }
 
     #[test]
-    fn zero_limits_fail_closed() {
+    fn zero_limits_fail_closed_for_good() {
         let (e, _) = single(Limits {
             requests_per_minute: Some(0),
             concurrent: Some(0),
             tokens_per_minute: None,
         });
-        assert_eq!(
-            e.check_request(),
-            Err(LimitError::RateLimited {
-                retry_after_secs: 60
-            })
-        );
-        assert_eq!(e.acquire().unwrap_err(), LimitError::TooManyConcurrent);
+        let closed = LimitError::Closed {
+            who: "a".into(),
+            limit: "requestsPerMinute",
+        };
+        assert_eq!(e.check_request(), Err(closed.clone()));
+        assert_eq!(e.admit().unwrap_err(), closed);
         let (e, clock) = single(Limits {
             tokens_per_minute: Some(0),
             ..Limits::default()
         });
         clock.advance(Duration::from_secs(3600));
+        let api: ApiError = e.admit().unwrap_err().into();
         assert_eq!(
-            e.check_request(),
-            Err(LimitError::RateLimited {
-                retry_after_secs: 60
-            })
+            api.message,
+            "`a` has tokensPerMinute set to 0: every request is refused"
         );
+        assert_eq!((api.retry_after, api.final_answer), (None, true));
+        let (e, _) = single(Limits {
+            concurrent: Some(0),
+            ..Limits::default()
+        });
+        assert!(matches!(
+            e.admit(),
+            Err(LimitError::Closed {
+                limit: "concurrent",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_request_larger_than_the_token_quota_is_refused_for_good() {
+        let (e, _) = single(Limits {
+            tokens_per_minute: Some(10_000),
+            ..Limits::default()
+        });
+        e.check_size(10_000).unwrap();
+        let err = e.check_size(12_500).unwrap_err();
+        assert_eq!(
+            err,
+            LimitError::TooLarge {
+                who: "a".into(),
+                estimated: 12_500,
+                limit: 10_000
+            }
+        );
+        let api: ApiError = err.into();
+        assert_eq!(api.kind, ErrorKind::RateLimit);
+        assert_eq!((api.retry_after, api.final_answer), (None, true));
+        // Without a token limit any size fits; ordinary refusals stay retryable.
+        let (e, _) = single(Limits::default());
+        e.check_size(u64::MAX).unwrap();
+        let api: ApiError = LimitError::RateLimited {
+            retry_after_secs: 4,
+        }
+        .into();
+        assert_eq!((api.retry_after, api.final_answer), (Some(4), false));
     }
 
     #[test]
