@@ -143,6 +143,7 @@ fn stop_reason_str(r: StopReason) -> &'static str {
         StopReason::MaxTokens => "max_tokens",
         StopReason::StopSequence => "stop_sequence",
         StopReason::ToolUse => "tool_use",
+        StopReason::ModelContextWindowExceeded => "model_context_window_exceeded",
     }
 }
 

@@ -282,6 +282,19 @@ pub enum StopReason {
     MaxTokens,
     StopSequence,
     ToolUse,
+    /// The context window, not the client's `max_tokens`, ended the answer (Anthropic's stop
+    /// reason on recent models; Claude Code knows it).
+    ModelContextWindowExceeded,
+}
+
+impl StopReason {
+    /// A `max_tokens` stop caused by the window's limit rather than the client's.
+    pub fn window_bound(self, window_bound: bool) -> Self {
+        match self {
+            StopReason::MaxTokens if window_bound => StopReason::ModelContextWindowExceeded,
+            other => other,
+        }
+    }
 }
 
 /// Always numeric: a `null` here crashes Claude Code's cost accounting.
