@@ -8,7 +8,9 @@ use std::io::Write;
 use std::net::SocketAddr;
 
 use clap::Parser;
-use switchyard_e2e::mock_vllm::{MockConfig, MockVllm, ReasoningField};
+use std::time::Duration;
+
+use switchyard_e2e::mock_vllm::{MockConfig, MockVllm, ReasoningField, VllmRelease};
 
 #[derive(Debug, Parser)]
 #[command(name = "mock-vllm", about = "Mock of vLLM's OpenAI-compatible server")]
@@ -22,9 +24,23 @@ struct Args {
     /// Context window used by the length checks.
     #[arg(long, default_value_t = 32768)]
     max_model_len: u32,
-    /// Reasoning field name: reasoning_content (vLLM <= 0.11) or reasoning.
-    #[arg(long, default_value = "reasoning_content")]
-    reasoning_field: ReasoningField,
+    /// vLLM release whose wire behaviour is imitated: 0.34 (current), 0.30
+    /// (0.22.1-0.31 context errors) or 0.11.
+    #[arg(long, default_value = "0.34")]
+    vllm_release: VllmRelease,
+    /// Reasoning field name: reasoning (PR #27752) or reasoning_content
+    /// (before it).  Defaults to reasoning_content with --vllm-release 0.11.
+    #[arg(long)]
+    reasoning_field: Option<ReasoningField>,
+    /// /tokenize ignores `tools`, as before vLLM 0.9.0 (PR #18187).
+    #[arg(long)]
+    tokenize_ignores_tools: bool,
+    /// Prefill milliseconds per 1,000 prompt tokens (silence before the first chunk).
+    #[arg(long, default_value_t = 1)]
+    prefill_ms_per_1k_tokens: u64,
+    /// Upper bound of the prefill time, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    prefill_cap_ms: u64,
     /// `root` reported by /v1/models.
     #[arg(long, default_value = "/models/Qwen3-Coder")]
     root: String,
@@ -49,10 +65,18 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    let reasoning_field = args.reasoning_field.unwrap_or(match args.vllm_release {
+        VllmRelease::V0_11 => ReasoningField::ReasoningContent,
+        _ => ReasoningField::Reasoning,
+    });
     let cfg = MockConfig {
         served_model_name: args.served_model_name,
         max_model_len: args.max_model_len,
-        reasoning_field: args.reasoning_field,
+        vllm_release: args.vllm_release,
+        reasoning_field,
+        tokenize_tools: !args.tokenize_ignores_tools,
+        prefill_per_1k_tokens: Duration::from_millis(args.prefill_ms_per_1k_tokens),
+        prefill_cap: Duration::from_millis(args.prefill_cap_ms),
         strict_system: !args.no_strict_system,
         tool_parser: !args.no_tool_parser,
         anthropic_endpoint: !args.no_anthropic_endpoint,

@@ -1,14 +1,24 @@
-//! `POST /v1/chat/completions`, shaped like vLLM 0.10/0.11's `serving_chat.py`.
+//! `POST /v1/chat/completions`, shaped like `chat_completion_stream_generator_raw`
+//! and `chat_completion_full_generator`
+//! (`vllm/entrypoints/openai/chat_completion/serving.py`, 0.34; 0.11's
+//! `serving_chat.py` has the same chunk sequence).
 //!
 //! Streaming (`text/event-stream; charset=utf-8`, as Starlette labels it):
-//! - headers go out at once; the first body bytes only after the prefill delay;
-//! - first chunk `delta: {"role": "assistant", "content": ""}`;
+//! - the route returns a lazy generator in a `StreamingResponse`, so headers
+//!   go out at once; the first body bytes only after prefill, which by
+//!   default grows with the prompt (`MockConfig::prefill_for`);
+//! - first chunk `delta: {"role": "assistant", "content": ""}`; 0.34 passes
+//!   `prompt_token_ids` and `prompt_text` explicitly to it, so
+//!   `exclude_unset` keeps them as `null`;
 //! - content / reasoning / tool-call deltas, one per generated piece; chunks are
 //!   dumped with `exclude_unset`, so intermediate choices carry
 //!   `logprobs: null, finish_reason: null` but no `stop_reason`;
 //! - the finish: a final chunk (`delta: {"content": ""}`, or `{}` after tool
 //!   calls) with `finish_reason` and `stop_reason`; when the budget runs out or
-//!   a stop string matches, the finish rides on the last content chunk;
+//!   a stop string matches, the finish rides on the last content chunk.  The
+//!   budget is `min(max_tokens, max_model_len - prompt)` (`get_max_tokens`),
+//!   and the scheduler's `check_stop` (`vllm/v1/core/sched/utils.py`) ends
+//!   at either limit with `length`;
 //! - `stream_options.include_usage`: a `choices: []` chunk with `usage`;
 //!   `continuous_usage_stats`: every chunk carries `usage`;
 //! - `data: [DONE]`.
@@ -31,7 +41,7 @@ use super::generate::{self, Generation};
 use super::scenario::{self, LastTurn, Piece, ScenarioInput, Script};
 use super::stats::ResponseGuard;
 use super::validate::{self, Prepared, ToolChoice};
-use super::{random_hex, unix_now, AppState, MockConfig, ReasoningField};
+use super::{random_hex, unix_now, AppState, ReasoningField, VllmRelease};
 
 /// How long a "crashing" stream waits before cutting the connection, so the
 /// bytes already produced reach the client first.
@@ -42,14 +52,17 @@ pub(crate) struct Planned {
     pub prepared: Prepared,
     pub script: Script,
     pub generation: Generation,
+    /// Silence before the first body byte.
+    pub prefill: Duration,
 }
 
 /// Runs the shared preprocessing pipeline and picks the scenario.
-pub(crate) fn plan(
-    cfg: &MockConfig,
-    chat_body: &Value,
-    last: LastTurn,
-) -> Result<Planned, ApiError> {
+///
+/// Injected failures (`error:CODE`, `error_once:CODE`, `/mock/fail_next`)
+/// come after validation, where vLLM's admission control
+/// (`QueueOverflowError`) and engine errors arise.
+pub(crate) fn plan(st: &AppState, chat_body: &Value, last: LastTurn) -> Result<Planned, ApiError> {
+    let cfg = &st.cfg;
     let params = validate::extract_params(chat_body);
     let prepared = validate::preprocess(cfg, chat_body, params)?;
     let roles = chat_body
@@ -74,14 +87,26 @@ pub(crate) fn plan(
         roles,
     };
     let script = scenario::build_script(&input);
+    if let Some(code) = st.stats.take_fail_next() {
+        return Err(ApiError::injected(code, cfg.vllm_release));
+    }
     if let Some(code) = script.http_error {
-        return Err(ApiError::injected(code));
+        return Err(ApiError::injected(code, cfg.vllm_release));
+    }
+    if let Some(code) = script.http_error_once {
+        if st.stats.first_error_once() {
+            return Err(ApiError::injected(code, cfg.vllm_release));
+        }
     }
     let generation = generate::apply(&script, prepared.max_tokens, &prepared.params.stop);
+    let prefill = script
+        .prefill
+        .unwrap_or_else(|| cfg.prefill_for(prepared.prompt_tokens));
     Ok(Planned {
         prepared,
         script,
         generation,
+        prefill,
     })
 }
 
@@ -108,13 +133,13 @@ pub(crate) async fn chat_completions(
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        plan(&st.cfg, &body, scenario::last_turn_openai(&messages))
+        plan(&st, &body, scenario::last_turn_openai(&messages))
     });
     let planned = match planned {
         Ok(p) => p,
         Err(e) => {
             guard.errored();
-            return e.into_openai_response();
+            return e.into_openai_response(st.cfg.vllm_release);
         }
     };
     let ctx = ChunkCtx {
@@ -123,20 +148,21 @@ pub(crate) async fn chat_completions(
         model: st.cfg.served_model_name.clone(),
         reasoning_field: st.cfg.reasoning_field,
         prompt_tokens: planned.prepared.prompt_tokens,
+        release: st.cfg.vllm_release,
     };
     if planned.prepared.params.stream {
         let opts = StreamOpts {
             include_usage: planned.prepared.params.include_usage && !planned.script.usage_null,
             continuous_usage: planned.prepared.params.continuous_usage
                 && !planned.script.usage_null,
-            prefill: planned.script.prefill,
+            prefill: planned.prefill,
             pace: planned.script.pace,
         };
         let stream = openai_stream(ctx, planned.generation, opts, guard);
         return sse_response(Body::from_stream(stream));
     }
-    if !planned.script.prefill.is_zero() {
-        tokio::time::sleep(planned.script.prefill).await;
+    if !planned.prefill.is_zero() {
+        tokio::time::sleep(planned.prefill).await;
     }
     if planned.generation.finish.is_none() {
         // `die` without streaming: headers, a partial body, then the cut.
@@ -181,6 +207,7 @@ pub(crate) struct ChunkCtx {
     pub model: String,
     pub reasoning_field: ReasoningField,
     pub prompt_tokens: u32,
+    pub release: VllmRelease,
 }
 
 pub(crate) struct StreamOpts {
@@ -220,6 +247,11 @@ struct ChunkOut<'a> {
     choices: Vec<StreamChoiceOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<UsageOut>,
+    /// `null` on the first chunk in 0.34 (set explicitly, kept by `exclude_unset`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_token_ids: Option<Option<()>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_text: Option<Option<()>>,
 }
 
 #[derive(Serialize)]
@@ -320,6 +352,17 @@ impl ChunkCtx {
         finish: Option<(&'a str, Option<&'a str>)>,
         usage: Option<UsageOut>,
     ) -> Bytes {
+        self.chunk_with(delta, finish, usage, false)
+    }
+
+    fn chunk_with<'a>(
+        &'a self,
+        delta: DeltaOut<'a>,
+        finish: Option<(&'a str, Option<&'a str>)>,
+        usage: Option<UsageOut>,
+        first: bool,
+    ) -> Bytes {
+        let prompt_fields = (first && self.release == VllmRelease::V0_34).then_some(None);
         sse_bytes(&ChunkOut {
             id: &self.id,
             object: "chat.completion.chunk",
@@ -333,6 +376,8 @@ impl ChunkCtx {
                 stop_reason: finish.map(|f| f.1),
             }],
             usage,
+            prompt_token_ids: prompt_fields,
+            prompt_text: prompt_fields,
         })
     }
 }
@@ -355,7 +400,7 @@ pub(crate) fn openai_stream(
                 .then(|| UsageOut::new(ctx.prompt_tokens, completion))
         };
         let first = DeltaOut { role: Some("assistant"), content: Some(""), ..Default::default() };
-        yield Ok(ctx.chunk(first, None, usage(0)));
+        yield Ok(ctx.chunk_with(first, None, usage(0), true));
         let n = generation.pieces.len();
         let attach_last = generation.finish.as_ref().is_some_and(|f| f.on_last_piece);
         for (i, piece) in generation.pieces.iter().enumerate() {
@@ -402,6 +447,8 @@ pub(crate) fn openai_stream(
                 model: &ctx.model,
                 choices: Vec::new(),
                 usage: Some(UsageOut::new(ctx.prompt_tokens, generation.completion_tokens)),
+                prompt_token_ids: None,
+                prompt_text: None,
             }));
         }
         yield Ok(Bytes::from_static(b"data: [DONE]\n\n"));

@@ -155,10 +155,11 @@ mod tests {
                 .map(|w| Piece::Content(w.to_string()))
                 .collect(),
             ending: Ending::Finish,
-            prefill: Duration::ZERO,
+            prefill: None,
             pace: Duration::ZERO,
             usage_null: false,
             http_error: None,
+            http_error_once: None,
         }
     }
 

@@ -2,25 +2,44 @@
 //! to the real thing that Switchyard's proxy can be tested against it without a
 //! GPU.
 //!
-//! What is imitated, and from which vLLM version, is documented next to each
-//! piece of behaviour.  The baseline is vLLM 0.10/0.11 (`reasoning_content`,
-//! errors nested under `"error"`, preprocessing errors formatted as
-//! `f"{e} {e.__cause__}"`), with the Anthropic `/v1/messages` endpoint as
-//! served by later releases.
+//! By default it behaves as the **current release, vLLM 0.34.0**, on the wire;
+//! [`VllmRelease`] (`--vllm-release`) selects an older form: `0.30`
+//! (0.22.1–0.31: the "at least N" context errors that reserve `max_tokens`)
+//! or `0.11` (`reasoning_content`-era wordings).  Every behaviour is cited to
+//! vLLM's source next to the code that imitates it; the sources were read
+//! from the PyPI wheels of the named releases.  A mock kinder than vLLM hides
+//! bugs, so the defaults are the strict, current ones:
+//!
+//! - context window (`validate::preprocess`, from `vllm/renderers/params.py`
+//!   and `get_max_tokens` in `vllm/entrypoints/serve/utils/api_utils.py`):
+//!   0.34 clamps `max_tokens` to the window's rest and refuses only a prompt
+//!   that alone exceeds it, reporting `at least L+1` tokens; 0.30 reserves
+//!   `max_tokens` and reports `at least L-M+1`; 0.11 reports exact counts;
+//! - tokens are counted by a tokenizer that behaves like a real BPE over
+//!   Qwen3's chat template ([`count_prompt_tokens`], `tokens.rs`);
+//! - `/tokenize` and `/v1/messages/count_tokens` return the full count of a
+//!   prompt longer than the window (`max_total_tokens=None`);
+//! - reasoning goes in `reasoning` (PR #27752; `reasoning_content` removed by
+//!   PR #33402);
+//! - streams send headers at once, then nothing for a prefill time that grows
+//!   with the prompt ([`MockConfig::prefill_per_1k_tokens`]);
+//! - `/v1/messages`: inline `role: "system"` messages accepted and merged,
+//!   billing header dropped, Anthropic error types, `message_start` with
+//!   `type`/`role`, `message_delta` with `stop_sequence`, no `ping`.
 //!
 //! Replies are scripted: a marker such as `[[mock:tool]]` in the last user
 //! message picks a scenario (the list is in `scenario.rs`).
 //!
 //! Modules:
 //! - `errors` — vLLM / FastAPI error bodies, including pydantic-style lists.
-//! - `tokens` — the deterministic "tokenizer" shared by `/tokenize` and the
-//!   context-length checks.
+//! - `tokens` — the tokenizer shared by `/tokenize`, `count_tokens`, usage and
+//!   the context-length checks.
 //! - `validate` — request schema checks and the preprocessing pipeline
 //!   (model check, tool-parser check, chat-template check, context length).
 //! - `scenario` — marker parsing and the scripted replies.
 //! - `generate` — applies `max_tokens` and `stop` to a script.
 //! - `chat` — `/v1/chat/completions`, streaming and not.
-//! - `anthropic` — `/v1/messages`.
+//! - `anthropic` — `/v1/messages` and `/v1/messages/count_tokens`.
 //! - `stats` — counters and recorded requests for tests.
 
 mod anthropic;
@@ -36,7 +55,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -48,12 +67,70 @@ use tokio::task::JoinHandle;
 
 pub use anthropic::anthropic_to_chat;
 pub use stats::MockStats;
-pub use tokens::{count_prompt_tokens, render_prompt};
+pub use tokens::{count_prompt_tokens, count_prompt_tokens_without_tools, render_prompt};
+
+/// The vLLM release whose wire behaviour the mock imitates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum VllmRelease {
+    /// vLLM 0.10/0.11: exact counts in the context errors (`your request has P
+    /// input tokens`, `'max_tokens' or 'max_completion_tokens' is too large`),
+    /// `" None"`-suffixed preprocessing errors, `reasoning_content`, pydantic
+    /// error lists as `repr`, `/v1/messages` without `role: "system"`,
+    /// `count_tokens` or `message_start.type`.
+    V0_11,
+    /// vLLM 0.22.1–0.30 (`renderers/params.py` `_token_len_check`): the prompt
+    /// window is `L - max_tokens`, the tokenizer stops one token past it, so
+    /// the 400 reports `at least L-M+1` input tokens; `max_model_len=max_total_tokens=L`
+    /// in the `max_tokens` error; vLLM type names on `/v1/messages`;
+    /// `count_tokens` refuses over-long prompts.
+    V0_30,
+    /// vLLM 0.34.0, the current release (the default).
+    #[default]
+    V0_34,
+}
+
+impl VllmRelease {
+    /// What `/version` answers.
+    pub fn version(self) -> &'static str {
+        match self {
+            VllmRelease::V0_11 => "0.11.0",
+            VllmRelease::V0_30 => "0.30.0",
+            VllmRelease::V0_34 => "0.34.0",
+        }
+    }
+
+    /// `POST /v1/messages/count_tokens` is served (present in every wheel
+    /// from 0.19.1 on; not in the 0.11 form).
+    pub fn serves_count_tokens(self) -> bool {
+        self != VllmRelease::V0_11
+    }
+
+    /// `role: "system"` inside Anthropic `messages` is accepted (the
+    /// `AnthropicMessage.role` Literal gained `"system"` in 0.26).
+    pub fn anthropic_inline_system(self) -> bool {
+        self != VllmRelease::V0_11
+    }
+}
+
+impl std::str::FromStr for VllmRelease {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim_start_matches('v') {
+            "0.11" | "0.11.0" => Ok(VllmRelease::V0_11),
+            "0.30" | "0.30.0" => Ok(VllmRelease::V0_30),
+            "0.34" | "0.34.0" | "current" => Ok(VllmRelease::V0_34),
+            other => Err(format!(
+                "unknown vLLM release `{other}` (expected 0.11, 0.30 or 0.34)"
+            )),
+        }
+    }
+}
 
 /// Which field vLLM uses for reasoning text (reasoning parsers).
 ///
-/// vLLM <= 0.11 sends `reasoning_content`; later releases renamed it to
-/// `reasoning`.  Proxies must cope with both.
+/// `reasoning` since PR #27752 (Nov 2025), which deprecated
+/// `reasoning_content`; PR #33402 removed the old name from the output
+/// (absent from 0.19.1 on).  Proxies must cope with both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReasoningField {
     ReasoningContent,
@@ -91,7 +168,9 @@ pub struct MockConfig {
     pub served_model_name: String,
     /// `--max-model-len`: context window used by the length checks.
     pub max_model_len: u32,
-    /// Reasoning field name (`reasoning_content` before vLLM 0.12).
+    /// The release whose wire behaviour is imitated (default: current, 0.34).
+    pub vllm_release: VllmRelease,
+    /// Reasoning field name (`reasoning`; `reasoning_content` before PR #27752).
     pub reasoning_field: ReasoningField,
     /// Chat template only allows one leading system message, raising
     /// `System message must be at the beginning.` otherwise (Qwen3.5/3.6
@@ -103,6 +182,16 @@ pub struct MockConfig {
     pub anthropic_endpoint: bool,
     /// `root` reported by `/v1/models` (the model path given to `vllm serve`).
     pub root: String,
+    /// `/tokenize` renders `tools`.  `TokenizeChatRequest` gained `tools` in
+    /// v0.9.0 (PR #18187); set false to imitate 0.8.5 and earlier, where the
+    /// field was ignored and the count left the tool schemas out.
+    pub tokenize_tools: bool,
+    /// Prefill time per 1,000 prompt tokens: streams send their headers at
+    /// once and the first chunk only after this (capped by `prefill_cap`).
+    /// A `[[mock:slow:MS]]` marker replaces it.
+    pub prefill_per_1k_tokens: Duration,
+    /// Upper bound of the proportional prefill time.
+    pub prefill_cap: Duration,
 }
 
 impl Default for MockConfig {
@@ -110,12 +199,23 @@ impl Default for MockConfig {
         MockConfig {
             served_model_name: "qwen3-coder".to_string(),
             max_model_len: 32768,
-            reasoning_field: ReasoningField::ReasoningContent,
+            vllm_release: VllmRelease::default(),
+            reasoning_field: ReasoningField::Reasoning,
             strict_system: true,
             tool_parser: true,
             anthropic_endpoint: true,
             root: "/models/Qwen3-Coder".to_string(),
+            tokenize_tools: true,
+            prefill_per_1k_tokens: Duration::from_millis(1),
+            prefill_cap: Duration::from_millis(50),
         }
+    }
+}
+
+impl MockConfig {
+    /// The prefill delay for a prompt of `prompt_tokens` tokens.
+    pub fn prefill_for(&self, prompt_tokens: u32) -> Duration {
+        (self.prefill_per_1k_tokens * prompt_tokens / 1000).min(self.prefill_cap)
     }
 }
 
@@ -213,8 +313,10 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/tokenize", post(tokenize))
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/mock/stats", get(mock_stats))
         .route("/mock/reset", post(mock_reset))
+        .route("/mock/fail_next", post(mock_fail_next))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // vLLM (uvicorn) has no request body limit; agent requests are big.
@@ -239,9 +341,9 @@ async fn health() -> StatusCode {
     StatusCode::OK
 }
 
-/// vLLM's `/version`.
-async fn version() -> Json<Value> {
-    Json(json!({ "version": "0.11.0" }))
+/// vLLM's `/version`: the release imitated.
+async fn version(State(st): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({ "version": st.cfg.vllm_release.version() }))
 }
 
 /// vLLM's `/v1/models` (`ModelList` of one `ModelCard`).
@@ -275,32 +377,40 @@ async fn models(State(st): State<Arc<AppState>>) -> Json<Value> {
     }))
 }
 
-/// vLLM's `/tokenize` (`TokenizeChatRequest` or `TokenizeCompletionRequest`).
+/// vLLM's `/tokenize` (`TokenizeChatRequest` or `TokenizeCompletionRequest`,
+/// `vllm/entrypoints/serve/tokenize/`).
 ///
 /// Uses the same [`count_prompt_tokens`] as the context-length checks, so a
 /// client that asks `/tokenize` gets exactly the number the 400 errors use.
+/// It never enforces the window: every release builds its `TokenizeParams`
+/// with `max_total_tokens=None`, so a prompt longer than `max_model_len`
+/// gets its full count with a 200 (0.8.5's `_validate_input` returned early
+/// for tokenize requests too).  `tools` count unless
+/// [`MockConfig::tokenize_tools`] is off (before v0.9.0, PR #18187).
 async fn tokenize(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    st.stats.tokenize_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let release = st.cfg.vllm_release;
     let value = match validate::parse_json_body(&headers, &body) {
         Ok(v) => v,
-        Err(e) => return e.into_openai_response(),
+        Err(e) => return e.into_openai_response(release),
     };
     if let Err(e) = validate::validate_tokenize(&value) {
-        return e.into_openai_response();
+        return e.into_openai_response(release);
     }
     if let Err(e) = validate::check_model(&st.cfg, &value) {
-        return e.into_openai_response();
+        return e.into_openai_response(release);
     }
     if value.get("messages").is_some() {
         if let Err(e) = validate::check_template(&st.cfg, &value) {
-            return e.into_openai_response();
+            return e.into_openai_response(release);
         }
     }
-    let count = count_prompt_tokens(&value);
+    let text = tokens::prompt_text(&value, st.cfg.tokenize_tools);
+    let ids = tokens::token_ids(&text);
     let return_strs = value
         .get("return_token_strs")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let text = tokens::prompt_text(&value);
     /// `TokenizeResponse`, in field order.
     #[derive(serde::Serialize)]
     struct TokenizeOut {
@@ -310,9 +420,9 @@ async fn tokenize(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Byt
         token_strs: Option<Vec<String>>,
     }
     let out = TokenizeOut {
-        count,
+        count: ids.len() as u32,
         max_model_len: st.cfg.max_model_len,
-        tokens: tokens::token_ids(&text),
+        tokens: ids,
         token_strs: return_strs.then(|| tokens::token_strs(&text)),
     };
     chat::json_response(StatusCode::OK, serde_json::to_vec(&out).unwrap_or_default())
@@ -325,6 +435,22 @@ async fn mock_stats(State(st): State<Arc<AppState>>) -> Json<Value> {
 async fn mock_reset(State(st): State<Arc<AppState>>) -> StatusCode {
     st.stats.reset();
     StatusCode::OK
+}
+
+#[derive(serde::Deserialize)]
+struct FailNext {
+    status: Option<u16>,
+    count: Option<u64>,
+}
+
+/// `POST /mock/fail_next?status=503&count=1`: the next `count` model calls
+/// (`/v1/chat/completions`, `/v1/messages`) answer `status` as the
+/// `[[mock:error:CODE]]` scenario would, then the mock serves normally again.
+async fn mock_fail_next(State(st): State<Arc<AppState>>, Query(q): Query<FailNext>) -> Json<Value> {
+    let status = q.status.unwrap_or(503);
+    let count = q.count.unwrap_or(1);
+    st.stats.fail_next(status, count);
+    Json(json!({ "status": status, "count": count }))
 }
 
 /// FastAPI's default 405 body.

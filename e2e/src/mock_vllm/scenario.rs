@@ -16,10 +16,12 @@
 //! | `parallel_tools` | reasoning, then two tool calls with interleaved argument fragments |
 //! | `hermes` | an unparsed `<tool_call>` block in the content (no tool parser) |
 //! | `harmony` | unparsed gpt-oss Harmony text in the content |
-//! | `slow:MS` | wait MS ms before the first body byte (prefill); combinable |
+//! | `slow:MS` | prefill of MS ms before the first body byte, instead of the default proportional one (`MockConfig::prefill_per_1k_tokens`); combinable |
 //! | `pace:MS` | sleep MS ms between chunks; combinable |
 //! | `die:N` | N content chunks, then the connection is cut (no finish, no `[DONE]`) |
-//! | `error:CODE` | HTTP CODE with a vLLM-shaped error body |
+//! | `error:CODE` | HTTP CODE with a vLLM-shaped error body (`503`: `QueueOverflowError`, type `Service Unavailable`) |
+//! | `error_once:CODE` | the first request carrying this marker since `/mock/reset` gets `error:CODE`; later ones get the default reply (a retry succeeds) |
+//! | (admin) `POST /mock/fail_next?status=503&count=N` | the next N model calls, whatever their markers, get `error:STATUS` |
 //! | `usage_null` | default text, but no usage (stream: no usage chunk) |
 //! | `echo` | `roles: system,user,...` of the received messages |
 //! | `stop` | `alpha beta STOP gamma`, cut by the request's `stop` sequences |
@@ -73,14 +75,18 @@ pub(crate) enum Ending {
 pub(crate) struct Script {
     pub pieces: Vec<Piece>,
     pub ending: Ending,
-    /// Delay before the first body byte.
-    pub prefill: Duration,
+    /// Delay before the first body byte (`slow:MS`); `None` means the
+    /// default, proportional to the prompt size.
+    pub prefill: Option<Duration>,
     /// Delay between chunks.
     pub pace: Duration,
     /// Omit usage (stream) / `usage: null` (non-stream).
     pub usage_null: bool,
     /// Answer with this HTTP status instead of generating.
     pub http_error: Option<u16>,
+    /// `error_once:CODE`: answer this status if no request carried the
+    /// marker before (since the last reset); otherwise generate.
+    pub http_error_once: Option<u16>,
 }
 
 /// The last turn of the conversation, normalised across API formats.
@@ -297,16 +303,17 @@ pub(crate) fn build_script(input: &ScenarioInput) -> Script {
     let mut script = Script {
         pieces: Vec::new(),
         ending: Ending::Finish,
-        prefill: Duration::ZERO,
+        prefill: None,
         pace: Duration::ZERO,
         usage_null: false,
         http_error: None,
+        http_error_once: None,
     };
     let mut scenario: Option<Marker> = None;
     for m in markers {
         match m.name.as_str() {
             "pace" => script.pace = ms(&m.arg),
-            "slow" => script.prefill = ms(&m.arg),
+            "slow" => script.prefill = Some(ms(&m.arg)),
             _ if scenario.is_none() => scenario = Some(m),
             _ => {}
         }
@@ -376,6 +383,10 @@ pub(crate) fn build_script(input: &ScenarioInput) -> Script {
         "error" => {
             script.http_error = Some(arg.and_then(|a| a.parse().ok()).unwrap_or(500));
             Vec::new()
+        }
+        "error_once" => {
+            script.http_error_once = Some(arg.and_then(|a| a.parse().ok()).unwrap_or(503));
+            content("Hello from mock vLLM.")
         }
         "usage_null" => {
             script.usage_null = true;

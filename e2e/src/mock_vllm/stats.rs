@@ -25,6 +25,15 @@ pub struct MockStats {
     pub errors: AtomicU64,
     /// Streams deliberately broken by the `die:N` scenario.
     pub aborted: AtomicU64,
+    /// `POST /tokenize` calls (valid or not).
+    pub tokenize_calls: AtomicU64,
+    /// `POST /v1/messages/count_tokens` calls (valid or not).
+    pub count_tokens_calls: AtomicU64,
+    /// Status the next `fail_next_count` model calls answer (`/mock/fail_next`).
+    fail_next_status: AtomicU64,
+    fail_next_count: AtomicU64,
+    /// Requests that carried an `error_once:CODE` marker since the last reset.
+    error_once_seen: AtomicU64,
     /// Received request bodies (chat + messages), oldest first.  Bodies that
     /// are not JSON are recorded as a JSON string.
     pub bodies: Mutex<Vec<Value>>,
@@ -59,6 +68,27 @@ impl MockStats {
         set.extend(fields.iter().cloned());
     }
 
+    /// Arms `/mock/fail_next`: the next `count` model calls answer `status`.
+    pub fn fail_next(&self, status: u16, count: u64) {
+        self.fail_next_status
+            .store(u64::from(status), Ordering::SeqCst);
+        self.fail_next_count.store(count, Ordering::SeqCst);
+    }
+
+    /// Takes one armed failure, if any: the status to answer.
+    pub(crate) fn take_fail_next(&self) -> Option<u16> {
+        self.fail_next_count
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .ok()
+            .map(|_| self.fail_next_status.load(Ordering::SeqCst) as u16)
+    }
+
+    /// Counts a request carrying `error_once:CODE`; true for the first one
+    /// since the last reset (that one fails, later ones are served).
+    pub(crate) fn first_error_once(&self) -> bool {
+        self.error_once_seen.fetch_add(1, Ordering::SeqCst) == 0
+    }
+
     pub(crate) fn error(&self) {
         self.errors.fetch_add(1, Ordering::SeqCst);
     }
@@ -83,6 +113,11 @@ impl MockStats {
             &self.completed,
             &self.errors,
             &self.aborted,
+            &self.tokenize_calls,
+            &self.count_tokens_calls,
+            &self.fail_next_status,
+            &self.fail_next_count,
+            &self.error_once_seen,
         ] {
             counter.store(0, Ordering::SeqCst);
         }
@@ -104,6 +139,8 @@ impl MockStats {
             "completed": self.completed.load(Ordering::SeqCst),
             "errors": self.errors.load(Ordering::SeqCst),
             "aborted": self.aborted.load(Ordering::SeqCst),
+            "tokenize_calls": self.tokenize_calls.load(Ordering::SeqCst),
+            "count_tokens_calls": self.count_tokens_calls.load(Ordering::SeqCst),
             "bodies": tail(&self.bodies),
             "headers": tail(&self.headers),
             "ignored_fields": lock(&self.ignored_fields).iter().cloned().collect::<Vec<_>>(),

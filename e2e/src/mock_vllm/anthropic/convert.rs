@@ -1,11 +1,27 @@
-//! Anthropic request validation (vLLM 0.11's `AnthropicMessagesRequest`
-//! pydantic model) and conversion to a chat-completions body
-//! (`_convert_anthropic_to_openai_request`).
+//! Anthropic request validation (the `AnthropicMessagesRequest` pydantic
+//! model, `vllm/entrypoints/anthropic/protocol.py`) and conversion to a
+//! chat-completions body (`AnthropicServingMessages.to_chat_completion_request`,
+//! `serving.py`; 0.11's `_convert_anthropic_to_openai_request`).
 
 use serde_json::{json, Map, Value};
 
 use crate::mock_vllm::errors::{ApiError, Loc, PyVal, PydanticError};
 use crate::mock_vllm::scenario::anthropic_block_text;
+use crate::mock_vllm::{MockConfig, VllmRelease};
+
+/// What the request is validated as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AnthropicKind {
+    /// `AnthropicMessagesRequest` (`max_tokens` required, `thinking` checked).
+    Messages,
+    /// `AnthropicCountTokensRequest` (no `max_tokens`).
+    CountTokens,
+}
+
+/// Claude Code's per-request attribution block, dropped from the system
+/// prompt before rendering (PR #36829; `_convert_system_message` and
+/// `_extract_system_text` in `anthropic/serving.py`).
+const BILLING_HEADER: &str = "x-anthropic-billing-header";
 
 fn perr(kind: &'static str, loc: Vec<Loc>, msg: &str, input: &Value) -> PydanticError {
     let mut full = vec![Loc::from("body")];
@@ -13,8 +29,13 @@ fn perr(kind: &'static str, loc: Vec<Loc>, msg: &str, input: &Value) -> Pydantic
     PydanticError::new(kind, full, msg, PyVal::from(input))
 }
 
-/// Collects pydantic-style errors for `AnthropicMessagesRequest`.
-pub(super) fn validate_anthropic_schema(body: &Value) -> Result<(), ApiError> {
+/// Collects pydantic-style errors for `AnthropicMessagesRequest` (or
+/// `AnthropicCountTokensRequest`) as `release` defines it.
+pub(crate) fn validate_anthropic_schema(
+    body: &Value,
+    release: VllmRelease,
+    kind: AnthropicKind,
+) -> Result<(), ApiError> {
     let Some(obj) = body.as_object() else {
         return Err(ApiError::validation(&[PydanticError::new(
             "model_attributes_type",
@@ -47,6 +68,7 @@ pub(super) fn validate_anthropic_schema(body: &Value) -> Result<(), ApiError> {
         )),
     }
     match obj.get("max_tokens") {
+        _ if kind == AnthropicKind::CountTokens => {}
         Some(Value::Number(n)) if n.as_i64().is_some() => {
             if n.as_i64().unwrap_or(0) <= 0 {
                 errors.push(PydanticError::value_error(
@@ -86,8 +108,15 @@ pub(super) fn validate_anthropic_schema(body: &Value) -> Result<(), ApiError> {
                     ));
                     continue;
                 };
+                // `role: Literal["user", "assistant", "system"]` since 0.26
+                // (0.11–0.22: user/assistant only, issue #44000).
+                let (roles, expected): (&[&str], &str) = if release.anthropic_inline_system() {
+                    (&["user", "assistant", "system"], "'user', 'assistant' or 'system'")
+                } else {
+                    (&["user", "assistant"], "'user' or 'assistant'")
+                };
                 match m.get("role") {
-                    Some(r) if r == "user" || r == "assistant" => {}
+                    Some(Value::String(r)) if roles.contains(&r.as_str()) => {}
                     Some(r) => {
                         let mut full = vec![Loc::from("body")];
                         full.extend(loc(&["role"]));
@@ -95,10 +124,10 @@ pub(super) fn validate_anthropic_schema(body: &Value) -> Result<(), ApiError> {
                             PydanticError::new(
                                 "literal_error",
                                 full,
-                                "Input should be 'user' or 'assistant'",
+                                format!("Input should be {expected}"),
                                 PyVal::from(r),
                             )
-                            .with_ctx(vec![("expected", PyVal::str("'user' or 'assistant'"))]),
+                            .with_ctx(vec![("expected", PyVal::str(expected))]),
                         );
                     }
                     None => errors.push(perr("missing", loc(&["role"]), "Field required", msg)),
@@ -109,17 +138,10 @@ pub(super) fn validate_anthropic_schema(body: &Value) -> Result<(), ApiError> {
                         for (j, block) in blocks.iter().enumerate() {
                             let mut bl = loc(&["content", "list[AnthropicContentBlock]"]);
                             bl.push(Loc::Index(j));
-                            let kind = block.get("type").and_then(Value::as_str);
-                            const KINDS: &[&str] = &[
-                                "text",
-                                "image",
-                                "tool_use",
-                                "tool_result",
-                                "thinking",
-                                "redacted_thinking",
-                            ];
-                            match kind {
-                                Some(k) if KINDS.contains(&k) => {}
+                            let block_kind = block.get("type").and_then(Value::as_str);
+                            let (kinds, expected) = block_kinds(release);
+                            match block_kind {
+                                Some(k) if kinds.contains(&k) => {}
                                 _ => {
                                     let mut full = vec![Loc::from("body")];
                                     full.extend(bl.clone());
@@ -128,10 +150,10 @@ pub(super) fn validate_anthropic_schema(body: &Value) -> Result<(), ApiError> {
                                         PydanticError::new(
                                             "literal_error",
                                             full,
-                                            "Input should be 'text', 'image', 'tool_use', 'tool_result', 'thinking' or 'redacted_thinking'",
+                                            format!("Input should be {expected}"),
                                             PyVal::from(block.get("type").unwrap_or(&Value::Null)),
                                         )
-                                        .with_ctx(vec![("expected", PyVal::str("'text', 'image', 'tool_use', 'tool_result', 'thinking' or 'redacted_thinking'"))]),
+                                        .with_ctx(vec![("expected", PyVal::str(expected))]),
                                     );
                                 }
                             }
@@ -252,10 +274,125 @@ pub(super) fn validate_anthropic_schema(body: &Value) -> Result<(), ApiError> {
             ));
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::validation(&errors))
+    if release == VllmRelease::V0_34 {
+        validate_thinking(obj, &mut errors);
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(&errors));
+    }
+    // `validate_thinking_budget`, a `model_validator(mode="after")` (0.31+):
+    // runs once the fields are valid; its error is located at `('body',)`.
+    if release == VllmRelease::V0_34 && kind == AnthropicKind::Messages {
+        let budget = obj
+            .get("thinking")
+            .filter(|t| t["type"] == "enabled")
+            .and_then(|t| t["budget_tokens"].as_i64());
+        let max_tokens = obj.get("max_tokens").and_then(Value::as_i64);
+        if let (Some(b), Some(m)) = (budget, max_tokens) {
+            if b >= m {
+                return Err(ApiError::validation(&[PydanticError::value_error(
+                    vec![Loc::from("body")],
+                    "thinking.budget_tokens must be less than max_tokens",
+                    PyVal::from(body),
+                )]));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `AnthropicContentBlock.type` literals: 0.34 adds `tool_addition` and
+/// `tool_removal`; 0.30 has `tool_reference`; 0.11 neither.
+fn block_kinds(release: VllmRelease) -> (&'static [&'static str], &'static str) {
+    match release {
+        VllmRelease::V0_11 => (
+            &["text", "image", "tool_use", "tool_result", "thinking", "redacted_thinking"],
+            "'text', 'image', 'tool_use', 'tool_result', 'thinking' or 'redacted_thinking'",
+        ),
+        VllmRelease::V0_30 => (
+            &["text", "image", "tool_use", "tool_result", "tool_reference", "thinking", "redacted_thinking"],
+            "'text', 'image', 'tool_use', 'tool_result', 'tool_reference', 'thinking' or 'redacted_thinking'",
+        ),
+        VllmRelease::V0_34 => (
+            &["text", "image", "tool_use", "tool_result", "tool_reference", "thinking", "redacted_thinking", "tool_addition", "tool_removal"],
+            "'text', 'image', 'tool_use', 'tool_result', 'tool_reference', 'thinking', 'redacted_thinking', 'tool_addition' or 'tool_removal'",
+        ),
+    }
+}
+
+/// `thinking: AnthropicThinkingConfig`, a union discriminated by `type`
+/// (0.34, `anthropic/protocol.py`): `enabled` needs
+/// `budget_tokens: int = Field(ge=1024)`.
+fn validate_thinking(obj: &Map<String, Value>, errors: &mut Vec<PydanticError>) {
+    let Some(thinking) = obj.get("thinking").filter(|t| !t.is_null()) else {
+        return;
+    };
+    let loc = |rest: &[&str]| -> Vec<Loc> {
+        let mut l = vec![Loc::from("body"), Loc::from("thinking")];
+        l.extend(rest.iter().map(|s| Loc::from(*s)));
+        l
+    };
+    const TAGS: &str = "'enabled', 'disabled', 'adaptive', 'between_tools'";
+    let Some(t) = thinking.as_object() else {
+        errors.push(PydanticError::new(
+            "model_attributes_type",
+            loc(&[]),
+            "Input should be a valid dictionary or object to extract fields from",
+            PyVal::from(thinking),
+        ));
+        return;
+    };
+    match t.get("type").and_then(Value::as_str) {
+        Some("enabled") => match t.get("budget_tokens") {
+            Some(Value::Number(n)) if n.as_i64().is_some() => {
+                if n.as_i64().unwrap_or(0) < 1024 {
+                    errors.push(
+                        PydanticError::new(
+                            "greater_than_equal",
+                            loc(&["enabled", "budget_tokens"]),
+                            "Input should be greater than or equal to 1024",
+                            PyVal::from(&Value::Number(n.clone())),
+                        )
+                        .with_ctx(vec![("ge", PyVal::Int(1024))]),
+                    );
+                }
+            }
+            Some(v) => errors.push(PydanticError::new(
+                "int_type",
+                loc(&["enabled", "budget_tokens"]),
+                "Input should be a valid integer",
+                PyVal::from(v),
+            )),
+            None => errors.push(PydanticError::new(
+                "missing",
+                loc(&["enabled", "budget_tokens"]),
+                "Field required",
+                PyVal::from(thinking),
+            )),
+        },
+        Some("disabled" | "adaptive" | "between_tools") => {}
+        Some(tag) => errors.push(
+            PydanticError::new(
+                "union_tag_invalid",
+                loc(&[]),
+                format!("Input tag '{tag}' found using 'type' does not match any of the expected tags: {TAGS}"),
+                PyVal::from(thinking),
+            )
+            .with_ctx(vec![
+                ("discriminator", PyVal::str("'type'")),
+                ("tag", PyVal::str(tag)),
+                ("expected_tags", PyVal::str(TAGS)),
+            ]),
+        ),
+        None => errors.push(
+            PydanticError::new(
+                "union_tag_not_found",
+                loc(&[]),
+                "Unable to extract tag using discriminator 'type'",
+                PyVal::from(thinking),
+            )
+            .with_ctx(vec![("discriminator", PyVal::str("'type'"))]),
+        ),
     }
 }
 
@@ -315,26 +452,92 @@ fn write_py_json(v: &Value, out: &mut String) {
     }
 }
 
-/// vLLM's `_convert_anthropic_to_openai_request`: the chat-completions body
-/// the Anthropic request is served as.  Public so tests can compute the
-/// expected prompt token count: `count_prompt_tokens(&anthropic_to_chat(&req))`.
+/// The chat-completions body an Anthropic request is served as, for the
+/// default configuration (current release, Qwen-style system-first
+/// template).  Public so tests can compute the expected prompt token count:
+/// `count_prompt_tokens(&anthropic_to_chat(&req))`.
 pub fn anthropic_to_chat(req: &Value) -> Value {
+    anthropic_to_chat_for(req, &MockConfig::default())
+}
+
+/// Text of a system block list or string without the billing header
+/// (`_extract_system_text`): text blocks joined with no separator.
+fn system_text(content: Option<&Value>) -> Option<String> {
+    let text = match content? {
+        Value::String(s) if s.starts_with(BILLING_HEADER) => return None,
+        Value::String(s) => s.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .filter(|t| !t.is_empty() && !t.starts_with(BILLING_HEADER))
+            .collect(),
+        _ => return None,
+    };
+    (!text.is_empty()).then_some(text)
+}
+
+/// `to_chat_completion_request` as `cfg.vllm_release` does it.
+///
+/// 0.26+ (`_convert_system_message`, `_convert_messages`): the top-level
+/// `system` and, when the chat template requires system-first ordering
+/// (`_detect_merge_inline_system` renders `[system, user, system, user]` and
+/// merges if that raises — Qwen's templates do, here `strict_system`), the
+/// inline `role: "system"` messages are concatenated with no separator into
+/// one leading system message; otherwise inline system messages stay in
+/// place.  The billing header block is dropped either way.  (vLLM main after
+/// 0.34 folds them into a neighbouring turn instead, `inline_system.py`.)
+/// 0.11: `system` only, text blocks concatenated.
+pub(crate) fn anthropic_to_chat_for(req: &Value, cfg: &MockConfig) -> Value {
+    let current = cfg.vllm_release.anthropic_inline_system();
+    let merge_inline = current && cfg.strict_system;
     let mut messages: Vec<Value> = Vec::new();
-    match req.get("system") {
-        Some(Value::String(s)) if !s.is_empty() => {
-            messages.push(json!({"role": "system", "content": s}));
+    if current {
+        let mut parts: Vec<String> = Vec::new();
+        match req.get("system") {
+            Some(Value::String(s)) if !s.is_empty() => parts.push(s.clone()),
+            Some(Value::Array(blocks)) => parts.extend(
+                blocks
+                    .iter()
+                    .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+                    .filter_map(|b| b.get("text").and_then(Value::as_str))
+                    .filter(|t| !t.is_empty() && !t.starts_with(BILLING_HEADER))
+                    .map(str::to_string),
+            ),
+            _ => {}
         }
-        Some(Value::Array(blocks)) => {
-            let text: String = blocks
-                .iter()
-                .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
-                .filter_map(|b| b.get("text").and_then(Value::as_str))
-                .collect();
-            if !text.is_empty() {
-                messages.push(json!({"role": "system", "content": text}));
+        if merge_inline {
+            for msg in req
+                .get("messages")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                if msg.get("role").and_then(Value::as_str) == Some("system") {
+                    parts.extend(system_text(msg.get("content")));
+                }
             }
         }
-        _ => {}
+        if !parts.is_empty() {
+            messages.push(json!({"role": "system", "content": parts.concat()}));
+        }
+    } else {
+        match req.get("system") {
+            Some(Value::String(s)) if !s.is_empty() => {
+                messages.push(json!({"role": "system", "content": s}));
+            }
+            Some(Value::Array(blocks)) => {
+                let text: String = blocks
+                    .iter()
+                    .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+                    .filter_map(|b| b.get("text").and_then(Value::as_str))
+                    .collect();
+                if !text.is_empty() {
+                    messages.push(json!({"role": "system", "content": text}));
+                }
+            }
+            _ => {}
+        }
     }
     for msg in req
         .get("messages")
@@ -342,6 +545,14 @@ pub fn anthropic_to_chat(req: &Value) -> Value {
         .map(Vec::as_slice)
         .unwrap_or_default()
     {
+        if current && msg.get("role").and_then(Value::as_str) == Some("system") {
+            if !merge_inline {
+                if let Some(text) = system_text(msg.get("content")) {
+                    messages.push(json!({"role": "system", "content": text}));
+                }
+            }
+            continue;
+        }
         let role = msg.get("role").and_then(Value::as_str).unwrap_or("user");
         let mut out = Map::new();
         out.insert("role".into(), json!(role));
@@ -510,9 +721,56 @@ mod tests {
     }
 
     #[test]
-    fn rejects_system_role() {
+    fn merges_inline_system_and_drops_billing_header() {
+        let req = json!({"model": "m", "max_tokens": 10,
+            "system": [{"type": "text", "text": "x-anthropic-billing-header: cc_version=1;"},
+                       {"type": "text", "text": "A."}, {"type": "text", "text": "B."}],
+            "messages": [{"role": "user", "content": "hi"},
+                         {"role": "system", "content": [{"type": "text", "text": "C."}]}]});
+        assert!(validate_anthropic_schema(&req, VllmRelease::V0_34, AnthropicKind::Messages).is_ok());
+        let chat = anthropic_to_chat(&req);
+        assert_eq!(
+            chat["messages"],
+            json!([{"role": "system", "content": "A.B.C."}, {"role": "user", "content": "hi"}])
+        );
+        let relaxed = MockConfig { strict_system: false, ..MockConfig::default() };
+        let chat = anthropic_to_chat_for(&req, &relaxed);
+        assert_eq!(
+            chat["messages"],
+            json!([{"role": "system", "content": "A.B."}, {"role": "user", "content": "hi"},
+                   {"role": "system", "content": "C."}])
+        );
+    }
+
+    #[test]
+    fn thinking_budget_is_checked() {
+        let mut req = json!({"model": "m", "max_tokens": 2000, "messages": [{"role": "user", "content": "x"}],
+            "thinking": {"type": "enabled", "budget_tokens": 512}});
+        let e = validate_anthropic_schema(&req, VllmRelease::V0_34, AnthropicKind::Messages)
+            .unwrap_err()
+            .for_release(VllmRelease::V0_34);
+        assert_eq!(
+            e.message,
+            "1 validation error:\n  {'type': 'greater_than_equal', 'loc': 'body.thinking.enabled.budget_tokens', 'msg': 'Input should be greater than or equal to 1024', 'input': '512', 'ctx': {'ge': 1024}}"
+        );
+        assert_eq!(e.param.as_deref(), Some("body.thinking.enabled.budget_tokens"));
+        req["thinking"]["budget_tokens"] = json!(2000);
+        let e = validate_anthropic_schema(&req, VllmRelease::V0_34, AnthropicKind::Messages)
+            .unwrap_err()
+            .for_release(VllmRelease::V0_34);
+        assert_eq!(
+            e.message,
+            "1 validation error:\n  {'type': 'value_error', 'loc': 'body', 'msg': 'Value error, thinking.budget_tokens must be less than max_tokens', 'input': '<dict of 4 items>', 'ctx': {'error': ValueError('thinking.budget_tokens must be less than max_tokens')}}"
+        );
+        assert_eq!(e.err_type, "Bad Request");
+        req["thinking"]["budget_tokens"] = json!(1024);
+        assert!(validate_anthropic_schema(&req, VllmRelease::V0_34, AnthropicKind::Messages).is_ok());
+    }
+
+    #[test]
+    fn rejects_system_role_in_0_11() {
         let req = json!({"model": "m", "max_tokens": 10, "messages": [{"role": "system", "content": "x"}]});
-        let e = validate_anthropic_schema(&req).unwrap_err();
+        let e = validate_anthropic_schema(&req, VllmRelease::V0_11, AnthropicKind::Messages).unwrap_err();
         assert!(e.always_openai_shape);
         assert!(
             e.message.contains("Input should be 'user' or 'assistant'"),

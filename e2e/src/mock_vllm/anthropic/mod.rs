@@ -1,22 +1,38 @@
-//! `POST /v1/messages`: vLLM's native Anthropic Messages endpoint
-//! (`vllm/entrypoints/anthropic/`).
+//! `POST /v1/messages` and `POST /v1/messages/count_tokens`: vLLM's native
+//! Anthropic Messages endpoints (`vllm/entrypoints/anthropic/api_router.py`,
+//! `protocol.py`, `serving.py`).
 //!
 //! vLLM validates the body against its `AnthropicMessagesRequest` pydantic
 //! model, converts it to a `ChatCompletionRequest`
-//! (`_convert_anthropic_to_openai_request`) and runs the normal chat pipeline,
-//! then converts the result back.  Behaviour imitated from it:
+//! (`to_chat_completion_request`) and runs the normal chat pipeline, then
+//! converts the result back.  Behaviour imitated, per [`VllmRelease`]:
 //! - schema errors go through the app-wide FastAPI validation handler, so they
-//!   come back in the *OpenAI* shape (`{"error": {..., "type": "Bad Request"}}`);
-//!   message roles are `Literal["user", "assistant"]` (vLLM 0.11), so a
-//!   `system` message is such a 400;
+//!   come back in the *OpenAI* shape (`{"error": {..., "type": "Bad Request"}}`,
+//!   issue #57997): `max_tokens` must be > 0 (`max_tokens must be positive`);
+//!   0.34 checks `thinking` (`enabled` needs `budget_tokens >= 1024` and
+//!   `< max_tokens`); roles include `system` from 0.26 (0.11: a 400);
 //! - pipeline errors are translated by `translate_error_response` into
-//!   `{"type": "error", "error": {"type": <OpenAI error type>, "message": ...}}`
-//!   — e.g. `BadRequestError`, not Anthropic's `invalid_request_error`;
+//!   `{"type": "error", "error": {"type": ..., "message": ...}}`: 0.33+ map
+//!   the status to Anthropic's vocabulary (`translate_error_type`:
+//!   `invalid_request_error`, `not_found_error`, `overloaded_error`, …);
+//!   earlier releases copy vLLM's type (`BadRequestError`).  The context
+//!   check is the chat one, same wording (`max_tokens` is sent as both
+//!   `max_tokens` and `max_completion_tokens`, so the parameter quoted is
+//!   `max_completion_tokens`); nothing clamps for the client;
 //! - streaming always uses `include_usage` + `continuous_usage_stats`;
-//!   `message_start.message` is dumped with `exclude_unset`, so it has no
-//!   `type`/`role` keys; thinking blocks end with a `signature_delta`;
-//!   finish reasons map `stop -> end_turn`, `length -> max_tokens`,
-//!   `tool_calls -> tool_use` (a matched stop sequence is still `end_turn`).
+//!   headers at once, then nothing until the first chat chunk (no `ping`
+//!   event is ever emitted, though the Literal allows it);
+//!   `message_start.message` carries `type`/`role` from 0.26 (set explicitly
+//!   for strict SDKs, issue #45367 / PR #45376); `message_delta.delta`
+//!   carries `stop_sequence` (explicitly set, so `exclude_unset` keeps it;
+//!   0.30+); thinking blocks end with a `signature_delta`; finish reasons
+//!   map `length -> max_tokens`, `tool_calls -> tool_use`, a matched stop
+//!   string -> `stop_sequence` with the string (0.32+;
+//!   `_to_anthropic_stop_reason`), else `end_turn`;
+//! - `count_tokens` (not in the 0.11 form) answers
+//!   `{"input_tokens": N, "context_management": {"original_input_tokens": N}}`;
+//!   0.34 counts prompts longer than the window (`_CountTokensChatRequest`),
+//!   0.30 refuses them with the context error.
 
 use std::io;
 use std::sync::Arc;
@@ -34,12 +50,12 @@ use serde_json::{json, Value};
 mod convert;
 
 use super::chat::{self, assemble, json_response, sse_response, CRASH_FLUSH};
-use super::generate::Generation;
+use super::generate::{self, Generation};
 use super::scenario::{self, Piece};
 use super::stats::ResponseGuard;
-use super::{random_hex, validate, AppState};
+use super::{random_hex, validate, AppState, VllmRelease};
 pub use convert::anthropic_to_chat;
-use convert::validate_anthropic_schema;
+use convert::{anthropic_to_chat_for, validate_anthropic_schema, AnthropicKind};
 
 pub(crate) async fn messages(
     State(st): State<Arc<AppState>>,
@@ -60,25 +76,22 @@ pub(crate) async fn messages(
             Err(_) => Value::String(String::from_utf8_lossy(&body).into_owned()),
         },
     );
+    let release = st.cfg.vllm_release;
     let planned = parsed.and_then(|body| {
-        validate_anthropic_schema(&body)?;
-        let chat_body = anthropic_to_chat(&body);
+        validate_anthropic_schema(&body, release, AnthropicKind::Messages)?;
+        let chat_body = anthropic_to_chat_for(&body, &st.cfg);
         let messages = body
             .get("messages")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        chat::plan(
-            &st.cfg,
-            &chat_body,
-            scenario::last_turn_anthropic(&messages),
-        )
+        chat::plan(&st, &chat_body, scenario::last_turn_anthropic(&messages))
     });
     let planned = match planned {
         Ok(p) => p,
         Err(e) => {
             guard.errored();
-            return e.into_anthropic_response();
+            return e.into_anthropic_response(release);
         }
     };
     let id = format!("chatcmpl-{}", random_hex());
@@ -91,16 +104,17 @@ pub(crate) async fn messages(
                 model,
                 prompt_tokens,
                 usage_null: planned.script.usage_null,
+                release,
             },
             planned.generation,
-            planned.script.prefill,
+            planned.prefill,
             planned.script.pace,
             guard,
         );
         return sse_response(Body::from_stream(stream));
     }
-    if !planned.script.prefill.is_zero() {
-        tokio::time::sleep(planned.script.prefill).await;
+    if !planned.prefill.is_zero() {
+        tokio::time::sleep(planned.prefill).await;
     }
     if planned.generation.finish.is_none() {
         guard.abort();
@@ -118,12 +132,51 @@ pub(crate) async fn messages(
         });
         return json_stream_response(Body::from_stream(stream));
     }
-    let body = message_json(&id, &model, prompt_tokens, &planned.generation);
+    let body = message_json(&id, &model, prompt_tokens, &planned.generation, release);
     guard.complete();
     json_response(
         StatusCode::OK,
         serde_json::to_vec(&body).unwrap_or_default(),
     )
+}
+
+/// `POST /v1/messages/count_tokens` (`AnthropicServingMessages.count_tokens`):
+/// the request is converted like `/v1/messages` (without `max_tokens` or
+/// stream options), rendered and tokenized; the answer is
+/// `{"input_tokens": N, "context_management": {"original_input_tokens": N}}`
+/// (`model_dump(exclude_none=True)`).  Errors take the Anthropic envelope.
+pub(crate) async fn count_tokens(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    st.stats
+        .count_tokens_calls
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let release = st.cfg.vllm_release;
+    if !st.cfg.anthropic_endpoint || !release.serves_count_tokens() {
+        return json_response(StatusCode::NOT_FOUND, br#"{"detail":"Not Found"}"#.to_vec());
+    }
+    let counted = validate::parse_json_body(&headers, &body).and_then(|body| {
+        validate_anthropic_schema(&body, release, AnthropicKind::CountTokens)?;
+        let chat_body = anthropic_to_chat_for(&body, &st.cfg);
+        validate::check_model(&st.cfg, &chat_body)?;
+        validate::check_template(&st.cfg, &chat_body)?;
+        let n = super::count_prompt_tokens(&chat_body);
+        validate::check_count_tokens_window(&st.cfg, n)?;
+        Ok(n)
+    });
+    match counted {
+        Ok(n) => json_response(
+            StatusCode::OK,
+            serde_json::to_vec(&json!({
+                "input_tokens": n,
+                "context_management": {"original_input_tokens": n},
+            }))
+            .unwrap_or_default(),
+        ),
+        Err(e) => e.into_anthropic_response(release),
+    }
 }
 
 fn json_stream_response(body: Body) -> Response {
@@ -135,16 +188,33 @@ fn json_stream_response(body: Body) -> Response {
     resp
 }
 
-fn stop_reason(reason: &str) -> &'static str {
-    match reason {
-        "length" => "max_tokens",
-        "tool_calls" => "tool_use",
-        _ => "end_turn",
+/// `(stop_reason, stop_sequence)` for a finish (`_to_anthropic_stop_reason`):
+/// `length` always wins; a matched stop string is `stop_sequence` from 0.32
+/// (earlier: `end_turn`); tool calls are `tool_use`.
+fn stop_reason<'a>(
+    finish: &'a generate::Finish,
+    tool_used: bool,
+    release: VllmRelease,
+) -> (&'static str, Option<&'a str>) {
+    match finish.reason {
+        "length" => ("max_tokens", None),
+        _ if tool_used => ("tool_use", None),
+        _ => match finish.stop_reason.as_deref() {
+            Some(s) if release == VllmRelease::V0_34 => ("stop_sequence", Some(s)),
+            _ if finish.reason == "tool_calls" => ("tool_use", None),
+            _ => ("end_turn", None),
+        },
     }
 }
 
 /// Non-streaming response (`model_dump(exclude_none=True)`).
-fn message_json(id: &str, model: &str, prompt_tokens: u32, generation: &Generation) -> Value {
+fn message_json(
+    id: &str,
+    model: &str,
+    prompt_tokens: u32,
+    generation: &Generation,
+    release: VllmRelease,
+) -> Value {
     let a = assemble(generation);
     let mut content = Vec::new();
     if !a.reasoning.is_empty() {
@@ -158,20 +228,32 @@ fn message_json(id: &str, model: &str, prompt_tokens: u32, generation: &Generati
         let input: Value = serde_json::from_str(args).unwrap_or_else(|_| json!({}));
         content.push(json!({"type": "tool_use", "id": tid, "name": name, "input": input}));
     }
-    let reason = generation
-        .finish
-        .as_ref()
-        .map(|f| f.reason)
-        .unwrap_or("stop");
-    json!({
+    // 0.34 (`messages_full_converter`): an empty completion is one empty
+    // text block, not `[]`.
+    if content.is_empty() && release == VllmRelease::V0_34 {
+        content.push(json!({"type": "text", "text": ""}));
+    }
+    let default_finish = generate::Finish {
+        reason: "stop",
+        stop_reason: None,
+        on_last_piece: false,
+        tail: String::new(),
+    };
+    let finish = generation.finish.as_ref().unwrap_or(&default_finish);
+    let (reason, sequence) = stop_reason(finish, !a.tool_calls.is_empty(), release);
+    let mut out = json!({
         "id": id,
         "type": "message",
         "role": "assistant",
         "content": content,
         "model": model,
-        "stop_reason": stop_reason(reason),
+        "stop_reason": reason,
         "usage": {"input_tokens": prompt_tokens, "output_tokens": generation.completion_tokens},
-    })
+    });
+    if let Some(seq) = sequence {
+        out["stop_sequence"] = json!(seq);
+    }
+    out
 }
 
 struct AnthropicCtx {
@@ -179,6 +261,7 @@ struct AnthropicCtx {
     model: String,
     prompt_tokens: u32,
     usage_null: bool,
+    release: VllmRelease,
 }
 
 /// `AnthropicStreamEvent` (field order type, message, delta, content_block, index, usage).
@@ -351,14 +434,19 @@ fn anthropic_stream(
             tokio::time::sleep(prefill).await;
         }
         let mut start = EventOut::new("message_start");
-        start.message = Some(obj(vec![
-            ("id", json!(ctx.id)),
+        let mut message = vec![("id", json!(ctx.id))];
+        if ctx.release != VllmRelease::V0_11 {
+            message.push(("type", json!("message")));
+            message.push(("role", json!("assistant")));
+        }
+        message.extend([
             ("content", json!([])),
             ("model", json!(ctx.model)),
             ("stop_reason", Value::Null),
             ("stop_sequence", Value::Null),
             ("usage", serde_json::to_value(usage(ctx.prompt_tokens, 0)).unwrap_or_default()),
-        ]));
+        ]);
+        start.message = Some(obj(message));
         yield Ok(start.bytes());
         let mut blocks = Blocks { next_index: 0, active: None };
         for piece in deinterleave(&generation.pieces) {
@@ -414,7 +502,12 @@ fn anthropic_stream(
             (ctx.prompt_tokens, generation.completion_tokens)
         };
         let mut delta = EventOut::new("message_delta");
-        delta.delta = Some(obj(vec![("stop_reason", json!(stop_reason(finish.reason)))]));
+        let (reason, sequence) = stop_reason(finish, generation.has_tool_calls(), ctx.release);
+        let mut fields = vec![("stop_reason", json!(reason))];
+        if ctx.release != VllmRelease::V0_11 {
+            fields.push(("stop_sequence", json!(sequence)));
+        }
+        delta.delta = Some(obj(fields));
         delta.usage = Some(usage(input, output));
         yield Ok(delta.bytes());
         yield Ok(EventOut::new("message_stop").bytes());

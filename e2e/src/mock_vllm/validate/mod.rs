@@ -7,8 +7,8 @@
 //!    validation errors (400, type `Bad Request`, pydantic error list).
 //! 3. `serving_chat.create_chat_completion`: model check (404), the
 //!    `"auto"` tool-choice check, chat template rendering (Jinja errors),
-//!    then `_validate_input` (context length), then `SamplingParams`
-//!    (`max_tokens >= 1`).
+//!    then the context-length checks ([`check_context`]; 0.11's
+//!    `_validate_input`), then `SamplingParams` (`max_tokens >= 1`).
 //!
 //! The pydantic error lists are an approximation: real pydantic reports one
 //! entry per member of the message/content-part unions; the mock reports one
@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::errors::{ApiError, Loc, PyVal, PydanticError};
 use super::tokens::count_prompt_tokens;
-use super::MockConfig;
+use super::{MockConfig, VllmRelease};
 use schema::{body_loc, lax_bool, lax_int};
 pub(crate) use schema::{validate_chat_schema, validate_tokenize};
 
@@ -89,12 +89,9 @@ pub(crate) fn parse_json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value,
     if media_type != "application/json" {
         // RequestValidationError(errors=["Unsupported Media Type: ..."]);
         // str(exc) is the repr of that list.
-        return Err(ApiError::validation_raw(
-            PyVal::List(vec![PyVal::str(
-                "Unsupported Media Type: Only 'application/json' is allowed",
-            )])
-            .repr(),
-        ));
+        return Err(ApiError::validation_text(&[
+            "Unsupported Media Type: Only 'application/json' is allowed",
+        ]));
     }
     if body.is_empty() {
         return Err(ApiError::validation(&[PydanticError::new(
@@ -210,10 +207,15 @@ pub(crate) fn extract_params(body: &Value) -> ChatParams {
     }
 }
 
-/// `OpenAIServing._check_model`: a missing model means "the served model".
+/// `_check_model`: a missing or empty model means "the served model"
+/// (`_is_model_supported`, `vllm/entrypoints/serve/engine/serving.py`).
 pub(crate) fn check_model(cfg: &MockConfig, body: &Value) -> Result<(), ApiError> {
     match body.get("model").and_then(Value::as_str) {
-        Some(m) if !m.is_empty() && m != cfg.served_model_name => Err(ApiError::model_not_found(m)),
+        Some(m) if !m.is_empty() && m != cfg.served_model_name => Err(ApiError::model_not_found(
+            m,
+            &cfg.served_model_name,
+            cfg.vllm_release,
+        )),
         _ => Ok(()),
     }
 }
@@ -232,10 +234,14 @@ pub(crate) fn check_template(cfg: &MockConfig, body: &Value) -> Result<(), ApiEr
         if cfg.strict_system && role == "system" && i != 0 {
             return Err(ApiError::template(
                 "System message must be at the beginning.",
+                cfg.vllm_release,
             ));
         }
         if !TEMPLATE_ROLES.contains(&role) {
-            return Err(ApiError::template("Unexpected message role."));
+            return Err(ApiError::template(
+                "Unexpected message role.",
+                cfg.vllm_release,
+            ));
         }
     }
     Ok(())
@@ -256,8 +262,113 @@ pub(crate) fn preprocess(
     }
     check_template(cfg, body)?;
     let prompt = count_prompt_tokens(body);
-    let max_len = cfg.max_model_len;
-    // `_validate_input` (serving_engine.py); raised as ValueError, hence " None".
+    let max_tokens = match cfg.vllm_release {
+        VllmRelease::V0_11 => check_context_v0_11(cfg.max_model_len, prompt, &params)?,
+        release => check_context(cfg.max_model_len, prompt, body, release)?,
+    };
+    Ok(Prepared {
+        params,
+        prompt_tokens: prompt,
+        max_tokens,
+    })
+}
+
+/// The requested output budget as 0.30+ read it (`build_tok_params`,
+/// `vllm/entrypoints/openai/chat_completion/protocol.py`):
+/// `max_completion_tokens` if set, else `max_tokens`, with the parameter name
+/// the errors quote.  `/v1/messages` sets both, so it quotes
+/// `max_completion_tokens`.
+fn requested_output(body: &Value) -> (&'static str, Option<i64>) {
+    match body.get("max_completion_tokens").filter(|v| !v.is_null()) {
+        Some(v) => ("max_completion_tokens", lax_int(Some(v))),
+        None => ("max_tokens", lax_int(body.get("max_tokens"))),
+    }
+}
+
+/// The context-window checks of 0.30 and 0.34, in vLLM's order; returns the
+/// generation budget.
+///
+/// 1. `TokenizeParams.__post_init__` (`vllm/renderers/params.py`): an output
+///    budget above the window is refused,
+///    `max_tokens=M cannot be greater than max_model_len=L.` (0.31+; 0.22.1–0.30
+///    print `max_model_len=max_total_tokens=L` from a `{max_total_tokens=}`
+///    f-string).
+/// 2. `_token_len_check`: the chat prompt is rendered to text and encoded with
+///    `truncation=True, max_length=max_input_tokens + 1` (`get_encode_kwargs`),
+///    so an over-long prompt is only ever counted to one token past the limit
+///    and the count is reported as `at least` that.
+///    * 0.34 (0.32+): `max_input_tokens = L`, so only a prompt that alone
+///      exceeds the window fails, always with `N = L + 1`.
+///    * 0.30: `max_input_tokens = L - M` (`M = max_tokens or 0`), so
+///      `N = L - M + 1` and the total `at least L + 1`: a lower bound
+///      back-computed from M, never the true size.
+/// 3. `get_max_tokens` (`vllm/entrypoints/serve/utils/api_utils.py`): the
+///    budget is `min(L - P, M)`; `max_tokens` absent means `L - P`.  A prompt
+///    of exactly `L` tokens leaves 0, refused by `SamplingParams._verify_args`
+///    (`max_tokens must be at least 1, got 0.`).
+fn check_context(
+    max_len: u32,
+    prompt: u32,
+    body: &Value,
+    release: VllmRelease,
+) -> Result<u32, ApiError> {
+    let l = i64::from(max_len);
+    let p = i64::from(prompt);
+    let (param, requested) = requested_output(body);
+    if let Some(m) = requested.filter(|m| *m > l) {
+        let total = match release {
+            VllmRelease::V0_30 => format!("max_model_len=max_total_tokens={l}"),
+            _ => format!("max_model_len={l}"),
+        };
+        return Err(ApiError::vllm_validation(
+            &format!("{param}={m} cannot be greater than {total}. Please request fewer output tokens."),
+            param,
+            m,
+        ));
+    }
+    match release {
+        VllmRelease::V0_30 => {
+            let m = requested.unwrap_or(0);
+            let max_input = l - m;
+            if p > max_input {
+                let n = max_input + 1;
+                return Err(ApiError::vllm_validation(
+                    &format!(
+                        "This model's maximum context length is {l} tokens. However, you requested {m} output tokens and your prompt contains at least {n} input tokens, for a total of at least {} tokens. Please reduce the length of the input prompt or the number of requested output tokens.",
+                        n + m
+                    ),
+                    "input_tokens",
+                    n,
+                ));
+            }
+        }
+        _ => {
+            if p > l {
+                let n = l + 1;
+                return Err(ApiError::vllm_validation(
+                    &format!(
+                        "This model's maximum context length is {l} tokens. However, your prompt contains at least {n} input tokens, which exceeds this limit even without any output tokens. Please reduce the length of the input prompt."
+                    ),
+                    "input_tokens",
+                    n,
+                ));
+            }
+        }
+    }
+    let budget = requested.map_or(l - p, |m| m.min(l - p));
+    if budget < 1 {
+        return Err(ApiError::vllm_validation(
+            &format!("max_tokens must be at least 1, got {budget}."),
+            "max_tokens",
+            budget,
+        ));
+    }
+    Ok(budget as u32)
+}
+
+/// vLLM 0.10/0.11's `_validate_input` (`serving_engine.py`): exact counts,
+/// raised as `ValueError` and formatted with a trailing `" None"`.
+fn check_context_v0_11(max_len: u32, prompt: u32, params: &ChatParams) -> Result<u32, ApiError> {
     if prompt >= max_len {
         return Err(ApiError::preprocessing(&format!(
             "This model's maximum context length is {max_len} tokens. However, your request has {prompt} input tokens. Please reduce the length of the input messages."
@@ -277,13 +388,27 @@ pub(crate) fn preprocess(
         }
     }
     let room = max_len - prompt;
-    let max_tokens = params
+    Ok(params
         .max_tokens
         .map(|mt| (mt as u64).min(u64::from(room)) as u32)
-        .unwrap_or(room);
-    Ok(Prepared {
-        params,
-        prompt_tokens: prompt,
-        max_tokens,
-    })
+        .unwrap_or(room))
+}
+
+/// The context check of `/v1/messages/count_tokens`: none in 0.34
+/// (`_CountTokensChatRequest.build_tok_params` uses `max_total_tokens=None`,
+/// "like /tokenize"); through 0.33 a plain `ChatCompletionRequest` without
+/// `max_tokens`, so 0.30's `_token_len_check` with `M = 0`.
+pub(crate) fn check_count_tokens_window(cfg: &MockConfig, prompt: u32) -> Result<(), ApiError> {
+    if cfg.vllm_release != VllmRelease::V0_30 || prompt <= cfg.max_model_len {
+        return Ok(());
+    }
+    let l = i64::from(cfg.max_model_len);
+    let n = l + 1;
+    Err(ApiError::vllm_validation(
+        &format!(
+            "This model's maximum context length is {l} tokens. However, you requested 0 output tokens and your prompt contains at least {n} input tokens, for a total of at least {n} tokens. Please reduce the length of the input prompt or the number of requested output tokens."
+        ),
+        "input_tokens",
+        n,
+    ))
 }
