@@ -707,9 +707,14 @@ impl Attempt<'_> {
         let base = &self.endpoint.url;
         match upstream::count_tokens(self.client(), self.backend, base, &body, extra_headers).await
         {
-            Err(UpstreamError::Status {
-                status: 404 | 405, ..
-            }) => {
+            // Not served (older vLLM), or it refuses an over-long prompt (vLLM < 0.34
+            // applies the window to count_tokens too); /tokenize counts any size.
+            Err(
+                UpstreamError::Status {
+                    status: 404 | 405, ..
+                }
+                | UpstreamError::Overflow(_),
+            ) => {
                 let shape = BackendShape {
                     served_model: &d.served_model,
                     thinking: self.backend.spec.thinking,

@@ -90,6 +90,43 @@ def proxy(mock_vllm):
     p.stop()
 
 
+def start_proxy(upstream, *extra):
+    """The real proxy binary in front of `upstream` (a mock's base URL with /v1)."""
+    env = dict(os.environ, SWITCHYARD_LOG="info")
+    p = Process(
+        [
+            binary("switchyard-proxy"),
+            "--upstream", upstream,
+            "--listen", "127.0.0.1:0",
+            "--admin-listen", "127.0.0.1:0",
+            *extra,
+        ],
+        r"listening api=(\S+) admin=(\S+)",
+        env=env,
+    )
+    p.url = "http://" + p.group(1)
+    p.admin_url = "http://" + p.group(2)
+    return p
+
+
+def start_mock(*extra):
+    p = Process(
+        [binary("mock-vllm"), "--listen", "127.0.0.1:0", *extra],
+        r"mock-vllm listening on (http://\S+)",
+    )
+    p.url = p.group(1)
+    return p
+
+
+@pytest.fixture(scope="session", params=["openai", "anthropic"])
+def cc_proxy(request, mock_vllm):
+    """The proxy in both backend protocols: Chat Completions, and vLLM's native /v1/messages."""
+    p = start_proxy(mock_vllm + "/v1", "--upstream-protocol", request.param)
+    p.protocol = request.param
+    yield p
+    p.stop()
+
+
 def mock_stats(mock_url):
     with urllib.request.urlopen(mock_url + "/mock/stats", timeout=5) as r:
         return json.load(r)

@@ -1,5 +1,9 @@
 """The real Claude Code CLI (`@anthropic-ai/claude-code`, native binary from npm) through
-switchyard-proxy to the mock vLLM, non-interactively (`claude -p … --output-format json`)."""
+switchyard-proxy to the mock vLLM, non-interactively (`claude -p … --output-format json`).
+
+Every test runs with the CLI pinned in `e2e/clients/package.json` and with the newest release
+npm serves (installed by `.ci/run` into `target/claude-latest`, or `CLAUDE_LATEST_BIN`), and
+against both backend protocols (Chat Completions and vLLM's native `/v1/messages`)."""
 
 import json
 import os
@@ -8,20 +12,36 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, mock_stats
+from conftest import REPO, mock_stats, start_mock, start_proxy
 
-CLAUDE = REPO / "e2e" / "clients" / "node_modules" / ".bin" / "claude"
+CLIS = {
+    "pinned": REPO / "e2e" / "clients" / "node_modules" / ".bin" / "claude",
+    "latest": Path(
+        os.environ.get(
+            "CLAUDE_LATEST_BIN",
+            REPO / "target" / "claude-latest" / "node_modules" / ".bin" / "claude",
+        )
+    ),
+}
 
 
-def run_claude(proxy, tmp_path, prompt, *extra):
+@pytest.fixture(params=sorted(CLIS))
+def claude(request):
+    path = CLIS[request.param]
+    if not path.exists():
+        pytest.fail(f"{path} missing: .ci/run installs both Claude Code CLIs")
+    return path
+
+
+def run_claude(claude, proxy, tmp_path, prompt, *extra, files=None, env_extra=None):
     """Runs `claude -p` with the prompt on standard input (a long prompt exceeds argv limits)."""
-    if not CLAUDE.exists():
-        pytest.fail(f"{CLAUDE} missing: run `npm ci` in e2e/clients (done by .ci/run)")
     home = tmp_path / "home"
     work = tmp_path / "work"
-    home.mkdir()
-    work.mkdir()
+    home.mkdir(exist_ok=True)
+    work.mkdir(exist_ok=True)
     (work / "a.txt").write_text("alpha\n")
+    for name, text in (files or {}).items():
+        (work / name).write_text(text)
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(home),
@@ -33,51 +53,113 @@ def run_claude(proxy, tmp_path, prompt, *extra):
         "DISABLE_ERROR_REPORTING": "1",
         "DISABLE_AUTOUPDATER": "1",
         "CI": "true",
+        **(env_extra or {}),
     }
-    proc = subprocess.run(
-        [str(CLAUDE), "-p", "--output-format", "json", *extra],
+    return subprocess.run(
+        [str(claude), "-p", "--output-format", "json", *extra],
         cwd=work,
         env=env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=240,
         input=prompt,
     )
-    return proc
 
 
-def test_claude_code_completes_a_tool_loop(proxy, mock_vllm, tmp_path):
-    before = len(mock_stats(mock_vllm)["bodies"])
-    proc = run_claude(proxy, tmp_path, "[[mock:tool]] list the files here", "--allowedTools", "Bash")
-    assert proc.returncode == 0, f"stdout={proc.stdout}\nstderr={proc.stderr}"
+def ok_result(proc):
+    assert proc.returncode == 0, f"stdout={proc.stdout[-3000:]}\nstderr={proc.stderr[-3000:]}"
     result = json.loads(proc.stdout)
     assert result["is_error"] is False, result
-    assert result["stop_reason"] == "end_turn"
-    # The mock answers a tool result with its first characters: Bash really ran `ls -la`.
-    assert result["result"].startswith("Tool result received: "), result["result"]
-    assert "total" in result["result"] or "a.txt" in result["result"], result["result"]
-    bodies = mock_stats(mock_vllm)["bodies"][before:]
-    chats = [b for b in bodies if "messages" in b]
-    # The follow-up carried the tool result back as an OpenAI tool message.
-    assert any(any(m.get("role") == "tool" for m in b["messages"]) for b in chats), "no tool result reached the backend"
-    for b in chats:
-        roles = [m["role"] for m in b["messages"]]
-        assert "system" not in roles[1:], f"non-leading system message sent: {roles}"
-        assert "x-anthropic-billing-header" not in json.dumps(b)
+    return result
 
 
-def test_claude_code_plain_text_answer(proxy, tmp_path):
-    proc = run_claude(proxy, tmp_path, "say hello")
-    assert proc.returncode == 0, f"stdout={proc.stdout}\nstderr={proc.stderr}"
-    result = json.loads(proc.stdout)
+def requests_with(mock_url, tag):
+    """(body, headers) of the model requests the mock recorded that carry `tag`."""
+    stats = mock_stats(mock_url)
+    return [
+        (b, h["headers"])
+        for b, h in zip(stats["bodies"], stats["headers"])
+        if isinstance(b, dict) and "messages" in b and tag in json.dumps(b)
+    ]
+
+
+def test_plain_text_answer(claude, cc_proxy, mock_vllm, tmp_path):
+    result = ok_result(run_claude(claude, cc_proxy, tmp_path, "say hello"))
     assert result["result"] == "Hello from mock vLLM."
     assert result["usage"]["input_tokens"] > 0
 
 
-def test_claude_code_reports_prompt_too_long(proxy, tmp_path):
+def test_bash_tool_loop(claude, cc_proxy, mock_vllm, tmp_path):
+    tag = f"loop-{tmp_path.name}"
+    proc = run_claude(claude, cc_proxy, tmp_path, f"[[mock:tool]] list the files here ({tag})", "--allowedTools", "Bash")
+    result = ok_result(proc)
+    assert result["stop_reason"] == "end_turn"
+    # The mock answers a tool result with its first characters: Bash really ran `ls -la`.
+    assert result["result"].startswith("Tool result received: "), result["result"]
+    assert "total" in result["result"] or "a.txt" in result["result"], result["result"]
+    bodies = [b for b, _ in requests_with(mock_vllm, tag)]
+    assert len(bodies) >= 2, "the tool call and the tool result turn"
+    if cc_proxy.protocol == "openai":
+        assert any(any(m.get("role") == "tool" for m in b["messages"]) for b in bodies), "no tool result reached the backend"
+        for b in bodies:
+            roles = [m["role"] for m in b["messages"]]
+            assert "system" not in roles[1:], f"non-leading system message sent: {roles}"
+    else:
+        assert any(
+            any(isinstance(m["content"], list) and any(c.get("type") == "tool_result" for c in m["content"]) for m in b["messages"])
+            for b in bodies
+        ), "no tool result reached the backend"
+    for b in bodies:
+        assert "x-anthropic-billing-header" not in json.dumps(b)
+
+
+def test_reasoning_answer(claude, cc_proxy, tmp_path):
+    result = ok_result(run_claude(claude, cc_proxy, tmp_path, "[[mock:reasoning]] think first"))
+    assert result["result"] == "The answer is 42."
+
+
+def test_subagent_call(claude, cc_proxy, mock_vllm, tmp_path):
+    """The main model calls the Agent tool; the CLI runs an Explore subagent (its own model
+    calls, tagged with `x-claude-code-agent-id`), whose Bash call and answer come back."""
+    tag = f"agent-{tmp_path.name}"
+    proc = run_claude(claude, cc_proxy, tmp_path, f"[[mock:agent:{tag}]] explore this folder", "--allowedTools", "Bash,Agent,Task")
+    result = ok_result(proc)
+    assert result["result"].startswith("Tool result received: "), result["result"]
+    # The subagent's prompt carries the tag; its calls carry the agent header.
+    sub = [h for _, h in requests_with(mock_vllm, tag) if "x-claude-code-agent-id" in h]
+    assert sub, "no request came from the subagent"
+
+
+def test_prompt_too_long_is_reported_with_real_size(claude, cc_proxy, tmp_path):
     # ~40k tokens of prompt against a 32k window: the proxy answers with the wording Claude
     # Code parses, and the CLI shows its own "Prompt is too long" message.
-    proc = run_claude(proxy, tmp_path, "x " * 80_000)
+    proc = run_claude(claude, cc_proxy, tmp_path, "x " * 80_000)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "too long" in out.lower(), out[-2000:]
+
+
+@pytest.fixture(scope="module", params=["openai", "anthropic"])
+def small_window(request):
+    """A mock whose window is a little above Claude Code's first request, and its proxy."""
+    mock = start_mock("--max-model-len", os.environ.get("SWITCHYARD_COMPACT_WINDOW", "24000"))
+    proxy = start_proxy(mock.url + "/v1", "--upstream-protocol", request.param)
+    proxy.protocol = request.param
+    yield mock, proxy
+    proxy.stop()
+    mock.stop()
+
+
+def test_compaction_when_the_conversation_outgrows_the_window(claude, small_window, tmp_path):
+    """A tool result fills the window: the next turn gets `prompt is too long`, the CLI
+    compacts the conversation and carries on to an answer."""
+    mock, proxy = small_window
+    big = "".join(f"line {i}: the quick brown fox jumps over the lazy dog\n" for i in range(2500))
+    proc = run_claude(
+        claude, proxy, tmp_path, "[[mock:bash:cat big.txt]] read the big file", "--allowedTools", "Bash",
+        files={"big.txt": big},
+    )
+    result = ok_result(proc)
+    bodies = [b for b, _ in requests_with(mock.url, "")]
+    assert len(bodies) >= 3, "first turn, the overflowing turn and the compaction at least"
+    assert result["result"], result
