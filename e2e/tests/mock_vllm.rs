@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchyard_e2e::mock_vllm::{
-    anthropic_to_chat, count_prompt_tokens, MockConfig, MockVllm, ReasoningField,
+    anthropic_to_chat, count_prompt_tokens, count_prompt_tokens_without_tools, MockConfig,
+    MockVllm, ReasoningField, VllmRelease,
 };
 use switchyard_e2e::testkit::http;
 
@@ -102,7 +103,8 @@ async fn non_streaming_default_reply() {
     assert_eq!(v["object"], "chat.completion");
     let choice = &v["choices"][0];
     assert_eq!(choice["message"]["content"], "Hello from mock vLLM.");
-    assert_eq!(choice["message"]["reasoning_content"], Value::Null);
+    assert_eq!(choice["message"]["reasoning"], Value::Null);
+    assert!(choice["message"].get("reasoning_content").is_none());
     assert_eq!(choice["message"]["tool_calls"], json!([]));
     assert_eq!(choice["finish_reason"], "stop");
     assert_eq!(choice["stop_reason"], Value::Null);
@@ -173,85 +175,203 @@ async fn streamed_tool_call_reassembles() {
     assert_eq!(usage["usage"]["prompt_tokens"], count_prompt_tokens(&body));
 }
 
-#[tokio::test]
-async fn context_overflow_wording() {
-    let mock = start(MockConfig {
-        max_model_len: 1000,
+fn with_release(release: VllmRelease, max_model_len: u32) -> MockConfig {
+    MockConfig {
+        vllm_release: release,
+        max_model_len,
         ..MockConfig::default()
-    })
-    .await;
-    let big = chat(&"x".repeat(8000));
-    let prompt = count_prompt_tokens(&big);
-    assert!(prompt >= 1000);
-    let r = post(&mock, "/v1/chat/completions", &big).await;
-    assert_eq!(r.status(), 400);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["error"]["type"], "BadRequestError");
-    assert_eq!(v["error"]["code"], 400);
+    }
+}
+
+async fn error_of(mock: &MockVllm, path: &str, body: &Value) -> (u16, Value) {
+    let r = post(mock, path, body).await;
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn context_window_current_release() {
+    let mock = start(with_release(VllmRelease::V0_34, 1000)).await;
+    // The prompt alone is over the window: N is always L + 1, never the size.
+    let big = chat(&"word ".repeat(3000));
+    assert!(count_prompt_tokens(&big) > 3000);
+    let (status, v) = error_of(&mock, "/v1/chat/completions", &big).await;
+    assert_eq!(status, 400);
     assert_eq!(
-        v["error"]["message"],
-        format!("This model's maximum context length is 1000 tokens. However, your request has {prompt} input tokens. Please reduce the length of the input messages. None")
+        v["error"],
+        json!({"message": "This model's maximum context length is 1000 tokens. However, your prompt contains at least 1001 input tokens, which exceeds this limit even without any output tokens. Please reduce the length of the input prompt. (parameter=input_tokens, value=1001)",
+            "type": "BadRequestError", "param": "input_tokens", "code": 400})
     );
 
-    let mut medium = chat(&"y".repeat(2000));
-    medium["max_tokens"] = json!(900);
+    // prompt + max_tokens over the window: clamped to the rest, finish `length`.
+    let mut medium = chat(&format!("{} [[mock:text:2000]]", "word ".repeat(400)));
     let prompt = count_prompt_tokens(&medium);
-    let r = post(&mock, "/v1/chat/completions", &medium).await;
-    assert_eq!(r.status(), 400);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(
-        v["error"]["message"],
-        format!("'max_tokens' or 'max_completion_tokens' is too large: 900. This model's maximum context length is 1000 tokens and your request has {prompt} input tokens (900 > 1000 - {prompt}). None")
-    );
-
-    // /tokenize agrees with the check.
-    let t: Value = post(&mock, "/tokenize", &medium)
+    assert!(prompt < 1000);
+    medium["max_tokens"] = json!(900);
+    let v: Value = post(&mock, "/v1/chat/completions", &medium)
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(t["count"], prompt);
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    assert_eq!(v["usage"]["completion_tokens"], 1000 - prompt);
+
+    // max_tokens above the window alone.
+    medium["max_tokens"] = json!(1001);
+    let (status, v) = error_of(&mock, "/v1/chat/completions", &medium).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        v["error"]["message"],
+        "max_tokens=1001 cannot be greater than max_model_len=1000. Please request fewer output tokens. (parameter=max_tokens, value=1001)"
+    );
+    assert_eq!(v["error"]["param"], "max_tokens");
+    medium.as_object_mut().unwrap().remove("max_tokens");
+    medium["max_completion_tokens"] = json!(5000);
+    let (_, v) = error_of(&mock, "/v1/chat/completions", &medium).await;
+    assert_eq!(
+        v["error"]["message"],
+        "max_completion_tokens=5000 cannot be greater than max_model_len=1000. Please request fewer output tokens. (parameter=max_completion_tokens, value=5000)"
+    );
+
+    // /tokenize never enforces the window: the full count, 200.
+    let r = post(&mock, "/tokenize", &big).await;
+    assert_eq!(r.status(), 200);
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(t["count"], count_prompt_tokens(&big));
     assert_eq!(t["max_model_len"], 1000);
-    assert_eq!(t["tokens"].as_array().unwrap().len() as u32, prompt);
+    assert_eq!(
+        t["tokens"].as_array().unwrap().len() as u32,
+        count_prompt_tokens(&big)
+    );
+}
+
+#[tokio::test]
+async fn prompt_filling_the_window_leaves_no_budget() {
+    // Find a prompt of exactly L tokens: `max_tokens` defaults to L - P = 0.
+    let probe = chat("hi");
+    let l = count_prompt_tokens(&probe);
+    let mock = start(with_release(VllmRelease::V0_34, l)).await;
+    let (status, v) = error_of(&mock, "/v1/chat/completions", &probe).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        v["error"]["message"],
+        "max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)"
+    );
+    assert_eq!(v["error"]["param"], "max_tokens");
+}
+
+#[tokio::test]
+async fn context_window_0_30_reserves_max_tokens() {
+    let mock = start(with_release(VllmRelease::V0_30, 1000)).await;
+    let mut medium = chat(&"word ".repeat(400));
+    assert!(count_prompt_tokens(&medium) + 900 > 1000);
+    medium["max_tokens"] = json!(900);
+    let (status, v) = error_of(&mock, "/v1/chat/completions", &medium).await;
+    assert_eq!(status, 400);
+    // N = L - M + 1, a lower bound: resending with max_tokens = L - N is one short.
+    assert_eq!(
+        v["error"],
+        json!({"message": "This model's maximum context length is 1000 tokens. However, you requested 900 output tokens and your prompt contains at least 101 input tokens, for a total of at least 1001 tokens. Please reduce the length of the input prompt or the number of requested output tokens. (parameter=input_tokens, value=101)",
+            "type": "BadRequestError", "param": "input_tokens", "code": 400})
+    );
+    // Without max_tokens the reservation is 0.
+    let big = chat(&"word ".repeat(3000));
+    let (_, v) = error_of(&mock, "/v1/chat/completions", &big).await;
+    assert_eq!(
+        v["error"]["message"],
+        "This model's maximum context length is 1000 tokens. However, you requested 0 output tokens and your prompt contains at least 1001 input tokens, for a total of at least 1001 tokens. Please reduce the length of the input prompt or the number of requested output tokens. (parameter=input_tokens, value=1001)"
+    );
+    medium["max_tokens"] = json!(4096);
+    let (_, v) = error_of(&mock, "/v1/chat/completions", &medium).await;
+    assert_eq!(
+        v["error"]["message"],
+        "max_tokens=4096 cannot be greater than max_model_len=max_total_tokens=1000. Please request fewer output tokens. (parameter=max_tokens, value=4096)"
+    );
+    let v: Value = http()
+        .get(format!("{}/version", mock.root_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v, json!({"version": "0.30.0"}));
+}
+
+#[tokio::test]
+async fn context_window_0_11_exact_counts() {
+    let mock = start(with_release(VllmRelease::V0_11, 1000)).await;
+    let big = chat(&"x ".repeat(4000));
+    let prompt = count_prompt_tokens(&big);
+    let (_, v) = error_of(&mock, "/v1/chat/completions", &big).await;
+    assert_eq!(v["error"]["type"], "BadRequestError");
+    assert_eq!(
+        v["error"]["message"],
+        format!("This model's maximum context length is 1000 tokens. However, your request has {prompt} input tokens. Please reduce the length of the input messages. None")
+    );
+    let mut medium = chat(&"y ".repeat(300));
+    medium["max_tokens"] = json!(900);
+    let prompt = count_prompt_tokens(&medium);
+    let (_, v) = error_of(&mock, "/v1/chat/completions", &medium).await;
+    assert_eq!(
+        v["error"]["message"],
+        format!("'max_tokens' or 'max_completion_tokens' is too large: 900. This model's maximum context length is 1000 tokens and your request has {prompt} input tokens (900 > 1000 - {prompt}). None")
+    );
 }
 
 #[tokio::test]
 async fn anthropic_context_overflow_shape() {
-    let mock = start(MockConfig {
-        max_model_len: 500,
-        ..MockConfig::default()
-    })
-    .await;
     let req = json!({"model": "qwen3-coder", "max_tokens": 100,
-        "messages": [{"role": "user", "content": "z".repeat(4000)}]});
-    let prompt = count_prompt_tokens(&anthropic_to_chat(&req));
-    let r = post(&mock, "/v1/messages", &req).await;
-    assert_eq!(r.status(), 400);
-    let v: Value = r.json().await.unwrap();
+        "messages": [{"role": "user", "content": "word ".repeat(3000)}]});
+    let mock = start(with_release(VllmRelease::V0_34, 500)).await;
+    let (status, v) = error_of(&mock, "/v1/messages", &req).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        v,
+        json!({"type": "error", "error": {"type": "invalid_request_error",
+            "message": "This model's maximum context length is 500 tokens. However, your prompt contains at least 501 input tokens, which exceeds this limit even without any output tokens. Please reduce the length of the input prompt. (parameter=input_tokens, value=501)"}})
+    );
+    // max_tokens travels as both fields, so the error names max_completion_tokens.
+    let mut small = req.clone();
+    small["messages"][0]["content"] = json!("hi");
+    small["max_tokens"] = json!(128000);
+    let (_, v) = error_of(&mock, "/v1/messages", &small).await;
+    assert_eq!(
+        v["error"]["message"],
+        "max_completion_tokens=128000 cannot be greater than max_model_len=500. Please request fewer output tokens. (parameter=max_completion_tokens, value=128000)"
+    );
+
+    // 0.30: vLLM's type names, the reserving wording.
+    let old = start(with_release(VllmRelease::V0_30, 500)).await;
+    let (_, v) = error_of(&old, "/v1/messages", &req).await;
     assert_eq!(v["type"], "error");
     assert_eq!(v["error"]["type"], "BadRequestError");
     assert_eq!(
         v["error"]["message"],
-        format!("This model's maximum context length is 500 tokens. However, your request has {prompt} input tokens. Please reduce the length of the input messages. None")
+        "This model's maximum context length is 500 tokens. However, you requested 100 output tokens and your prompt contains at least 401 input tokens, for a total of at least 501 tokens. Please reduce the length of the input prompt or the number of requested output tokens. (parameter=input_tokens, value=401)"
     );
 }
 
 #[tokio::test]
 async fn non_leading_system_rejected() {
-    let mock = start(MockConfig::default()).await;
     let body = json!({"model": "qwen3-coder", "messages": [
         {"role": "system", "content": "a"},
         {"role": "user", "content": "hi"},
         {"role": "system", "content": "b"}
     ]});
-    let r = post(&mock, "/v1/chat/completions", &body).await;
-    assert_eq!(r.status(), 400);
-    let v: Value = r.json().await.unwrap();
+    let mock = start(MockConfig::default()).await;
+    let (status, v) = error_of(&mock, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        v["error"],
+        json!({"message": "System message must be at the beginning.", "type": "BadRequestError", "param": null, "code": 400})
+    );
+
+    let old = start(with_release(VllmRelease::V0_11, 32768)).await;
+    let (_, v) = error_of(&old, "/v1/chat/completions", &body).await;
     assert_eq!(
         v["error"]["message"],
         "System message must be at the beginning. System message must be at the beginning."
     );
-    assert_eq!(v["error"]["type"], "BadRequestError");
 
     let relaxed = start(MockConfig {
         strict_system: false,
@@ -274,7 +394,7 @@ async fn validation_and_routing_errors() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(
         v["error"],
-        json!({"message": "The model `gpt-4` does not exist.", "type": "NotFoundError", "param": "model", "code": 404})
+        json!({"message": "The model `gpt-4` does not exist. Valid aliases: qwen3-coder.", "type": "NotFoundError", "param": "model", "code": 404})
     );
 
     let r = post(
@@ -286,10 +406,12 @@ async fn validation_and_routing_errors() {
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "Bad Request");
-    assert!(v["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("'loc': ('body', 'messages')"));
+    assert_eq!(v["error"]["param"], "body.messages");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("1 validation error:\n  {'type': 'list_type', 'loc': 'body.messages'"),
+        "{message}"
+    );
 
     let r = http()
         .post(format!("{}/chat/completions", mock.base_url()))
@@ -323,7 +445,11 @@ async fn validation_and_routing_errors() {
     let r = post(&mock, "/v1/chat/completions", &chat("[[mock:error:503]]")).await;
     assert_eq!(r.status(), 503);
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v["error"]["type"], "ServiceUnavailableError");
+    assert_eq!(
+        v["error"],
+        json!({"message": "The engine is currently busy and cannot accept new requests. Please try again later or on a different instance.",
+            "type": "Service Unavailable", "param": null, "code": 503})
+    );
 
     let stats: Value = http()
         .get(format!("{}/mock/stats", mock.root_url()))
@@ -422,12 +548,8 @@ async fn stop_sequences_and_length() {
 }
 
 #[tokio::test]
-async fn reasoning_field_is_configurable() {
-    let mock = start(MockConfig {
-        reasoning_field: ReasoningField::Reasoning,
-        ..MockConfig::default()
-    })
-    .await;
+async fn reasoning_field_defaults_to_reasoning() {
+    let mock = start(MockConfig::default()).await;
     let v: Value = post(&mock, "/v1/chat/completions", &chat("[[mock:reasoning]]"))
         .await
         .json()
@@ -437,6 +559,21 @@ async fn reasoning_field_is_configurable() {
     assert_eq!(msg["reasoning"], "Let me think about this.");
     assert!(msg.get("reasoning_content").is_none());
     assert_eq!(msg["content"], "The answer is 42.");
+
+    let old = start(MockConfig {
+        reasoning_field: ReasoningField::ReasoningContent,
+        ..MockConfig::default()
+    })
+    .await;
+    let v: Value = post(&old, "/v1/chat/completions", &chat("[[mock:reasoning]]"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["reasoning_content"],
+        "Let me think about this."
+    );
 }
 
 #[tokio::test]
@@ -498,14 +635,277 @@ async fn anthropic_stream_with_tool_use() {
 }
 
 #[tokio::test]
-async fn anthropic_rejects_system_role_in_messages() {
+async fn anthropic_inline_system_is_merged_and_billing_header_dropped() {
     let mock = start(MockConfig::default()).await;
     let req = json!({"model": "qwen3-coder", "max_tokens": 10,
-        "messages": [{"role": "system", "content": "x"}, {"role": "user", "content": "hi"}]});
+        "system": [{"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.330.c4f;"},
+                   {"type": "text", "text": "Be brief."}],
+        "messages": [{"role": "user", "content": "hi [[mock:echo]]"},
+                     {"role": "system", "content": "Late note."}]});
     let r = post(&mock, "/v1/messages", &req).await;
-    assert_eq!(r.status(), 400);
+    assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
+    assert_eq!(v["content"][0]["text"], "roles: system,user");
+    let chat_body = anthropic_to_chat(&req);
+    assert_eq!(chat_body["messages"][0]["content"], "Be brief.Late note.");
+    assert_eq!(v["usage"]["input_tokens"], count_prompt_tokens(&chat_body));
+
+    // 0.11: `role` is Literal["user", "assistant"], a validation 400.
+    let old = start(with_release(VllmRelease::V0_11, 32768)).await;
+    let (status, v) = error_of(&old, "/v1/messages", &req).await;
+    assert_eq!(status, 400);
     assert_eq!(v["error"]["type"], "Bad Request");
+}
+
+#[tokio::test]
+async fn anthropic_validation_errors_are_openai_shaped() {
+    let mock = start(MockConfig::default()).await;
+    let base = json!({"model": "qwen3-coder", "max_tokens": 2000,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let mut req = base.clone();
+    req["max_tokens"] = json!(0);
+    let (status, v) = error_of(&mock, "/v1/messages", &req).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        v["error"],
+        json!({"message": "1 validation error:\n  {'type': 'value_error', 'loc': 'body.max_tokens', 'msg': 'Value error, max_tokens must be positive', 'input': '0', 'ctx': {'error': ValueError('max_tokens must be positive')}}",
+            "type": "Bad Request", "param": "body.max_tokens", "code": 400})
+    );
+    let mut req = base.clone();
+    req.as_object_mut().unwrap().remove("max_tokens");
+    let (_, v) = error_of(&mock, "/v1/messages", &req).await;
+    assert_eq!(
+        v["error"]["message"],
+        "1 validation error:\n  {'type': 'missing', 'loc': 'body.max_tokens', 'msg': 'Field required', 'input': '<dict of 2 items>'}"
+    );
+    let mut req = base.clone();
+    req["thinking"] = json!({"type": "enabled", "budget_tokens": 2000});
+    let (status, v) = error_of(&mock, "/v1/messages", &req).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["param"], "body");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("'msg': 'Value error, thinking.budget_tokens must be less than max_tokens'"));
+    req["thinking"]["budget_tokens"] = json!(1000);
+    let (_, v) = error_of(&mock, "/v1/messages", &req).await;
+    assert_eq!(v["error"]["param"], "body.thinking.enabled.budget_tokens");
+    req["thinking"]["budget_tokens"] = json!(1024);
+    assert_eq!(post(&mock, "/v1/messages", &req).await.status(), 200);
+}
+
+#[tokio::test]
+async fn anthropic_stream_events_current_and_old() {
+    let req = json!({"model": "qwen3-coder", "max_tokens": 100, "stream": true,
+        "stop_sequences": ["STOP"],
+        "messages": [{"role": "user", "content": "[[mock:stop]]"}]});
+    let mock = start(MockConfig::default()).await;
+    let events = sse_events(
+        &post(&mock, "/v1/messages", &req)
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert!(events.iter().all(|(n, _)| n != "ping"));
+    let start = &events[0].1["message"];
+    assert_eq!(
+        (&start["type"], &start["role"]),
+        (&json!("message"), &json!("assistant"))
+    );
+    let (name, delta) = &events[events.len() - 2];
+    assert_eq!(name, "message_delta");
+    assert_eq!(
+        delta["delta"],
+        json!({"stop_reason": "stop_sequence", "stop_sequence": "STOP"})
+    );
+
+    let old = start_old().await;
+    let events = sse_events(&post(&old, "/v1/messages", &req).await.text().await.unwrap());
+    assert!(events[0].1["message"].get("type").is_none());
+    assert!(events[0].1["message"].get("role").is_none());
+    assert_eq!(
+        events[events.len() - 2].1["delta"],
+        json!({"stop_reason": "end_turn"})
+    );
+}
+
+async fn start_old() -> MockVllm {
+    start(MockConfig {
+        vllm_release: VllmRelease::V0_11,
+        reasoning_field: ReasoningField::ReasoningContent,
+        ..MockConfig::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn count_tokens_route() {
+    let mock = start(with_release(VllmRelease::V0_34, 500)).await;
+    let req = json!({"model": "qwen3-coder", "system": "Be brief.",
+        "tools": [{"name": "Bash", "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}],
+        "messages": [{"role": "user", "content": "hello world"}]});
+    let r = post(&mock, "/v1/messages/count_tokens", &req).await;
+    assert_eq!(r.status(), 200);
+    let n = count_prompt_tokens(&anthropic_to_chat(&req));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"input_tokens": n, "context_management": {"original_input_tokens": n}})
+    );
+    // Longer than the window: still the full count (like /tokenize).
+    let mut long = req.clone();
+    long["messages"][0]["content"] = json!("word ".repeat(3000));
+    let v: Value = post(&mock, "/v1/messages/count_tokens", &long)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["input_tokens"],
+        count_prompt_tokens(&anthropic_to_chat(&long))
+    );
+    let mut wrong = req.clone();
+    wrong["model"] = json!("claude-x");
+    let (status, v) = error_of(&mock, "/v1/messages/count_tokens", &wrong).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        v,
+        json!({"type": "error", "error": {"type": "not_found_error",
+            "message": "The model `claude-x` does not exist. Valid aliases: qwen3-coder."}})
+    );
+    let stats: Value = http()
+        .get(format!("{}/mock/stats", mock.root_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["count_tokens_calls"], 3);
+    assert_eq!(stats["tokenize_calls"], 0);
+
+    // 0.30 refuses the over-long prompt; 0.11 does not serve the route.
+    let old = start(with_release(VllmRelease::V0_30, 500)).await;
+    let (status, v) = error_of(&old, "/v1/messages/count_tokens", &long).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["type"], "BadRequestError");
+    assert!(v["error"]["message"].as_str().unwrap().contains(
+        "you requested 0 output tokens and your prompt contains at least 501 input tokens"
+    ));
+    let oldest = start_old().await;
+    let (status, v) = error_of(&oldest, "/v1/messages/count_tokens", &req).await;
+    assert_eq!((status, v), (404, json!({"detail": "Not Found"})));
+}
+
+#[tokio::test]
+async fn tokenize_counts_tools_unless_configured_as_before_0_9() {
+    let mut body = chat("hi");
+    body["tools"] = json!([bash_tool()]);
+    let mock = start(MockConfig::default()).await;
+    let t: Value = post(&mock, "/tokenize", &body).await.json().await.unwrap();
+    assert_eq!(t["count"], count_prompt_tokens(&body));
+    assert!(count_prompt_tokens(&body) > count_prompt_tokens(&chat("hi")) + 50);
+    let old = start(MockConfig {
+        tokenize_tools: false,
+        ..MockConfig::default()
+    })
+    .await;
+    let t: Value = post(&old, "/tokenize", &body).await.json().await.unwrap();
+    assert_eq!(t["count"], count_prompt_tokens_without_tools(&body));
+    assert_eq!(t["count"], count_prompt_tokens(&chat("hi")));
+    assert_eq!(
+        old.stats
+            .tokenize_calls
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}
+
+#[tokio::test]
+async fn stream_headers_then_proportional_prefill_then_role_chunk() {
+    let mock = start(MockConfig {
+        prefill_per_1k_tokens: Duration::from_millis(100),
+        prefill_cap: Duration::from_millis(2000),
+        ..MockConfig::default()
+    })
+    .await;
+    let mut body = chat(&"word ".repeat(5000));
+    body["stream"] = json!(true);
+    let prompt = count_prompt_tokens(&body);
+    let started = std::time::Instant::now();
+    let mut r = post(&mock, "/v1/chat/completions", &body).await;
+    let headers_after = started.elapsed();
+    assert_eq!(r.status(), 200);
+    let first = r.chunk().await.unwrap().expect("first chunk");
+    let first_after = started.elapsed();
+    let expected = Duration::from_millis(100) * prompt / 1000;
+    assert!(
+        headers_after < expected / 2,
+        "{headers_after:?} vs {expected:?}"
+    );
+    assert!(first_after >= expected, "{first_after:?} vs {expected:?}");
+    let text = String::from_utf8(first.to_vec()).unwrap();
+    let chunk: Value = serde_json::from_str(
+        text.split("\n\n")
+            .next()
+            .unwrap()
+            .strip_prefix("data: ")
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        chunk["choices"][0]["delta"],
+        json!({"role": "assistant", "content": ""})
+    );
+    assert_eq!(chunk["prompt_token_ids"], Value::Null);
+    assert!(chunk.as_object().unwrap().contains_key("prompt_token_ids"));
+    assert!(chunk.as_object().unwrap().contains_key("prompt_text"));
+}
+
+#[tokio::test]
+async fn injected_failures_once_and_next() {
+    let mock = start(MockConfig::default()).await;
+    let body = chat("[[mock:error_once:503]]");
+    let r = post(&mock, "/v1/chat/completions", &body).await;
+    assert_eq!(r.status(), 503);
+    let r = post(&mock, "/v1/chat/completions", &body).await;
+    assert_eq!(r.status(), 200);
+
+    let r = http()
+        .post(format!(
+            "{}/mock/fail_next?status=503&count=2",
+            mock.root_url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let req = json!({"model": "qwen3-coder", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let (status, v) = error_of(&mock, "/v1/messages", &req).await;
+    assert_eq!(status, 503);
+    assert_eq!(v["error"]["type"], "overloaded_error");
+    assert_eq!(
+        post(&mock, "/v1/chat/completions", &chat("hi"))
+            .await
+            .status(),
+        503
+    );
+    assert_eq!(
+        post(&mock, "/v1/chat/completions", &chat("hi"))
+            .await
+            .status(),
+        200
+    );
+    let v: Value = http()
+        .get(format!("{}/version", mock.root_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v, json!({"version": "0.34.0"}));
 }
 
 #[tokio::test]

@@ -94,9 +94,7 @@ impl ApiError {
     /// ends in ` (parameter=P, value=V)` and `param` is `P`
     /// (`vllm/exceptions.py`, `create_error_response`).
     pub fn vllm_validation(message: &str, parameter: &str, value: impl std::fmt::Display) -> Self {
-        let mut e = Self::bad_request(format!(
-            "{message} (parameter={parameter}, value={value})"
-        ));
+        let mut e = Self::bad_request(format!("{message} (parameter={parameter}, value={value})"));
         e.param = Some(parameter.to_string());
         e
     }
@@ -225,7 +223,10 @@ impl ApiError {
                 ValidationItem::Text(t) => t.clone(),
             };
             let text = if text.chars().count() > 1000 {
-                format!("{}...[truncated]", text.chars().take(1000).collect::<String>())
+                format!(
+                    "{}...[truncated]",
+                    text.chars().take(1000).collect::<String>()
+                )
             } else {
                 text
             };
@@ -578,9 +579,10 @@ impl PydanticError {
     /// `input` summarised by `_summarize_error_input`.
     fn to_py_summarised(&self) -> PyVal {
         let input = match &self.input {
-            PyVal::Str(s) if s.chars().count() > 200 => {
-                PyVal::Str(format!("{}...[truncated]", s.chars().take(200).collect::<String>()))
-            }
+            PyVal::Str(s) if s.chars().count() > 200 => PyVal::Str(format!(
+                "{}...[truncated]",
+                s.chars().take(200).collect::<String>()
+            )),
             PyVal::Str(s) => PyVal::Str(s.clone()),
             PyVal::List(items) => PyVal::Str(format!("<list of {} items>", items.len())),
             PyVal::Tuple(items) => PyVal::Str(format!("<tuple of {} items>", items.len())),
@@ -641,11 +643,36 @@ impl PydanticError {
 /// (`handlers/validation.py`, `_INTERNAL_LOC_MARKERS` and bracketed names).
 fn is_internal_loc(segment: &str) -> bool {
     const MARKERS: &[&str] = &[
-        "function-wrap", "function-after", "function-before", "function-plain",
-        "json-or-python", "lax-or-strict", "chain", "default", "nullable",
-        "tagged-union", "union", "call", "arguments", "is-instance", "is-subclass",
-        "callable", "str", "int", "float", "bool", "bytes", "bytearray", "list",
-        "tuple", "dict", "set", "frozenset", "complex", "none", "nonetype",
+        "function-wrap",
+        "function-after",
+        "function-before",
+        "function-plain",
+        "json-or-python",
+        "lax-or-strict",
+        "chain",
+        "default",
+        "nullable",
+        "tagged-union",
+        "union",
+        "call",
+        "arguments",
+        "is-instance",
+        "is-subclass",
+        "callable",
+        "str",
+        "int",
+        "float",
+        "bool",
+        "bytes",
+        "bytearray",
+        "list",
+        "tuple",
+        "dict",
+        "set",
+        "frozenset",
+        "complex",
+        "none",
+        "nonetype",
     ];
     segment.contains(['[', ']', '{', '}', '(', ')'])
         || MARKERS.contains(&segment.to_lowercase().as_str())

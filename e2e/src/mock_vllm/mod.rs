@@ -388,7 +388,9 @@ async fn models(State(st): State<Arc<AppState>>) -> Json<Value> {
 /// for tokenize requests too).  `tools` count unless
 /// [`MockConfig::tokenize_tools`] is off (before v0.9.0, PR #18187).
 async fn tokenize(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    st.stats.tokenize_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    st.stats
+        .tokenize_calls
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let release = st.cfg.vllm_release;
     let value = match validate::parse_json_body(&headers, &body) {
         Ok(v) => v,

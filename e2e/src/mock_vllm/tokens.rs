@@ -456,10 +456,24 @@ mod tests {
     fn pieces_follow_the_rule() {
         assert_eq!(
             pieces("<|im_start|>user\nhello world<|im_end|>\n"),
-            ["<|im_start|>", "user", "\n", "hello", " world", "<|im_end|>", "\n"]
+            [
+                "<|im_start|>",
+                "user",
+                "\n",
+                "hello",
+                " world",
+                "<|im_end|>",
+                "\n"
+            ]
         );
-        assert_eq!(pieces("internationalization"), ["internat", "ionaliza", "tion"]);
-        assert_eq!(pieces("x = 1234;"), ["x", " =", " ", "1", "2", "3", "4", ";"]);
+        assert_eq!(
+            pieces("internationalization"),
+            ["internat", "ionaliza", "tion"]
+        );
+        assert_eq!(
+            pieces("x = 1234;"),
+            ["x", " =", " ", "1", "2", "3", "4", ";"]
+        );
         assert_eq!(
             pieces("{\"type\": \"object\"}"),
             ["{\"", "type", "\":", " \"", "object", "\"}"]
@@ -503,7 +517,11 @@ mod tests {
         let content_bytes: usize = (0..1001).map(|i| format!("turn {i}").len()).sum();
         let n = count_prompt_tokens(&req);
         // 5 template tokens + "turn", " ", digits per turn.
-        assert!(n as usize > 2 * content_bytes / 4, "{n} vs {}", content_bytes / 4);
+        assert!(
+            n as usize > 2 * content_bytes / 4,
+            "{n} vs {}",
+            content_bytes / 4
+        );
         assert_eq!(n, count(&render_prompt(&req)) as u32);
     }
 
@@ -570,9 +588,15 @@ mod tests {
         let n = count_prompt_tokens(&chat);
         let body_bytes = body.to_string().len();
         let per_token = rendered.len() as f64 / f64::from(n);
-        eprintln!("{n} tokens, {body_bytes} body bytes, {} rendered bytes", rendered.len());
+        eprintln!(
+            "{n} tokens, {body_bytes} body bytes, {} rendered bytes",
+            rendered.len()
+        );
         assert!((11_000..=13_500).contains(&n), "{n} tokens");
-        assert!((3.5..=4.5).contains(&per_token), "{per_token} rendered bytes/token");
+        assert!(
+            (3.5..=4.5).contains(&per_token),
+            "{per_token} rendered bytes/token"
+        );
     }
 
     #[test]

@@ -111,7 +111,10 @@ pub(crate) fn validate_anthropic_schema(
                 // `role: Literal["user", "assistant", "system"]` since 0.26
                 // (0.11–0.22: user/assistant only, issue #44000).
                 let (roles, expected): (&[&str], &str) = if release.anthropic_inline_system() {
-                    (&["user", "assistant", "system"], "'user', 'assistant' or 'system'")
+                    (
+                        &["user", "assistant", "system"],
+                        "'user', 'assistant' or 'system'",
+                    )
                 } else {
                     (&["user", "assistant"], "'user' or 'assistant'")
                 };
@@ -727,13 +730,18 @@ mod tests {
                        {"type": "text", "text": "A."}, {"type": "text", "text": "B."}],
             "messages": [{"role": "user", "content": "hi"},
                          {"role": "system", "content": [{"type": "text", "text": "C."}]}]});
-        assert!(validate_anthropic_schema(&req, VllmRelease::V0_34, AnthropicKind::Messages).is_ok());
+        assert!(
+            validate_anthropic_schema(&req, VllmRelease::V0_34, AnthropicKind::Messages).is_ok()
+        );
         let chat = anthropic_to_chat(&req);
         assert_eq!(
             chat["messages"],
             json!([{"role": "system", "content": "A.B.C."}, {"role": "user", "content": "hi"}])
         );
-        let relaxed = MockConfig { strict_system: false, ..MockConfig::default() };
+        let relaxed = MockConfig {
+            strict_system: false,
+            ..MockConfig::default()
+        };
         let chat = anthropic_to_chat_for(&req, &relaxed);
         assert_eq!(
             chat["messages"],
@@ -753,7 +761,10 @@ mod tests {
             e.message,
             "1 validation error:\n  {'type': 'greater_than_equal', 'loc': 'body.thinking.enabled.budget_tokens', 'msg': 'Input should be greater than or equal to 1024', 'input': '512', 'ctx': {'ge': 1024}}"
         );
-        assert_eq!(e.param.as_deref(), Some("body.thinking.enabled.budget_tokens"));
+        assert_eq!(
+            e.param.as_deref(),
+            Some("body.thinking.enabled.budget_tokens")
+        );
         req["thinking"]["budget_tokens"] = json!(2000);
         let e = validate_anthropic_schema(&req, VllmRelease::V0_34, AnthropicKind::Messages)
             .unwrap_err()
@@ -764,13 +775,16 @@ mod tests {
         );
         assert_eq!(e.err_type, "Bad Request");
         req["thinking"]["budget_tokens"] = json!(1024);
-        assert!(validate_anthropic_schema(&req, VllmRelease::V0_34, AnthropicKind::Messages).is_ok());
+        assert!(
+            validate_anthropic_schema(&req, VllmRelease::V0_34, AnthropicKind::Messages).is_ok()
+        );
     }
 
     #[test]
     fn rejects_system_role_in_0_11() {
         let req = json!({"model": "m", "max_tokens": 10, "messages": [{"role": "system", "content": "x"}]});
-        let e = validate_anthropic_schema(&req, VllmRelease::V0_11, AnthropicKind::Messages).unwrap_err();
+        let e = validate_anthropic_schema(&req, VllmRelease::V0_11, AnthropicKind::Messages)
+            .unwrap_err();
         assert!(e.always_openai_shape);
         assert!(
             e.message.contains("Input should be 'user' or 'assistant'"),

@@ -191,11 +191,11 @@ fn json_stream_response(body: Body) -> Response {
 /// `(stop_reason, stop_sequence)` for a finish (`_to_anthropic_stop_reason`):
 /// `length` always wins; a matched stop string is `stop_sequence` from 0.32
 /// (earlier: `end_turn`); tool calls are `tool_use`.
-fn stop_reason<'a>(
-    finish: &'a generate::Finish,
+fn stop_reason(
+    finish: &generate::Finish,
     tool_used: bool,
     release: VllmRelease,
-) -> (&'static str, Option<&'a str>) {
+) -> (&'static str, Option<&str>) {
     match finish.reason {
         "length" => ("max_tokens", None),
         _ if tool_used => ("tool_use", None),

@@ -321,7 +321,9 @@ fn check_context(
             _ => format!("max_model_len={l}"),
         };
         return Err(ApiError::vllm_validation(
-            &format!("{param}={m} cannot be greater than {total}. Please request fewer output tokens."),
+            &format!(
+                "{param}={m} cannot be greater than {total}. Please request fewer output tokens."
+            ),
             param,
             m,
         ));
