@@ -6,7 +6,7 @@
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use switchyard_e2e::mock_vllm::{count_prompt_tokens, MockConfig, MockVllm};
+use switchyard_e2e::mock_vllm::{count_prompt_tokens, MockConfig, MockVllm, VllmRelease};
 use switchyard_e2e::proxy_process::ProxyProcess;
 use switchyard_e2e::testkit::{http, sse_events, TempFile};
 
@@ -135,25 +135,99 @@ async fn backend_death_mid_stream_is_an_error_event() {
     assert_eq!(names[names.len() - 2], "content_block_stop");
 }
 
+/// vLLM 0.22–0.31 refuses prompt + max_tokens over the window and reports only a lower
+/// bound of the prompt. The proxy counts first (`/tokenize`, one round trip) and sends the
+/// largest max_tokens that fits: exactly window − prompt, in one chat request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn max_tokens_is_reclamped_to_vllms_exact_prompt_count() {
-    let m = mock(MockConfig::default()).await;
-    let cfg = config(&m.base_url(), "", ALL);
-    let proxy = ProxyProcess::start(&["--config", cfg.path()]).unwrap();
-    // ~30k tokens by the proxy's estimate; the mock's chat template makes the prompt a bit
-    // larger, so the first clamp overshoots and vLLM says by how much.
-    let text = "word ".repeat(24_000);
-    let resp = post(&proxy, &body(&text, false)).await;
+async fn max_tokens_is_fitted_to_the_exact_prompt_size_on_vllm_0_30() {
+    let m = mock(MockConfig {
+        vllm_release: VllmRelease::V0_30,
+        ..MockConfig::default()
+    })
+    .await;
+    let proxy = ProxyProcess::start(&["--upstream", &m.base_url()]).unwrap();
+    // Short turns: the chat template adds far more tokens than bytes/4 sees.
+    let messages: Vec<Value> = (0..1001)
+        .map(|i| json!({"role": if i % 2 == 0 { "user" } else { "assistant" }, "content": format!("turn {i} ok")}))
+        .collect();
+    let req = json!({"model": "claude-opus-5-5", "max_tokens": 32000, "messages": messages});
+    let resp = post(&proxy, &req).await;
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     let bodies = m.stats.bodies.lock().unwrap().clone();
-    assert_eq!(bodies.len(), 2, "one rejected attempt, one exact resend");
-    let prompt = count_prompt_tokens(&bodies[1]) as u64;
-    assert_eq!(bodies[1]["max_tokens"].as_u64().unwrap(), 32_768 - prompt);
-    assert!(bodies[0]["max_tokens"].as_u64().unwrap() > 32_768 - prompt);
-    assert!(proxy
-        .metrics()
-        .await
-        .contains("switchyard_context_retries_total{backend=\"vllm\",kind=\"max_tokens\"} 1"));
+    assert_eq!(bodies.len(), 1, "no rejected attempt");
+    let prompt = count_prompt_tokens(&bodies[0]) as u64;
+    assert!(
+        prompt > 6_000,
+        "the template's count ({prompt}) is the real size"
+    );
+    assert_eq!(bodies[0]["max_tokens"].as_u64().unwrap(), 32_768 - prompt);
+    assert_eq!(
+        m.stats
+            .tokenize_calls
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    let v: Value = resp_json(&proxy, &req).await;
+    assert_eq!(v["stop_reason"], "end_turn");
+}
+
+async fn resp_json(proxy: &ProxyProcess, req: &Value) -> Value {
+    post(proxy, req).await.json().await.unwrap()
+}
+
+/// vLLM ≥ 0.32 lowers max_tokens to the window's rest itself, so the proxy sends no count
+/// and only keeps max_tokens within the window; an answer that fills the window ends with
+/// `model_context_window_exceeded`, one cut by the client's max_tokens with `max_tokens`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn current_vllm_clamps_itself_and_window_stops_are_reported() {
+    let m = mock(MockConfig::default()).await;
+    let proxy = ProxyProcess::start(&["--upstream", &m.base_url()]).unwrap();
+    for stream in [false, true] {
+        let mut req = body("[[mock:text:40000]]", stream);
+        req["max_tokens"] = json!(64000);
+        let resp = post(&proxy, &req).await;
+        assert_eq!(resp.status(), 200);
+        let text = resp.text().await.unwrap();
+        let stop = if stream {
+            let ev = sse_events(&text);
+            let delta = ev.iter().find(|(n, _)| n == "message_delta").unwrap();
+            delta.1["delta"]["stop_reason"].clone()
+        } else {
+            serde_json::from_str::<Value>(&text).unwrap()["stop_reason"].clone()
+        };
+        assert_eq!(stop, "model_context_window_exceeded", "stream={stream}");
+        assert_eq!(m.stats.last_body().unwrap()["max_tokens"], 32_768);
+    }
+    let mut req = body("[[mock:text:40000]]", false);
+    req["max_tokens"] = json!(50);
+    let v = resp_json(&proxy, &req).await;
+    assert_eq!(v["stop_reason"], "max_tokens");
+    assert_eq!(v["usage"]["output_tokens"], 50);
+    assert_eq!(
+        m.stats
+            .tokenize_calls
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+}
+
+/// A prompt over the window: current vLLM says only "at least window + 1"; the client gets
+/// the real size from one `/tokenize`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompt_too_long_reports_the_real_size() {
+    let m = mock(MockConfig::default()).await;
+    let proxy = ProxyProcess::start(&["--upstream", &m.base_url()]).unwrap();
+    let text = "word ".repeat(40_000);
+    let resp = post(&proxy, &body(&text, true)).await;
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    let msg = v["error"]["message"].as_str().unwrap().to_owned();
+    let real = count_prompt_tokens(&json!({"messages": [{"role": "user", "content": text}]}));
+    assert_eq!(
+        msg,
+        format!("prompt is too long: {real} tokens > 32768 maximum")
+    );
+    assert!(real > 32_769, "more than vLLM's lower bound");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,9 +390,9 @@ async fn anthropic_protocol_backend_is_passed_through_with_fixes() {
     let sent = m.stats.last_body().unwrap();
     assert_eq!(sent["model"], "qwen3-coder");
     assert!(!sent.to_string().contains("billing-header"));
-    assert!(
-        sent["max_tokens"].as_u64().unwrap() < 32_768,
-        "clamped to the window"
+    assert_eq!(
+        sent["max_tokens"], 32_768,
+        "128000 lowered to the window; vLLM 0.34 fits it to the prompt itself"
     );
     assert!(sent["messages"]
         .as_array()

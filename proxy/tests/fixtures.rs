@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use switchyard_api::{ParameterPolicy, SystemMessagePlacement, ThinkingStyle};
 use switchyard_proxy::anthropic::MessagesRequest;
-use switchyard_proxy::context::{clamp_max_tokens, estimate_prompt_tokens};
+use switchyard_proxy::context::{estimate_prompt_tokens, fit_estimated};
 use switchyard_proxy::translate::request::{to_openai, BackendShape};
 
 const WINDOW: u32 = 32_768;
@@ -57,7 +57,9 @@ fn translate(body: &Value) -> (Value, u64) {
         serde_json::from_value(body.clone()).expect("fixture parses as a Messages request");
     switchyard_proxy::fixes::apply(&mut req, SystemMessagePlacement::Inline);
     let estimate = estimate_prompt_tokens(&req);
-    let max = clamp_max_tokens(req.max_tokens, WINDOW, estimate);
+    let max = fit_estimated(req.max_tokens, WINDOW, estimate)
+        .max_tokens
+        .expect("an estimated fit always sets max_tokens");
     let policy = ParameterPolicy::default();
     let shape = BackendShape {
         served_model: "qwen3-coder",

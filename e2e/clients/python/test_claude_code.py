@@ -118,16 +118,31 @@ def test_reasoning_answer(claude, cc_proxy, tmp_path):
     assert result["result"] == "The answer is 42."
 
 
+def tool_names(body):
+    return {t.get("name") or t.get("function", {}).get("name") for t in body.get("tools", [])}
+
+
+def has_tool_result(body):
+    for m in body["messages"]:
+        if m.get("role") == "tool":
+            return True
+        if isinstance(m.get("content"), list) and any(c.get("type") == "tool_result" for c in m["content"]):
+            return True
+    return False
+
+
 def test_subagent_call(claude, cc_proxy, mock_vllm, tmp_path):
     """The main model calls the Agent tool; the CLI runs an Explore subagent (its own model
-    calls, tagged with `x-claude-code-agent-id`), whose Bash call and answer come back."""
+    calls, with its own tool set and the prompt the main model gave it), whose Bash call
+    runs and comes back to it. (Newer CLIs run it in the background and report to the main
+    conversation when it is done.)"""
     tag = f"agent-{tmp_path.name}"
     proc = run_claude(claude, cc_proxy, tmp_path, f"[[mock:agent:{tag}]] explore this folder", "--allowedTools", "Bash,Agent,Task")
-    result = ok_result(proc)
-    assert result["result"].startswith("Tool result received: "), result["result"]
-    # The subagent's prompt carries the tag; its calls carry the agent header.
-    sub = [h for _, h in requests_with(mock_vllm, tag) if "x-claude-code-agent-id" in h]
+    ok_result(proc)
+    prompt = f"list the files here ({tag})"
+    sub = [b for b, _ in requests_with(mock_vllm, prompt) if "Agent" not in tool_names(b) and "Task" not in tool_names(b)]
     assert sub, "no request came from the subagent"
+    assert any(has_tool_result(b) for b in sub), "the subagent's Bash result never reached the model"
 
 
 def test_prompt_too_long_is_reported_with_real_size(claude, cc_proxy, tmp_path):
@@ -139,7 +154,12 @@ def test_prompt_too_long_is_reported_with_real_size(claude, cc_proxy, tmp_path):
     assert "too long" in out.lower(), out[-2000:]
 
 
-@pytest.fixture(scope="module", params=["openai", "anthropic"])
+def tag_session(line, proc):
+    """Whether an access line belongs to the CLI run whose JSON result is in `proc`."""
+    return f'session_id="{json.loads(proc.stdout)["session_id"]}"' in line
+
+
+@pytest.fixture(params=["openai", "anthropic"])
 def small_window(request):
     """A mock whose window is a little above Claude Code's first request, and its proxy."""
     mock = start_mock("--max-model-len", os.environ.get("SWITCHYARD_COMPACT_WINDOW", "24000"))
@@ -154,12 +174,27 @@ def test_compaction_when_the_conversation_outgrows_the_window(claude, small_wind
     """A tool result fills the window: the next turn gets `prompt is too long`, the CLI
     compacts the conversation and carries on to an answer."""
     mock, proxy = small_window
-    big = "".join(f"line {i}: the quick brown fox jumps over the lazy dog\n" for i in range(2500))
+    tag = f"compact-{tmp_path.name}"
+    # Each file is ~25 KB (~7k tokens; the CLI keeps 30,000 characters of a Bash output)
+    # and starts with the marker that makes the model read the next one.
+    lines = "".join(f"line {i}: the quick brown fox jumps over the lazy dog\n" for i in range(450))
+    files = {f"part{n}.txt": f"[[mock:bash:cat part{n + 1}.txt]] {tag}\n{lines}" for n in range(1, 4)}
+    files["part4.txt"] = f"the end {tag}\n{lines}"
     proc = run_claude(
-        claude, proxy, tmp_path, "[[mock:bash:cat big.txt]] read the big file", "--allowedTools", "Bash",
-        files={"big.txt": big},
+        claude, proxy, tmp_path, f"[[mock:bash:cat part1.txt]] read the parts ({tag})", "--allowedTools", "Bash",
+        files=files,
     )
     result = ok_result(proc)
-    bodies = [b for b, _ in requests_with(mock.url, "")]
-    assert len(bodies) >= 3, "first turn, the overflowing turn and the compaction at least"
+    statuses = [
+        line.split(" status=")[1].split()[0]
+        for line in proxy.lines
+        if "request completed" in line and tag_session(line, proc)
+    ]
+    assert "400" in statuses, f"the conversation never outgrew the window: {statuses}"
+    after = statuses[statuses.index("400") + 1 :]
+    # The CLI compacted (a summary request) and carried on (more turns; it may outgrow the
+    # window and compact again), ending on a served turn.
+    assert after.count("200") >= 2 and after[-1] == "200", statuses
+    summaries = [b for b, _ in requests_with(mock.url, "") if "Respond with TEXT ONLY" in json.dumps(b)]
+    assert summaries, "no compaction request reached the backend"
     assert result["result"], result

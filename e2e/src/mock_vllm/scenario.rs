@@ -13,6 +13,8 @@
 //! | `text:N` | `word0 word1 ...`, one word per chunk |
 //! | `reasoning` | reasoning `Let me think about this.` then `The answer is 42.` |
 //! | `tool[:NAME]` | `I'll run that.` then one tool call (NAME, else `Bash` if offered, else the first tool) |
+//! | `bash:CMD` | one Bash call running CMD |
+//! | `agent:TAG` | one Agent (or Task) call starting an Explore subagent whose prompt is `[[mock:tool]] list the files here (TAG)` |
 //! | `parallel_tools` | reasoning, then two tool calls with interleaved argument fragments |
 //! | `hermes` | an unparsed `<tool_call>` block in the content (no tool parser) |
 //! | `harmony` | unparsed gpt-oss Harmony text in the content |
@@ -352,6 +354,8 @@ pub(crate) fn build_script(input: &ScenarioInput) -> Script {
             p
         }
         "tool" => tool_script(input, arg),
+        "bash" => bash_script(input, arg.unwrap_or("ls")),
+        "agent" => agent_script(input, arg.unwrap_or("")),
         "parallel_tools" => parallel_script(input),
         "hermes" => char_chunks(
             "Let me check.\n<tool_call>\n{\"name\": \"Bash\", \"arguments\": {\"command\": \"ls\"}}\n</tool_call>",
@@ -416,6 +420,36 @@ fn tool_script(input: &ScenarioInput, arg: Option<&str>) -> Vec<Piece> {
     let forced = input.forced_tool.clone().flatten();
     let name = pick_tool(&input.tool_names, arg.or(forced.as_deref()));
     let args = tool_args(&name, "ls -la", true);
+    call_script(input, name, args)
+}
+
+/// `bash:CMD`: a Bash call running CMD.
+fn bash_script(input: &ScenarioInput, command: &str) -> Vec<Piece> {
+    let args = serde_json::json!({"command": command, "description": "Run a command"});
+    call_script(input, "Bash".into(), args.to_string())
+}
+
+/// `agent:TAG`: Claude Code's Agent tool (`Task` in older CLIs) starting an Explore subagent
+/// whose prompt lists the files (and carries TAG, so a test can find its requests).
+fn agent_script(input: &ScenarioInput, tag: &str) -> Vec<Piece> {
+    let name = if input.tool_names.iter().any(|n| n == "Agent") {
+        "Agent"
+    } else {
+        "Task"
+    };
+    let args = serde_json::json!({
+        "description": "Explore the folder",
+        "prompt": format!("[[mock:tool]] list the files here ({tag})"),
+        "subagent_type": "Explore",
+    });
+    call_script(input, name.into(), args.to_string())
+}
+
+/// One call of `name` with JSON `args`, parsed or left as Hermes text as the request allows.
+fn call_script(input: &ScenarioInput, name: String, args: String) -> Vec<Piece> {
+    if input.tool_names.is_empty() {
+        return content(NO_TOOLS);
+    }
     if !input.tools_parsed {
         let mut p = content("I'll run that.\n");
         p.extend(raw_hermes(&[(name, args)]));
