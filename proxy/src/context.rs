@@ -72,8 +72,33 @@ const ESTIMATE_MARGIN: (u64, u64) = (3, 2);
 
 /// Whether `asked` output tokens might not fit beside the prompt, so the exact prompt size is
 /// worth a round trip. False means the request goes out as the client sent it.
-pub fn needs_exact_count(asked: u32, window: u32, estimate: u64) -> bool {
+fn needs_exact_count(asked: u32, window: u32, estimate: u64) -> bool {
     estimate * ESTIMATE_MARGIN.0 / ESTIMATE_MARGIN.1 + u64::from(asked) > u64::from(window)
+}
+
+/// What to do about the output budget before a request goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Send with this fit.
+    Send(Fit),
+    /// Count the prompt exactly first, then `fit` it against this window.
+    Count { window: u32 },
+}
+
+/// The budget decision, the same for both protocols. A backend that fits `max_tokens` to the
+/// window's rest itself (vLLM ≥ 0.32) only needs it capped at the window, which it refuses
+/// to exceed; others are counted when the estimate leaves doubt.
+pub fn budget(asked: u32, window: Option<u32>, backend_clamps: bool, estimate: u64) -> Budget {
+    match window {
+        Some(w) if backend_clamps && asked > w => Budget::Send(Fit {
+            max_tokens: Some(w),
+            window_bound: true,
+        }),
+        Some(w) if !backend_clamps && needs_exact_count(asked, w, estimate) => {
+            Budget::Count { window: w }
+        }
+        _ => Budget::Send(Fit::as_asked(asked)),
+    }
 }
 
 /// The output budget sent to the backend.
@@ -136,6 +161,11 @@ pub fn fit_estimated(asked: u32, window: u32, estimate: u64) -> Fit {
         max_tokens: Some(max_tokens),
         window_bound: max_tokens < asked,
     }
+}
+
+/// Whether prompt + output `tokens` reached the window (none known: no).
+pub fn reaches_window(tokens: u64, window: Option<u32>) -> bool {
+    window.is_some_and(|w| tokens >= u64::from(w))
 }
 
 /// vLLM's Anthropic route needs `1024 ≤ budget_tokens < max_tokens` for enabled thinking.
@@ -276,6 +306,33 @@ mod tests {
         assert!(needs_exact_count(16_000, 32_768, 12_000));
         assert!(needs_exact_count(128_000, 200_000, 50_000));
         assert!(!needs_exact_count(32_000, 200_000, 50_000));
+    }
+
+    #[test]
+    fn budget_counts_only_where_the_backend_does_not_fit_itself() {
+        assert_eq!(
+            budget(128_000, None, false, 12_000),
+            Budget::Send(Fit::as_asked(128_000))
+        );
+        assert_eq!(
+            budget(128_000, Some(32_768), true, 12_000),
+            Budget::Send(Fit {
+                max_tokens: Some(32_768),
+                window_bound: true
+            })
+        );
+        assert_eq!(
+            budget(32_000, Some(32_768), true, 12_000),
+            Budget::Send(Fit::as_asked(32_000))
+        );
+        assert_eq!(
+            budget(32_000, Some(32_768), false, 12_000),
+            Budget::Count { window: 32_768 }
+        );
+        assert_eq!(
+            budget(8_000, Some(32_768), false, 12_000),
+            Budget::Send(Fit::as_asked(8_000))
+        );
     }
 
     #[test]

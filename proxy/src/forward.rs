@@ -9,7 +9,7 @@ use crate::access_log::{redacted_content, AccessLog};
 use crate::anthropic::{Content, ContentBlock, MessagesRequest, ThinkingKind};
 use crate::balance::{self, Endpoint, InFlight};
 use crate::config::{BackendRuntime, Runtime};
-use crate::context::{self, estimate_prompt_tokens, needs_exact_count, Fit, Overflow, TooLong};
+use crate::context::{self, estimate_prompt_tokens, Budget, Fit, Overflow, TooLong};
 use crate::error::{ApiError, ErrorKind};
 use crate::metrics::{BackendLabels, KindLabels};
 use crate::openai::ChatRequest;
@@ -136,8 +136,6 @@ pub async fn messages(
     // (backend, endpoint, reachable) of every attempt so far.
     let mut tried: Vec<(usize, usize, bool)> = Vec::new();
     let mut last_error: Option<UpstreamError> = None;
-    // (backend, endpoint) that already counted a failure for this request.
-    let mut failed: Vec<(usize, usize)> = Vec::new();
     'plan: for (position, &bi) in plan.backends.iter().enumerate() {
         let backend = &rt.backends[bi];
         let mut attempts_here = 0;
@@ -228,8 +226,8 @@ pub async fn messages(
                     }
                     tracing::info!(backend = %backend.spec.name, endpoint = %endpoint.url, error = %e, "attempt failed");
                     // One request counts once per endpoint, however often it retried there.
-                    let first_failure_here = !failed.contains(&(bi, ei));
-                    failed.push((bi, ei));
+                    let first_failure_here =
+                        tried.iter().filter(|t| (t.0, t.1) == (bi, ei)).count() == 1;
                     let now = Instant::now();
                     let others = balance::others_available(&backend.endpoints, ei, now);
                     if e.breaks_endpoint()
@@ -369,24 +367,18 @@ impl Attempt<'_> {
 
     /// Exact size of a translated prompt from vLLM's `/tokenize`.
     async fn tokenize(&self, chat: &ChatRequest) -> Result<u64, UpstreamError> {
-        let mut body = json!({
-            "model": chat.model,
-            "messages": chat.messages,
-            "add_generation_prompt": true,
-        });
-        if !chat.tools.is_empty() {
-            body["tools"] = json!(chat.tools);
-        }
-        if let Some(kwargs) = chat.params.get("chat_template_kwargs") {
-            body["chat_template_kwargs"] = kwargs.clone();
-        }
         self.count_context_retry("count");
-        upstream::tokenize(&self.app.client, self.backend, &self.endpoint.url, &body).await
+        upstream::tokenize(&self.app.client, self.backend, &self.endpoint.url, chat).await
     }
 
     /// The answer for a prompt that cannot fit, with its exact size when the backend can
     /// count it (a lower bound is never reported as a size while a count is possible).
-    async fn too_long(&self, chat: &ChatRequest, at_least: u64, window: u64) -> AttemptError {
+    async fn counted_too_long(
+        &self,
+        chat: &ChatRequest,
+        at_least: u64,
+        window: u64,
+    ) -> AttemptError {
         let prompt = match self.tokenize(chat).await {
             Ok(n) => n.max(window),
             Err(e) => {
@@ -426,36 +418,26 @@ impl Attempt<'_> {
                 .inc();
         }
         let mut chat = translated.request;
-        if let Some(window) = d.context_window.filter(|_| d.clamps_max_tokens) {
-            // vLLM lowers max_tokens to the window's rest itself; it refuses only a value
-            // above the whole window.
-            if asked > window {
-                answer.fit = Fit {
-                    max_tokens: Some(window),
-                    window_bound: true,
-                };
-            }
-        } else if let Some(window) = d.context_window {
-            if needs_exact_count(asked, window, answer.prompt) {
-                answer.fit = match self.tokenize(&chat).await {
-                    Ok(n) => {
-                        answer.prompt = n;
-                        context::fit(asked, window, n).map_err(too_long)?
+        let budget = context::budget(asked, d.context_window, d.clamps_max_tokens, answer.prompt);
+        answer.fit = match budget {
+            Budget::Send(fit) => fit,
+            Budget::Count { window } => match self.tokenize(&chat).await {
+                Ok(n) => {
+                    answer.prompt = n;
+                    context::fit(asked, window, n).map_err(too_long)?
+                }
+                // No counting endpoint: when even the estimate leaves less than was asked,
+                // let vLLM fill the window; else send as asked and let an overflow decide.
+                Err(e) => {
+                    tracing::debug!(error = %e, "no exact prompt count; relying on vLLM's own check");
+                    if answer.prompt + u64::from(asked) > u64::from(window) {
+                        Fit::fill_window()
+                    } else {
+                        Fit::as_asked(asked)
                     }
-                    // No counting endpoint: when even the estimate leaves less than was
-                    // asked, let vLLM fill the window; else send as asked and let an
-                    // overflow answer decide.
-                    Err(e) => {
-                        tracing::debug!(error = %e, "no exact prompt count; relying on vLLM's own check");
-                        if answer.prompt + u64::from(asked) > u64::from(window) {
-                            Fit::fill_window()
-                        } else {
-                            Fit::as_asked(asked)
-                        }
-                    }
-                };
-            }
-        }
+                }
+            },
+        };
         chat.max_tokens = answer.fit.max_tokens;
         let resp = self.send_chat(&mut chat, &mut answer).await?;
         let message_id = new_id("msg");
@@ -512,15 +494,13 @@ impl Attempt<'_> {
         };
         let window = match overflow {
             Overflow::PromptTooLong { prompt, window } => {
-                return Err(AttemptError::Client(ApiError::prompt_too_long(
-                    prompt, window,
-                )))
+                return Err(too_long(TooLong { prompt, window }))
             }
             Overflow::AtLeast { prompt, window } if chat.max_tokens.is_none() => {
-                return Err(self.too_long(chat, prompt, window).await)
+                return Err(self.counted_too_long(chat, prompt, window).await)
             }
             Overflow::PromptOverWindow { at_least, window } => {
-                return Err(self.too_long(chat, at_least, window).await)
+                return Err(self.counted_too_long(chat, at_least, window).await)
             }
             Overflow::OutputTooLarge { window, .. }
             | Overflow::AtLeast { window, .. }
@@ -539,10 +519,10 @@ impl Attempt<'_> {
                 | Overflow::PromptOverWindow {
                     at_least: prompt, ..
                 },
-            )) => Err(self.too_long(chat, prompt, window).await),
-            Err(UpstreamError::Overflow(Overflow::PromptTooLong { prompt, window })) => Err(
-                AttemptError::Client(ApiError::prompt_too_long(prompt, window)),
-            ),
+            )) => Err(self.counted_too_long(chat, prompt, window).await),
+            Err(UpstreamError::Overflow(Overflow::PromptTooLong { prompt, window })) => {
+                Err(too_long(TooLong { prompt, window }))
+            }
             other => Ok(other?),
         }
     }
@@ -596,29 +576,21 @@ impl Attempt<'_> {
         for name in &self.backend.spec.parameters.drop {
             req.extra.remove(name);
         }
-        let mut counted = false;
-        if let Some(window) = d.context_window.filter(|_| d.clamps_max_tokens) {
-            if asked > window {
-                answer.fit = Fit {
-                    max_tokens: Some(window),
-                    window_bound: true,
-                };
-            }
-        } else if let Some(window) = d.context_window {
-            if needs_exact_count(asked, window, answer.prompt) {
-                counted = true;
-                answer.fit = match self.count_anthropic(&req, d, &extra_headers).await {
-                    Ok(n) => {
-                        answer.prompt = n;
-                        context::fit(asked, window, n).map_err(too_long)?
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "no exact prompt count; clamping to the estimate");
-                        context::fit_estimated(asked, window, answer.prompt)
-                    }
-                };
-            }
-        }
+        let budget = context::budget(asked, d.context_window, d.clamps_max_tokens, answer.prompt);
+        let counted = matches!(budget, Budget::Count { .. });
+        answer.fit = match budget {
+            Budget::Send(fit) => fit,
+            Budget::Count { window } => match self.count_anthropic(&req, d, &extra_headers).await {
+                Ok(n) => {
+                    answer.prompt = n;
+                    context::fit(asked, window, n).map_err(too_long)?
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "no exact prompt count; clamping to the estimate");
+                    context::fit_estimated(asked, window, answer.prompt)
+                }
+            },
+        };
         apply_fit(&mut req, answer.fit);
         let body = |req: &MessagesRequest| serde_json::to_vec(req).expect("request serializes");
         let resp = match self.post("/messages", body(&req), &extra_headers).await {

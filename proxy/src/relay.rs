@@ -8,6 +8,7 @@
 use crate::access_log::AccessLog;
 use crate::anthropic::{self, StopReason, Usage};
 use crate::balance::InFlight;
+use crate::context::reaches_window;
 use crate::server::AppState;
 use crate::translate::stream::{error_event, ping, write_sse, StreamTranslator};
 use crate::upstream::{Item, RawEvent, UpstreamError, UpstreamStream};
@@ -296,7 +297,7 @@ impl Relay {
                 let delta = ensure_usage(&mut v["usage"]);
                 self.usage.output_tokens = delta.output_tokens;
                 let input = self.usage.input_tokens.max(delta.input_tokens);
-                let fills = fills(input + delta.output_tokens, self.window);
+                let fills = reaches_window(input + delta.output_tokens, self.window);
                 self.stop = fix_stop(&mut v["delta"], self.window_bound || fills);
                 write_raw(out, "message_delta", &v.to_string());
             }
@@ -373,8 +374,9 @@ pub fn anthropic_body(
 }
 
 /// Anthropic's `stop_reason`/`stop_sequence` pair, as clients expect it: vLLM's native route
-/// leaves `stop_sequence` out (`vllm/entrypoints/anthropic/serving.py`); a window-bound
-/// `max_tokens` stop becomes `model_context_window_exceeded`.
+/// drops a null `stop_sequence` from whole answers (`exclude_none`) and, before 0.30, from
+/// `message_delta` (`vllm/entrypoints/anthropic/serving.py`); a window-bound `max_tokens`
+/// stop becomes `model_context_window_exceeded`.
 fn fix_stop(v: &mut Value, window_bound: bool) -> Option<StopReason> {
     if !v.is_object() {
         *v = json!({});
@@ -403,13 +405,9 @@ pub fn relay_message(
     let obj = msg.as_object_mut()?;
     obj.insert("model".into(), json!(client_model));
     let usage = ensure_usage(obj.entry("usage").or_insert(Value::Null));
-    let fills = fills(usage.input_tokens + usage.output_tokens, window);
+    let fills = reaches_window(usage.input_tokens + usage.output_tokens, window);
     let stop = fix_stop(&mut msg, window_bound || fills);
     Some((msg, usage, stop))
-}
-
-fn fills(tokens: u64, window: Option<u32>) -> bool {
-    window.is_some_and(|w| tokens >= u64::from(w))
 }
 
 fn write_raw(out: &mut Vec<u8>, event: &str, data: &str) {

@@ -351,18 +351,7 @@ async fn count_tokens(
         parameters: &backend.spec.parameters,
     };
     let chat = to_openai(req, 1, &shape)?.request;
-    let mut body = json!({
-        "model": chat.model,
-        "messages": chat.messages,
-        "add_generation_prompt": true,
-    });
-    if !chat.tools.is_empty() {
-        body["tools"] = json!(chat.tools);
-    }
-    if let Some(kwargs) = chat.params.get("chat_template_kwargs") {
-        body["chat_template_kwargs"] = kwargs.clone();
-    }
-    let tokens = match upstream::tokenize(&app.client, &backend, &backend.base_url, &body).await {
+    let tokens = match upstream::tokenize(&app.client, &backend, &backend.base_url, &chat).await {
         Ok(n) => n,
         Err(e) => {
             tracing::debug!(error = %e, "exact token count unavailable; using the estimate");

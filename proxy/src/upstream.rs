@@ -7,7 +7,7 @@
 use crate::config::BackendRuntime;
 use crate::context::{parse_overflow, Overflow};
 use crate::error::{ApiError, ErrorKind};
-use crate::openai::{ChatChunk, ModelList};
+use crate::openai::{ChatChunk, ChatRequest, ModelList};
 use bytes::Bytes;
 use eventsource_stream::Eventsource;
 use futures::{Stream, StreamExt};
@@ -93,7 +93,7 @@ impl UpstreamError {
             | UpstreamError::Timeout { .. }
             | UpstreamError::Protocol { .. } => true,
             UpstreamError::Status { status, .. } => {
-                matches!(*status, 500..=599 if !matches!(*status, 503 | 529))
+                (500..=599).contains(status) && !matches!(*status, 503 | 529)
             }
             UpstreamError::Overflow(_) | UpstreamError::Misconfigured { .. } => false,
         }
@@ -378,12 +378,27 @@ pub async fn send(
     body: Vec<u8>,
     extra_headers: &[(String, String)],
 ) -> Result<reqwest::Response, UpstreamError> {
-    let mut req = authorize(client.post(format!("{base}{path}")), backend)
+    let req = authorize(client.post(format!("{base}{path}")), backend)
         .header("content-type", "application/json")
         .body(body);
-    for (k, v) in extra_headers {
+    checked(backend, with_headers(req, extra_headers)).await
+}
+
+fn with_headers(
+    mut req: reqwest::RequestBuilder,
+    headers: &[(String, String)],
+) -> reqwest::RequestBuilder {
+    for (k, v) in headers {
         req = req.header(k, v);
     }
+    req
+}
+
+/// Sends and turns a failure (no connection, or a non-2xx answer) into an `UpstreamError`.
+async fn checked(
+    backend: &BackendRuntime,
+    req: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, UpstreamError> {
     let resp = req.send().await.map_err(|e| unreachable(backend, e))?;
     if resp.status().is_success() {
         return Ok(resp);
@@ -508,16 +523,28 @@ pub fn anthropic_events(
 
 /// The exact prompt size from vLLM's `POST /tokenize` (at the server root, beside `/v1`) for
 /// the chat request about to be sent (`vllm/entrypoints/serve/tokenize`): the same messages,
-/// tools and template switches render the same prompt.
+/// tools and template switches render the same prompt. It never applies the window, so it
+/// counts prompts that do not fit too.
 pub async fn tokenize(
     client: &reqwest::Client,
     backend: &BackendRuntime,
     base: &str,
-    body: &Value,
+    chat: &ChatRequest,
 ) -> Result<u64, UpstreamError> {
+    let mut body = serde_json::json!({
+        "model": chat.model,
+        "messages": chat.messages,
+        "add_generation_prompt": true,
+    });
+    if !chat.tools.is_empty() {
+        body["tools"] = serde_json::json!(chat.tools);
+    }
+    if let Some(kwargs) = chat.params.get("chat_template_kwargs") {
+        body["chat_template_kwargs"] = kwargs.clone();
+    }
     let root = base.strip_suffix("/v1").unwrap_or(base);
-    let v = post_for_json(client, backend, &format!("{root}/tokenize"), body).await?;
-    count_field(backend, &v, "count")
+    let url = format!("{root}/tokenize");
+    count(client, backend, &url, &body, &[], "count").await
 }
 
 /// The exact prompt size from an Anthropic-protocol backend's `POST /messages/count_tokens`
@@ -529,57 +556,37 @@ pub async fn count_tokens(
     body: &Value,
     extra_headers: &[(String, String)],
 ) -> Result<u64, UpstreamError> {
-    let mut req = authorize(
-        client.post(format!("{base}/messages/count_tokens")),
-        backend,
-    )
-    .json(body)
-    .timeout(COUNT_TIMEOUT);
-    for (k, v) in extra_headers {
-        req = req.header(k, v);
-    }
-    let v = json_answer(backend, req).await?;
-    count_field(backend, &v, "input_tokens")
+    let url = format!("{base}/messages/count_tokens");
+    count(client, backend, &url, body, extra_headers, "input_tokens").await
 }
 
 /// Counting is a tokenizer pass on the backend's CPU: seconds at most, even for big prompts.
 const COUNT_TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn post_for_json(
+/// Posts `body` to a counting endpoint and reads the number in `field` of its answer.
+async fn count(
     client: &reqwest::Client,
     backend: &BackendRuntime,
     url: &str,
     body: &Value,
-) -> Result<Value, UpstreamError> {
+    extra_headers: &[(String, String)],
+    field: &str,
+) -> Result<u64, UpstreamError> {
     let req = authorize(client.post(url), backend)
         .json(body)
         .timeout(COUNT_TIMEOUT);
-    json_answer(backend, req).await
-}
-
-async fn json_answer(
-    backend: &BackendRuntime,
-    req: reqwest::RequestBuilder,
-) -> Result<Value, UpstreamError> {
-    let resp = req.send().await.map_err(|e| unreachable(backend, e))?;
-    if !resp.status().is_success() {
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        return Err(status_error(&backend.spec.name, status, &text, None));
-    }
-    resp.json().await.map_err(|e| UpstreamError::Protocol {
+    let protocol = |detail: String| UpstreamError::Protocol {
         backend: backend.spec.name.clone(),
-        detail: e.to_string(),
-    })
-}
-
-fn count_field(backend: &BackendRuntime, v: &Value, field: &str) -> Result<u64, UpstreamError> {
+        detail,
+    };
+    let v: Value = checked(backend, with_headers(req, extra_headers))
+        .await?
+        .json()
+        .await
+        .map_err(|e| protocol(e.to_string()))?;
     v.get(field)
         .and_then(Value::as_u64)
-        .ok_or_else(|| UpstreamError::Protocol {
-            backend: backend.spec.name.clone(),
-            detail: format!("token count answer has no `{field}`"),
-        })
+        .ok_or_else(|| protocol(format!("token count answer has no `{field}`")))
 }
 
 /// Reads a whole JSON body.

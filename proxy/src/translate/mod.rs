@@ -61,8 +61,7 @@ pub fn anthropic_usage(usage: Option<&ChatUsage>, prompt_estimate: u64) -> Usage
 /// the client's `max_tokens`, ended the answer (vLLM ≥ 0.32 lowers `max_tokens` to the
 /// window's rest without saying so).
 pub fn fills_window(usage: Option<&ChatUsage>, window: Option<u32>) -> bool {
-    match (usage, window) {
-        (Some(u), Some(w)) => u.prompt_tokens + u.completion_tokens >= u64::from(w),
-        _ => false,
-    }
+    usage.is_some_and(|u| {
+        crate::context::reaches_window(u.prompt_tokens + u.completion_tokens, window)
+    })
 }
