@@ -72,3 +72,38 @@ pub fn sse_events(text: &str) -> Vec<(String, Value)> {
         })
         .collect()
 }
+
+/// The value of one metric sample line (exact series with its label set) in Prometheus
+/// text, or 0 when absent.
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+/// The `sha256` of a client key as the proxy binary's `hash-key` prints it (for `keys[]`).
+pub fn hash_key(key: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(
+        crate::proxy_process::proxy_binary().expect("proxy binary builds"),
+    )
+    .arg("hash-key")
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .expect("proxy binary runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(key.as_bytes())
+        .expect("key written");
+    let out = child.wait_with_output().expect("hash-key ends");
+    String::from_utf8(out.stdout)
+        .expect("hex output")
+        .trim()
+        .to_owned()
+}

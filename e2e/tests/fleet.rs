@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use switchyard_e2e::mock_vllm::MockVllm;
 use switchyard_e2e::proxy_process::ProxyProcess;
-use switchyard_e2e::testkit::{http, mock, sse_events, TempFile};
+use switchyard_e2e::testkit::{hash_key, http, mock, sample, sse_events, TempFile};
 
 fn request(text: &str, session: &str, stream: bool) -> Value {
     json!({"model": "claude-opus-5-5", "max_tokens": 1000, "stream": stream,
@@ -24,16 +24,6 @@ async fn post(proxy: &ProxyProcess, body: &Value, key: Option<&str>) -> reqwest:
         req = req.header("x-api-key", k);
     }
     req.send().await.expect("proxy answers")
-}
-
-/// The value of one metric sample line (exact label set), or 0.
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .unwrap_or(0.0)
 }
 
 /// Session ids seen by a mock (the proxy forwards `metadata.user_id` as `user`).
@@ -252,8 +242,8 @@ async fn retry_budget_stops_a_storm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_and_limits_give_the_right_errors() {
     let m = mock().await;
-    let good = switchyard_proxy_hash("sk-good-key");
-    let narrow = switchyard_proxy_hash("sk-narrow-key");
+    let good = hash_key("sk-good-key");
+    let narrow = hash_key("sk-narrow-key");
     let cfg = TempFile::new(&format!(
         "backends:\n{}routes:\n  - name: main\n    models: ['claude-*']\n    backend: vllm\n  - name: other\n    models: ['other']\n    backend: vllm\n\
          keys:\n  - name: team-a\n    sha256: {good}\n    limits: {{requestsPerMinute: 3}}\n  - name: narrow\n    sha256: {narrow}\n    routes: [other]\n",
@@ -305,25 +295,6 @@ async fn keys_and_limits_give_the_right_errors() {
     );
     assert!(output >= 4.0 && input >= 4.0, "{text}");
     assert!(!text.contains("sk-good-key") && !proxy.log_text().contains("sk-good-key"));
-}
-
-fn switchyard_proxy_hash(key: &str) -> String {
-    use std::io::Write;
-    let mut child =
-        std::process::Command::new(switchyard_e2e::proxy_process::proxy_binary().unwrap())
-            .arg("hash-key")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(key.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

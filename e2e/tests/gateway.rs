@@ -4,27 +4,8 @@
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use switchyard_e2e::proxy_process::{proxy_binary, ProxyProcess};
-use switchyard_e2e::testkit::{http, mock, sse_events, TempFile};
-
-/// `sha256` of a client key, as the proxy's `hash-key` prints it.
-fn hash_key(key: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(proxy_binary().unwrap())
-        .arg("hash-key")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(key.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
+use switchyard_e2e::proxy_process::ProxyProcess;
+use switchyard_e2e::testkit::{hash_key, http, mock, sse_events, TempFile};
 
 fn backend(name: &str, url: &str, extra: &str) -> String {
     format!("  - name: {name}\n    baseUrl: '{url}'\n{extra}")

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 use switchyard_e2e::proxy_process::ProxyProcess;
-use switchyard_e2e::testkit::{http, mock, TempFile};
+use switchyard_e2e::testkit::{http, mock, sample, TempFile};
 
 fn request(text: &str) -> Value {
     json!({"model": "claude-sonnet-4-5", "max_tokens": 500,
@@ -18,12 +18,6 @@ async fn post(proxy: &ProxyProcess, body: &Value) -> reqwest::Response {
         .send()
         .await
         .expect("proxy answers")
-}
-
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.trim().parse().ok()))
-        .unwrap_or(0.0)
 }
 
 /// Before: the 503's three attempts counted as three consecutive failures and ejected the

@@ -590,9 +590,14 @@ impl PydanticError {
             PyVal::Raw(r) => PyVal::Str(r.clone()),
             other => PyVal::Str(other.py_str()),
         };
+        self.py_dict(PyVal::Str(self.dotted_loc()), input)
+    }
+
+    /// `{'type', 'loc', 'msg', 'input'[, 'ctx']}` with the given `loc` and `input`.
+    fn py_dict(&self, loc: PyVal, input: PyVal) -> PyVal {
         let mut items = vec![
             (PyVal::str("type"), PyVal::str(self.kind)),
-            (PyVal::str("loc"), PyVal::Str(self.dotted_loc())),
+            (PyVal::str("loc"), loc),
             (PyVal::str("msg"), PyVal::Str(self.msg.clone())),
             (PyVal::str("input"), input),
         ];
@@ -619,23 +624,7 @@ impl PydanticError {
                 })
                 .collect(),
         );
-        let mut items = vec![
-            (PyVal::str("type"), PyVal::str(self.kind)),
-            (PyVal::str("loc"), loc),
-            (PyVal::str("msg"), PyVal::Str(self.msg.clone())),
-            (PyVal::str("input"), self.input.clone()),
-        ];
-        if let Some(ctx) = &self.ctx {
-            items.push((
-                PyVal::str("ctx"),
-                PyVal::Dict(
-                    ctx.iter()
-                        .map(|(k, v)| (PyVal::str(*k), v.clone()))
-                        .collect(),
-                ),
-            ));
-        }
-        PyVal::Dict(items)
+        self.py_dict(loc, self.input.clone())
     }
 }
 

@@ -148,7 +148,7 @@ fn render(req: &Value, with_tools: bool) -> String {
         out.push_str(TOOLS_HEAD);
         for tool in tools {
             out.push('\n');
-            out.push_str(&py_json_dumps(tool));
+            out.push_str(&py_json_dumps(tool, false));
         }
         out.push_str(TOOLS_TAIL);
     } else if first_is_system {
@@ -176,7 +176,7 @@ fn render(req: &Value, with_tools: bool) -> String {
                     out.push_str("\", \"arguments\": ");
                     match &f["arguments"] {
                         Value::String(s) => out.push_str(s),
-                        other => out.push_str(&py_json_dumps(other)),
+                        other => out.push_str(&py_json_dumps(other, false)),
                     }
                     out.push_str("}\n</tool_call>");
                 }
@@ -237,23 +237,26 @@ pub(crate) fn content_text(content: Option<&Value>) -> String {
     }
 }
 
-/// Python's `json.dumps(v, ensure_ascii=False)` (the `tojson` Jinja filter of
-/// `transformers`): `", "` and `": "` separators.
-fn py_json_dumps(v: &Value) -> String {
+/// Python's `json.dumps` with its default `", "` and `": "` separators. `ensure_ascii`
+/// (Python's default, which vLLM's Anthropic route uses to turn `tool_use.input` into
+/// `arguments`) escapes what is not printable ASCII as `\uXXXX`; without it (the `tojson`
+/// Jinja filter of `transformers`) strings are written as they are.
+pub(crate) fn py_json_dumps(v: &Value, ensure_ascii: bool) -> String {
     let mut out = String::new();
-    write_py_json(v, &mut out);
+    write_py_json(v, ensure_ascii, &mut out);
     out
 }
 
-fn write_py_json(v: &Value, out: &mut String) {
+fn write_py_json(v: &Value, ensure_ascii: bool, out: &mut String) {
     match v {
+        Value::String(s) if ensure_ascii => write_ascii_string(s, out),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                write_py_json(item, out);
+                write_py_json(item, ensure_ascii, out);
             }
             out.push(']');
         }
@@ -263,14 +266,35 @@ fn write_py_json(v: &Value, out: &mut String) {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
+                write_py_json(&Value::String(k.clone()), ensure_ascii, out);
                 out.push_str(": ");
-                write_py_json(item, out);
+                write_py_json(item, ensure_ascii, out);
             }
             out.push('}');
         }
         other => out.push_str(&other.to_string()),
     }
+}
+
+fn write_ascii_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 
 use crate::mock_vllm::errors::{ApiError, Loc, PyVal, PydanticError};
 use crate::mock_vllm::scenario::anthropic_block_text;
+use crate::mock_vllm::tokens::py_json_dumps;
 use crate::mock_vllm::{MockConfig, VllmRelease};
 
 /// What the request is validated as.
@@ -399,62 +400,6 @@ fn validate_thinking(obj: &Map<String, Value>, errors: &mut Vec<PydanticError>) 
     }
 }
 
-/// Python `json.dumps` (default separators `", "`/`": "`, `ensure_ascii=True`),
-/// which vLLM uses to turn `tool_use.input` into `arguments`.
-fn py_json_dumps(v: &Value) -> String {
-    let mut out = String::new();
-    write_py_json(v, &mut out);
-    out
-}
-
-fn write_py_json(v: &Value, out: &mut String) {
-    match v {
-        Value::String(s) => {
-            out.push('"');
-            for c in s.chars() {
-                match c {
-                    '"' => out.push_str("\\\""),
-                    '\\' => out.push_str("\\\\"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    '\t' => out.push_str("\\t"),
-                    c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
-                        let mut buf = [0u16; 2];
-                        for unit in c.encode_utf16(&mut buf) {
-                            out.push_str(&format!("\\u{unit:04x}"));
-                        }
-                    }
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_py_json(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            out.push('{');
-            for (i, (k, item)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_py_json(&Value::String(k.clone()), out);
-                out.push_str(": ");
-                write_py_json(item, out);
-            }
-            out.push('}');
-        }
-        other => out.push_str(&other.to_string()),
-    }
-}
-
 /// The chat-completions body an Anthropic request is served as, for the
 /// default configuration (current release, Qwen-style system-first
 /// template).  Public so tests can compute the expected prompt token count:
@@ -597,7 +542,7 @@ pub(crate) fn anthropic_to_chat_for(req: &Value, cfg: &MockConfig) -> Value {
                                 "type": "function",
                                 "function": {
                                     "name": block.get("name").and_then(Value::as_str).unwrap_or(""),
-                                    "arguments": py_json_dumps(&input),
+                                    "arguments": py_json_dumps(&input, true),
                                 },
                             }));
                         }
