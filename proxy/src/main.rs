@@ -1,4 +1,5 @@
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -234,11 +235,19 @@ async fn run(cli: Cli, snapshot: Option<RoutingSnapshot>) -> anyhow::Result<()> 
     let api = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
+    let api_addr = api.local_addr()?;
+    // A stream is many small writes (an event per token): with Nagle's algorithm each waits
+    // for the client's (delayed, up to 40 ms) ACK of the one before.
+    let api = api.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a client connection");
+        }
+    });
     let admin = tokio::net::TcpListener::bind(cli.admin_listen)
         .await
         .with_context(|| format!("cannot listen on {}", cli.admin_listen))?;
     tracing::info!(
-        api = %api.local_addr()?,
+        api = %api_addr,
         admin = %admin.local_addr()?,
         version = %state.runtime.load().version,
         "switchyard-proxy listening"
