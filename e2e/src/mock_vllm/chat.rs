@@ -399,17 +399,24 @@ pub(crate) fn openai_stream(
             opts.continuous_usage
                 .then(|| UsageOut::new(ctx.prompt_tokens, completion))
         };
+        // vLLM sends the role chunk in the first iteration of its output loop, that is with
+        // the first token (`chat_completion/serving.py`, `first_iteration`): the first
+        // token's time passes before it, and the token follows at once.
+        if !opts.pace.is_zero() {
+            tokio::time::sleep(opts.pace).await;
+        }
         let first = DeltaOut { role: Some("assistant"), content: Some(""), ..Default::default() };
         yield Ok(ctx.chunk_with(first, None, usage(0), true));
         let n = generation.pieces.len();
         let attach_last = generation.finish.as_ref().is_some_and(|f| f.on_last_piece);
+        let mut first_token = true;
         for (i, piece) in generation.pieces.iter().enumerate() {
             let is_last = i + 1 == n;
             let attach = is_last && attach_last;
             if matches!(piece, Piece::Content(s) if s.is_empty()) && !attach {
                 continue;
             }
-            if !opts.pace.is_zero() {
+            if !opts.pace.is_zero() && !std::mem::replace(&mut first_token, false) {
                 tokio::time::sleep(opts.pace).await;
             }
             let tokens = (i as u32 + 1).min(generation.completion_tokens);

@@ -433,6 +433,11 @@ fn anthropic_stream(
         if !prefill.is_zero() {
             tokio::time::sleep(prefill).await;
         }
+        // `message_start` is written on the first chunk of the chat stream underneath, which
+        // comes with the first token (see `chat::openai_stream`): that token's time first.
+        if !pace.is_zero() {
+            tokio::time::sleep(pace).await;
+        }
         let mut start = EventOut::new("message_start");
         let mut message = vec![("id", json!(ctx.id))];
         if ctx.release != VllmRelease::V0_11 {
@@ -449,6 +454,7 @@ fn anthropic_stream(
         start.message = Some(obj(message));
         yield Ok(start.bytes());
         let mut blocks = Blocks { next_index: 0, active: None };
+        let mut first_token = true;
         for piece in deinterleave(&generation.pieces) {
             let mut events = Vec::new();
             match &piece {
@@ -473,7 +479,7 @@ fn anthropic_stream(
             if events.is_empty() {
                 continue;
             }
-            if !pace.is_zero() {
+            if !pace.is_zero() && !std::mem::replace(&mut first_token, false) {
                 tokio::time::sleep(pace).await;
             }
             for e in events {
