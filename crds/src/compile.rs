@@ -279,6 +279,7 @@ fn compile_route(
         targets: spec.targets.clone(),
         rules: spec.rules.clone(),
         fallbacks: spec.fallbacks.clone(),
+        context_fallbacks: spec.context_fallbacks.clone(),
         retries: spec.retries.clone(),
         timeouts: spec.timeouts.clone(),
         limits: spec.limits.clone(),
@@ -295,6 +296,7 @@ fn compile_route(
         names.extend(rule.targets().into_iter().map(|t| t.backend));
     }
     names.extend(route.fallbacks.iter().cloned());
+    names.extend(route.context_fallbacks.iter().cloned());
     let known: BTreeSet<&str> = backends.iter().map(|b| b.name.as_str()).collect();
     let mut missing = BTreeSet::new();
     for n in &names {

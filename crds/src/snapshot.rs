@@ -35,6 +35,12 @@ pub struct ServerSettings {
     pub ping_interval_ms: u64,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// How long a client may take to send its whole request body (slow senders hold a
+    /// connection and a key's concurrency slot otherwise). Over it → 408.
+    pub body_read_timeout_ms: u64,
+    /// Requests in flight on this proxy, all keys and routes together; over it → 529
+    /// `overloaded_error` at once (Claude Code retries it), before the body is read.
+    pub max_in_flight: usize,
     /// On SIGTERM: how long new requests are still accepted after `/readyz` starts failing,
     /// so load balancers stop sending before the listener closes.
     pub shutdown_grace_ms: u64,
@@ -50,6 +56,8 @@ impl Default for ServerSettings {
             commit_after_ms: 1_000,
             ping_interval_ms: 5_000,
             max_body_bytes: 32 * 1024 * 1024,
+            body_read_timeout_ms: 30_000,
+            max_in_flight: 4_096,
             shutdown_grace_ms: 2_000,
             drain_timeout_ms: 600_000,
             log_content: false,
@@ -248,6 +256,10 @@ pub struct Route {
     /// the client.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallbacks: Vec<String>,
+    /// Backends with a larger context window, tried in order when the prompt is too long for
+    /// the backend that would serve it; the client is told to compact only when none fits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context_fallbacks: Vec<String>,
     #[serde(default)]
     pub retries: RetryPolicy,
     #[serde(default)]

@@ -128,12 +128,17 @@ impl RoutingSnapshot {
                     ));
                 }
             }
-            for (j, f) in r.fallbacks.iter().enumerate() {
-                if !backend_names.contains(f.as_str()) {
-                    errors.push(FieldError::new(
-                        format!("routes[{i}].fallbacks[{j}]"),
-                        format!("no backend named `{f}`"),
-                    ));
+            for (field, list) in [
+                ("fallbacks", &r.fallbacks),
+                ("contextFallbacks", &r.context_fallbacks),
+            ] {
+                for (j, f) in list.iter().enumerate() {
+                    if !backend_names.contains(f.as_str()) {
+                        errors.push(FieldError::new(
+                            format!("routes[{i}].{field}[{j}]"),
+                            format!("no backend named `{f}`"),
+                        ));
+                    }
                 }
             }
             if r.retries.attempts == 0 {

@@ -101,7 +101,7 @@ fn check(case: &str) {
     let fixture = std::fs::read_to_string(dir.join(format!("fixtures/{case}.yaml"))).unwrap();
     let actual = render(&fixture);
     let golden = dir.join(format!("golden/{case}.yaml"));
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+    if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
         std::fs::write(&golden, &actual).unwrap();
         return;
     }

@@ -98,6 +98,7 @@ pub fn single_upstream(
             targets: Vec::new(),
             rules: Vec::new(),
             fallbacks: Vec::new(),
+            context_fallbacks: Vec::new(),
             retries: Default::default(),
             timeouts: Default::default(),
             limits: Default::default(),

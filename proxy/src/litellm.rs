@@ -406,6 +406,7 @@ impl<'a> Converter<'a> {
                 targets,
                 rules: Vec::new(),
                 fallbacks: Vec::new(),
+                context_fallbacks: Vec::new(),
                 retries: policy,
                 timeouts,
                 limits: Default::default(),

@@ -49,6 +49,10 @@ pub struct ModelRouteSpec {
     /// reached the client.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallbacks: Vec<String>,
+    /// `InferenceBackend`s with a larger context window, tried in order when the prompt is too
+    /// long for the backend that would serve it (before the client is told to compact).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context_fallbacks: Vec<String>,
     #[serde(default)]
     #[schemars(schema_with = "schema::structural::<RetryPolicy>")]
     pub retries: RetryPolicy,
