@@ -39,6 +39,21 @@ struct Health {
     consecutive_failures: u32,
     ejections: u32,
     ejected_until: Option<Instant>,
+    /// The backend's last available endpoint failed enough to be ejected: it stays in (its
+    /// backend's requests still need it) but the backend goes behind the route's healthy
+    /// alternatives until then, as LiteLLM's deployment cooldown does.
+    cooling_until: Option<Instant>,
+}
+
+/// What one failure did to an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Counted; below the threshold.
+    Counted,
+    /// Taken out of its backend's rotation.
+    Ejected,
+    /// The backend's last available endpoint: kept, but its backend cools down.
+    Cooling,
 }
 
 /// Counts a request against an endpoint while it lives.
@@ -81,26 +96,37 @@ impl Endpoint {
                 .is_none_or(|until| now >= until)
     }
 
-    pub fn record_success(&self) {
-        let mut h = self.health.lock().expect("health lock");
-        h.consecutive_failures = 0;
-        h.ejections = 0;
-        h.ejected_until = None;
+    /// Available and not cooling down: a backend with such an endpoint is tried before
+    /// the route's other backends whose endpoints are all out or cooling.
+    pub fn preferred(&self, now: Instant) -> bool {
+        self.available(now)
+            && self
+                .health
+                .lock()
+                .expect("health lock")
+                .cooling_until
+                .is_none_or(|until| now >= until)
     }
 
-    /// Counts one request's failure on this endpoint; returns true when it ejected the
-    /// endpoint. `others_available` is false when no other endpoint of the backend is
-    /// available: then the endpoint stays in (ejecting the last one helps nobody).
+    pub fn record_success(&self) {
+        let mut h = self.health.lock().expect("health lock");
+        *h = Health::default();
+    }
+
+    /// Counts one request's failure on this endpoint. `others_available` is false when no
+    /// other endpoint of the backend is available: then the endpoint stays in its backend
+    /// (ejecting the last one would leave the backend's own requests nothing) and cools
+    /// down instead, which sends the route's traffic to its other backends first.
     pub fn record_failure(
         &self,
         policy: &OutlierPolicy,
         now: Instant,
         others_available: bool,
-    ) -> bool {
+    ) -> Verdict {
         let mut h = self.health.lock().expect("health lock");
         h.consecutive_failures += 1;
-        if h.consecutive_failures < policy.consecutive_failures.max(1) || !others_available {
-            return false;
+        if h.consecutive_failures < policy.consecutive_failures.max(1) {
+            return Verdict::Counted;
         }
         h.consecutive_failures = 0;
         let factor = 1u64 << h.ejections.min(16);
@@ -109,8 +135,14 @@ impl Endpoint {
             .saturating_mul(factor)
             .min(policy.max_ejection_ms);
         h.ejections += 1;
-        h.ejected_until = Some(now + Duration::from_millis(backoff));
-        true
+        let until = Some(now + Duration::from_millis(backoff));
+        if others_available {
+            h.ejected_until = until;
+            Verdict::Ejected
+        } else {
+            h.cooling_until = until;
+            Verdict::Cooling
+        }
     }
 }
 
@@ -166,7 +198,7 @@ fn fnv(bytes: &[u8]) -> u64 {
 }
 
 /// SplitMix64 finaliser: spreads nearby inputs over the whole range.
-fn mix(mut z: u64) -> u64 {
+pub(crate) fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
@@ -315,8 +347,8 @@ mod tests {
         };
         let ep = Endpoint::new("http://x/v1");
         let t0 = Instant::now();
-        assert!(!ep.record_failure(&policy, t0, true));
-        assert!(ep.record_failure(&policy, t0, true));
+        assert_eq!(ep.record_failure(&policy, t0, true), Verdict::Counted);
+        assert_eq!(ep.record_failure(&policy, t0, true), Verdict::Ejected);
         assert!(!ep.available(t0 + Duration::from_millis(999)));
         assert!(ep.available(t0 + Duration::from_millis(1000)));
         let t1 = t0 + Duration::from_secs(2);
@@ -347,13 +379,21 @@ mod tests {
         };
         let t0 = Instant::now();
         let eps = endpoints(2);
-        assert!(eps[0].record_failure(&policy, t0, others_available(&eps, 0, t0)));
+        assert_eq!(
+            eps[0].record_failure(&policy, t0, others_available(&eps, 0, t0)),
+            Verdict::Ejected
+        );
         assert!(!others_available(&eps, 1, t0));
-        assert!(
-            !eps[1].record_failure(&policy, t0, others_available(&eps, 1, t0)),
+        assert_eq!(
+            eps[1].record_failure(&policy, t0, others_available(&eps, 1, t0)),
+            Verdict::Cooling,
             "the only endpoint left stays in"
         );
         assert!(eps[1].available(t0));
+        assert!(!eps[1].preferred(t0), "its backend goes behind healthy ones");
+        assert!(eps[1].preferred(t0 + Duration::from_millis(5000)));
+        eps[1].record_success();
+        assert!(eps[1].preferred(t0), "a success ends the cooldown");
         assert_eq!(pick(&eps, None, &[], t0), Some(1));
         assert_eq!(
             pick(&eps, None, &[1], t0),

@@ -7,7 +7,7 @@
 
 use crate::access_log::{redacted_content, AccessLog};
 use crate::anthropic::{Content, ContentBlock, MessagesRequest, ThinkingKind};
-use crate::balance::{self, Endpoint, InFlight};
+use crate::balance::{self, Endpoint, InFlight, Verdict};
 use crate::config::{BackendRuntime, Runtime};
 use crate::context::{self, estimate_prompt_tokens, Budget, Fit, Overflow, TooLong};
 use crate::error::{ApiError, ErrorKind};
@@ -41,6 +41,8 @@ pub enum Forwarded {
 enum AttemptError {
     Upstream(UpstreamError),
     Client(ApiError),
+    /// The prompt does not fit this backend's window (a larger one may take it).
+    TooLong(ApiError),
 }
 
 impl From<UpstreamError> for AttemptError {
@@ -132,132 +134,231 @@ pub async fn messages(
     let point = session_hash.unwrap_or_else(rand_u64);
     let plan = route.plan(&facts(&req, headers, estimate), point);
     log.rule = plan.rule.map(str::to_owned);
-
-    // (backend, endpoint, reachable) of every attempt so far.
-    let mut tried: Vec<(usize, usize, bool)> = Vec::new();
-    let mut last_error: Option<UpstreamError> = None;
-    'plan: for (position, &bi) in plan.backends.iter().enumerate() {
-        let backend = &rt.backends[bi];
-        let mut attempts_here = 0;
-        loop {
-            if attempts_here >= route.retries.attempts {
-                continue 'plan;
+    let life = Life {
+        app,
+        rt,
+        route,
+        headers,
+        session: session_hash,
+        estimate,
+        deadline: log.started + Duration::from_millis(route.timeouts.first_token_ms),
+    };
+    let mut order = healthy_first(rt, plan.backends, Instant::now());
+    let mut tries = Tries::default();
+    let mut too_long = None;
+    let mut position = 0;
+    while position < order.len() {
+        match life.backend(order[position], position, &req, &mut tries, log).await {
+            Outcome::Done(done) => return Ok(done),
+            Outcome::Final(e) => return Err(e),
+            Outcome::OutOfTime => break,
+            Outcome::Exhausted => {}
+            Outcome::TooLong(e) => {
+                // Only a larger window helps now: the rest of the plan gives way to the
+                // route's context fallbacks.
+                let tried = order[..=position].to_vec();
+                order.truncate(position + 1);
+                order.extend(route.context_fallbacks.iter().filter(|b| !tried.contains(b)));
+                too_long = Some(e);
             }
+        }
+        position += 1;
+    }
+    Err(too_long
+        .or_else(|| tries.last_error.map(|e| e.to_api()))
+        .unwrap_or_else(|| {
+            ApiError::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "no healthy backend for route `{}`; try again shortly",
+                    route.name
+                ),
+            )
+        }))
+}
+
+/// The plan with backends that have a preferred endpoint first (order kept within each
+/// part): a session stays on its target while it is healthy and moves while it is not.
+/// When none is available the plan is tried as it is (panic mode, as for endpoints).
+fn healthy_first(rt: &Runtime, plan: Vec<usize>, now: Instant) -> Vec<usize> {
+    let (mut healthy, down): (Vec<usize>, Vec<usize>) = plan.into_iter().partition(|&b| {
+        rt.backends[b]
+            .endpoints
+            .iter()
+            .any(|e| e.preferred(now))
+    });
+    healthy.extend(down);
+    healthy
+}
+
+/// What a request carries through its failover, shared by every attempt.
+struct Life<'a> {
+    app: &'a Arc<AppState>,
+    rt: &'a Arc<Runtime>,
+    route: &'a CompiledRoute,
+    headers: &'a HeaderMap,
+    session: Option<u64>,
+    estimate: u64,
+    /// No new attempt starts after this (the route's first-token timeout from arrival).
+    deadline: Instant,
+}
+
+/// Attempts made so far: (backend, endpoint, reachable), and the last retryable failure.
+#[derive(Default)]
+struct Tries {
+    tried: Vec<(usize, usize, bool)>,
+    last_error: Option<UpstreamError>,
+}
+
+/// How trying one backend of the plan ended.
+enum Outcome {
+    Done(Forwarded),
+    /// Not retryable anywhere: the client's answer.
+    Final(ApiError),
+    /// The prompt does not fit this backend's window.
+    TooLong(ApiError),
+    /// Attempts, endpoints or retry budget used up here: next backend.
+    Exhausted,
+    /// The first-token deadline passed: no more attempts.
+    OutOfTime,
+}
+
+impl Life<'_> {
+    /// Up to `retries.attempts` attempts on backend `bi`, on untried endpoints first.
+    async fn backend(
+        &self,
+        bi: usize,
+        position: usize,
+        req: &MessagesRequest,
+        tries: &mut Tries,
+        log: &mut AccessLog,
+    ) -> Outcome {
+        let backend = &self.rt.backends[bi];
+        for attempts_here in 0..self.route.retries.attempts {
             let now = Instant::now();
-            // Untried endpoints first; then any that answered (a 5xx or 429 may pass), never
-            // one that refused the connection in this request.
-            let here = || tried.iter().filter(|(b, _, _)| *b == bi);
-            let all_tried: Vec<usize> = here().map(|(_, e, _)| *e).collect();
-            let unreachable: Vec<usize> = here()
-                .filter(|(_, _, ok)| !ok)
-                .map(|(_, e, _)| *e)
-                .collect();
-            let Some(ei) = balance::pick(&backend.endpoints, session_hash, &all_tried, now)
-                .or_else(|| balance::pick(&backend.endpoints, session_hash, &unreachable, now))
-            else {
-                continue 'plan;
+            if !tries.tried.is_empty() && now >= self.deadline {
+                return Outcome::OutOfTime;
+            }
+            let Some(ei) = self.pick(bi, tries, now) else {
+                return Outcome::Exhausted;
             };
-            if !tried.is_empty() {
-                if !backend.retry_budget.try_retry(now) {
-                    app.metrics
-                        .retry_budget_exhausted
-                        .get_or_create(&KindLabels {
-                            backend: backend.spec.name.clone(),
-                            kind: "retry",
-                        })
-                        .inc();
-                    tracing::warn!(backend = %backend.spec.name, "retry budget exhausted; not retrying");
-                    break 'plan;
-                }
-                app.metrics
-                    .retries
-                    .get_or_create(&KindLabels {
-                        backend: backend.spec.name.clone(),
-                        kind: "attempt",
-                    })
-                    .inc();
-                // Back off before retrying the same backend; a fallback is tried at once.
-                if attempts_here > 0 {
-                    let r = &route.retries;
-                    tokio::time::sleep(balance::backoff(
-                        r.backoff_ms,
-                        r.max_backoff_ms,
-                        attempts_here,
-                        rand_u64(),
-                    ))
-                    .await;
-                }
+            if !tries.tried.is_empty() && !self.may_retry(backend, attempts_here, now).await {
+                return Outcome::Exhausted;
             }
             backend.retry_budget.record_request(now);
-            attempts_here += 1;
             log.attempts += 1;
             let endpoint = backend.endpoints[ei].clone();
             log.backend = backend.spec.name.clone();
             log.endpoint = endpoint.url.clone();
             let attempt = Attempt {
-                app,
-                rt,
+                app: self.app,
+                rt: self.rt,
                 backend,
                 endpoint: &endpoint,
-                route,
-                headers,
+                route: self.route,
+                headers: self.headers,
             };
-            match attempt.run(req.clone(), estimate, log).await {
+            match attempt.run(req.clone(), self.estimate, log).await {
                 Ok(done) => {
                     endpoint.record_success();
                     if position > 0 {
-                        app.metrics
-                            .fallbacks
-                            .get_or_create(&BackendLabels {
-                                route: route.name.clone(),
-                                backend: backend.spec.name.clone(),
-                            })
-                            .inc();
+                        self.count_fallback(backend);
                     }
-                    return Ok(done);
+                    return Outcome::Done(done);
                 }
-                Err(AttemptError::Client(e)) => return Err(e),
+                Err(AttemptError::Client(e)) => return Outcome::Final(e),
+                Err(AttemptError::TooLong(e)) => return Outcome::TooLong(e),
                 Err(AttemptError::Upstream(e)) => {
-                    tried.push((bi, ei, !matches!(e, UpstreamError::Unreachable { .. })));
-                    count_upstream_error(app, &backend.spec.name, &e);
+                    tries
+                        .tried
+                        .push((bi, ei, !matches!(e, UpstreamError::Unreachable { .. })));
+                    count_upstream_error(self.app, &backend.spec.name, &e);
                     if !e.retryable() {
                         endpoint.record_success(); // it answered; the request was at fault
-                        return Err(e.to_api());
+                        return Outcome::Final(e.to_api());
                     }
                     tracing::info!(backend = %backend.spec.name, endpoint = %endpoint.url, error = %e, "attempt failed");
-                    // One request counts once per endpoint, however often it retried there.
-                    let first_failure_here =
-                        tried.iter().filter(|t| (t.0, t.1) == (bi, ei)).count() == 1;
-                    let now = Instant::now();
-                    let others = balance::others_available(&backend.endpoints, ei, now);
-                    if e.breaks_endpoint()
-                        && first_failure_here
-                        && endpoint.record_failure(&backend.spec.outlier, now, others)
-                    {
-                        app.metrics
-                            .ejections
-                            .get_or_create(&KindLabels {
-                                backend: backend.spec.name.clone(),
-                                kind: "consecutive_failures",
-                            })
-                            .inc();
-                        tracing::warn!(backend = %backend.spec.name, endpoint = %endpoint.url, "endpoint ejected");
-                    }
-                    last_error = Some(e);
+                    self.judge(bi, ei, &e, tries);
+                    tries.last_error = Some(e);
                 }
             }
         }
+        Outcome::Exhausted
     }
-    Err(match last_error {
-        Some(e) => e.to_api(),
-        None => ApiError::new(
-            ErrorKind::Overloaded,
-            format!(
-                "no healthy backend for route `{}`; try again shortly",
-                route.name
-            ),
-        ),
-    })
+
+    /// Untried endpoints first; then any that answered (a 5xx or 429 may pass), never one
+    /// that refused the connection in this request.
+    fn pick(&self, bi: usize, tries: &Tries, now: Instant) -> Option<usize> {
+        let endpoints = &self.rt.backends[bi].endpoints;
+        let here = || tries.tried.iter().filter(|(b, _, _)| *b == bi);
+        let all_tried: Vec<usize> = here().map(|(_, e, _)| *e).collect();
+        let unreachable: Vec<usize> = here()
+            .filter(|(_, _, ok)| !ok)
+            .map(|(_, e, _)| *e)
+            .collect();
+        balance::pick(endpoints, self.session, &all_tried, now)
+            .or_else(|| balance::pick(endpoints, self.session, &unreachable, now))
+    }
+
+    /// A retry (any attempt after the request's first) needs the backend's retry budget;
+    /// one on the same backend backs off first, a move to another backend goes at once.
+    async fn may_retry(&self, backend: &BackendRuntime, attempts_here: u32, now: Instant) -> bool {
+        let labels = |kind| KindLabels {
+            backend: backend.spec.name.clone(),
+            kind,
+        };
+        if !backend.retry_budget.try_retry(now) {
+            let m = &self.app.metrics;
+            m.retry_budget_exhausted.get_or_create(&labels("retry")).inc();
+            tracing::warn!(backend = %backend.spec.name, "retry budget exhausted; not retrying");
+            return false;
+        }
+        self.app.metrics.retries.get_or_create(&labels("attempt")).inc();
+        if attempts_here > 0 {
+            let r = &self.route.retries;
+            let pause = balance::backoff(r.backoff_ms, r.max_backoff_ms, attempts_here, rand_u64());
+            tokio::time::sleep(pause.min(self.deadline.saturating_duration_since(now))).await;
+        }
+        true
+    }
+
+    /// Counts a breaking failure against the endpoint, once per request however often it
+    /// retried there, and ejects it after enough in a row.
+    fn judge(&self, bi: usize, ei: usize, e: &UpstreamError, tries: &Tries) {
+        let backend = &self.rt.backends[bi];
+        let endpoint = &backend.endpoints[ei];
+        let first_failure_here = tries.tried.iter().filter(|t| (t.0, t.1) == (bi, ei)).count() == 1;
+        let now = Instant::now();
+        let others = balance::others_available(&backend.endpoints, ei, now);
+        if !e.breaks_endpoint() || !first_failure_here {
+            return;
+        }
+        let kind = match endpoint.record_failure(&backend.spec.outlier, now, others) {
+            Verdict::Counted => return,
+            Verdict::Ejected => "consecutive_failures",
+            Verdict::Cooling => "cooldown",
+        };
+        self.app
+            .metrics
+            .ejections
+            .get_or_create(&KindLabels {
+                backend: backend.spec.name.clone(),
+                kind,
+            })
+            .inc();
+        tracing::warn!(backend = %backend.spec.name, endpoint = %endpoint.url, kind, "endpoint ejected");
+    }
+
+    fn count_fallback(&self, backend: &BackendRuntime) {
+        self.app
+            .metrics
+            .fallbacks
+            .get_or_create(&BackendLabels {
+                route: self.route.name.clone(),
+                backend: backend.spec.name.clone(),
+            })
+            .inc();
+    }
 }
 
 fn rand_u64() -> u64 {
@@ -738,7 +839,7 @@ impl Attempt<'_> {
         }
         // No count to be had: Claude Code's other context wording makes it retry with a
         // smaller max_tokens (and compact when none fits).
-        Err(AttemptError::Client(ApiError::invalid(format!(
+        Err(AttemptError::TooLong(ApiError::invalid(format!(
             "input length and `max_tokens` exceed context limit: {at_least} + {asked} > {window}, \
              decrease input length or `max_tokens` and try again"
         ))))
@@ -749,7 +850,7 @@ fn too_long(t: TooLong) -> AttemptError {
     // A prompt of exactly the window leaves no room for one output token: its maximum is
     // one less, so that N > M holds (Claude Code parses both numbers).
     let maximum = t.window.min(t.prompt.saturating_sub(1));
-    AttemptError::Client(ApiError::prompt_too_long(t.prompt, maximum))
+    AttemptError::TooLong(ApiError::prompt_too_long(t.prompt, maximum))
 }
 
 /// Sets the fitted `max_tokens` on a native request and keeps an enabled thinking budget

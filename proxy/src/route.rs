@@ -2,8 +2,9 @@
 //!
 //! A route is chosen by the requested model name (exact beats glob; a longer literal prefix
 //! beats a shorter one; file order breaks ties). Inside it, the first task rule whose
-//! conditions all hold picks the targets, else the route's defaults; one target is drawn by
-//! weight, and the route's fallbacks follow it in order.
+//! conditions all hold picks the targets, else the route's defaults. The session's hash draws
+//! one target by weight; the set's other targets follow (drawn by weight too, so a group
+//! fails over within itself), then the route's fallbacks in order.
 
 use globset::{Glob, GlobMatcher};
 use std::collections::HashMap;
@@ -72,6 +73,38 @@ impl WeightedSet {
             .find(|(_, c)| at < *c)
             .map(|(i, _)| *i)
     }
+
+    /// Every target, the one `pick(point)` gives first, then the others drawn by weight from
+    /// those left, each draw with a fresh point derived from the session's. So when a target
+    /// fails, its sessions spread over the rest by weight, and the order is the same on
+    /// every proxy of a fleet.
+    fn order(&self, mut point: u64) -> Vec<usize> {
+        let mut left = self.clone();
+        let mut order = Vec::with_capacity(self.cumulative.len());
+        while let Some(i) = left.pick(point) {
+            order.push(i);
+            left = left.without(i);
+            point = crate::balance::mix(point);
+        }
+        order
+    }
+
+    fn without(&self, backend: usize) -> Self {
+        let mut rest = WeightedSet {
+            cumulative: Vec::with_capacity(self.cumulative.len()),
+            total: 0,
+        };
+        let mut previous = 0;
+        for &(i, c) in &self.cumulative {
+            let weight = c - previous;
+            previous = c;
+            if i != backend {
+                rest.total += weight;
+                rest.cumulative.push((i, rest.total));
+            }
+        }
+        rest
+    }
 }
 
 #[derive(Debug)]
@@ -88,6 +121,8 @@ pub struct CompiledRoute {
     rules: Vec<CompiledRule>,
     targets: WeightedSet,
     fallbacks: Vec<usize>,
+    /// Larger-window backends for a prompt too long for the one that would serve it.
+    pub context_fallbacks: Vec<usize>,
     pub retries: RetryPolicy,
     pub timeouts: Timeouts,
 }
@@ -109,7 +144,7 @@ impl CompiledRoute {
             .find(|r| rule_matches(&r.when, facts))
             .map(|r| (Some(r.name.as_str()), &r.targets))
             .unwrap_or((None, &self.targets));
-        let mut backends: Vec<usize> = set.pick(point).into_iter().collect();
+        let mut backends = set.order(point);
         for f in &self.fallbacks {
             if !backends.contains(f) {
                 backends.push(*f);
@@ -121,6 +156,13 @@ impl CompiledRoute {
             backends,
         }
     }
+}
+
+fn positions(names: &[String], backends: &[Backend]) -> Vec<usize> {
+    names
+        .iter()
+        .filter_map(|f| backends.iter().position(|b| &b.name == f))
+        .collect()
 }
 
 struct GlobEntry {
@@ -169,11 +211,8 @@ impl RouteTable {
                     })
                     .collect(),
                 targets: WeightedSet::new(&r.default_targets(), backends),
-                fallbacks: r
-                    .fallbacks
-                    .iter()
-                    .filter_map(|f| backends.iter().position(|b| &b.name == f))
-                    .collect(),
+                fallbacks: positions(&r.fallbacks, backends),
+                context_fallbacks: positions(&r.context_fallbacks, backends),
                 retries: r.retries.clone(),
                 timeouts: r.timeouts.clone(),
             });
@@ -326,5 +365,37 @@ mod tests {
             counts[r.plan(&facts("x"), point).backends[0]] += 1;
         }
         assert_eq!(counts, [900, 100, 0]);
+    }
+
+    #[test]
+    fn every_target_of_a_group_follows_the_chosen_one_then_fallbacks() {
+        let t = table(json!([{"name": "r", "models": ["*"], "fallbacks": ["c"],
+            "targets": [{"backend": "a", "weight": 1}, {"backend": "b", "weight": 1}]}]));
+        let r = t.resolve("x").unwrap();
+        assert_eq!(r.plan(&facts("x"), 0).backends, [0, 1, 2]);
+        assert_eq!(r.plan(&facts("x"), u64::MAX).backends, [1, 0, 2]);
+    }
+
+    #[test]
+    fn a_failed_targets_sessions_spread_over_the_rest_by_weight() {
+        let t = table(json!([{"name": "r", "models": ["*"],
+            "targets": [{"backend": "a", "weight": 50}, {"backend": "b", "weight": 30}, {"backend": "c", "weight": 20}]}]));
+        let r = t.resolve("x").unwrap();
+        let mut second = [0u32; 3];
+        let mut sessions_of_a = 0;
+        for i in 0..10_000u64 {
+            let plan = r.plan(&facts("x"), crate::balance::mix(i));
+            let mut sorted = plan.backends.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, [0, 1, 2], "every target once");
+            if plan.backends[0] == 0 {
+                sessions_of_a += 1;
+                second[plan.backends[1]] += 1;
+            }
+        }
+        // a's sessions move to b and c in the ratio 30:20 (±3 percentage points).
+        let to_b = f64::from(second[1]) / f64::from(sessions_of_a);
+        assert!((0.57..0.63).contains(&to_b), "{to_b} of a's sessions to b");
+        assert_eq!(second[0], 0);
     }
 }
