@@ -94,7 +94,7 @@ pub fn compile(input: &CompileInput<'_>) -> Compiled {
             backend_reports.insert(name, report);
             continue;
         }
-        match compile_backend(ib, &name, &input.endpoints) {
+        match compile_backend(ib, &name, &input.endpoints, !input.keys.is_empty()) {
             Ok((backend, credential)) => {
                 report.accepted = true;
                 backends.push(backend);
@@ -179,6 +179,7 @@ fn compile_backend(
     ib: &InferenceBackend,
     name: &str,
     endpoints: &BTreeMap<String, Vec<String>>,
+    client_keys: bool,
 ) -> Result<(Backend, Option<Credential>), Problem> {
     let invalid = |message: String| Problem {
         reason: reason::INVALID_SPEC,
@@ -245,17 +246,31 @@ fn compile_backend(
         outlier: proxy.outlier.clone(),
         retry_budget: proxy.retry_budget.clone(),
     };
-    // The snapshot's own checks, on this backend alone.
+    // The snapshot's own checks, on this backend alone (with the client keys, if any, so a
+    // backend that would leak them is refused here rather than making the whole snapshot one
+    // the proxies refuse).
+    let mut errors = Vec::new();
+    if backend.forward_client_auth {
+        let at = |f: &str| format!("backends[0].{f}");
+        crate::validate::check_forward_client_auth(&backend, client_keys, &at, &mut errors);
+    }
     let probe = RoutingSnapshot {
         backends: vec![backend.clone()],
         ..Default::default()
     };
-    if let Err(errors) = probe.validate() {
+    if let Err(more) = probe.validate() {
+        for e in more {
+            if !errors.contains(&e) {
+                errors.push(e);
+            }
+        }
+    }
+    if !errors.is_empty() {
         let mine: Vec<String> = errors
             .iter()
             .filter_map(|e| {
                 let field = e.field.strip_prefix("backends[0].")?;
-                Some(format!("{}: {}", spec_path(field), e.message))
+                Some(format!("{}: {}", backend_spec_path(field), e.message))
             })
             .collect();
         if !mine.is_empty() {
@@ -337,6 +352,17 @@ fn compile_route(
         Ok(route)
     } else {
         Err(problems)
+    }
+}
+
+/// A snapshot backend field → where the user sets it in an `InferenceBackend`.
+fn backend_spec_path(snapshot_field: &str) -> String {
+    match snapshot_field {
+        "forwardClientAuth" => "spec.proxy.forwardClientAuth".into(),
+        "servedModel" => "spec.external.servedModelName".into(),
+        "baseUrl" => "spec.external.url".into(),
+        "contextWindow" => "spec.proxy.contextWindow".into(),
+        other => spec_path(other),
     }
 }
 
@@ -667,6 +693,67 @@ spec:
         assert!(out.routes["r"].problems[0].message.contains("was refused"));
         assert_eq!(out.snapshot.backends.len(), 1);
         assert!(out.routes["ok"].accepted);
+    }
+
+    #[test]
+    fn forward_client_auth_with_client_keys_is_a_backend_condition_not_a_refused_snapshot() {
+        let passthrough = backend(
+            r#"
+apiVersion: switchyard.dev/v1alpha1
+kind: InferenceBackend
+metadata: {name: anthropic, namespace: ai}
+spec:
+  external:
+    url: https://api.anthropic.com/v1
+    protocol: anthropic
+    servedModelName: claude-sonnet-4-5
+  proxy: {forwardClientAuth: true}
+"#,
+        );
+        let routes = [
+            route(
+                "r",
+                "2026-01-01T00:00:00Z",
+                "{models: [m], backend: anthropic}",
+            ),
+            route("ok", "2026-01-01T00:00:00Z", "{models: [n], backend: qwen}"),
+        ];
+        let keys = vec![ClientKey {
+            name: "team".into(),
+            sha256: "0".repeat(64),
+            routes: Vec::new(),
+            limits: Default::default(),
+        }];
+        let out = compile(&CompileInput {
+            backends: &[qwen(), passthrough.clone()],
+            routes: &routes,
+            keys: keys.clone(),
+            ..Default::default()
+        });
+        assert!(out.snapshot_errors.is_empty(), "{:?}", out.snapshot_errors);
+        out.snapshot.validate().unwrap();
+        let report = &out.backends["anthropic"];
+        assert!(!report.accepted);
+        assert_eq!(report.problems[0].reason, reason::INVALID_SPEC);
+        let m = &report.problems[0].message;
+        assert!(
+            m.contains("spec.proxy.forwardClientAuth") && m.contains("gateway key would be sent"),
+            "{m}"
+        );
+        assert!(out.routes["r"].problems[0].message.contains("was refused"));
+        assert!(out.routes["ok"].accepted);
+
+        // Without client keys it is accepted; without a served model it is not.
+        let out = run(&[qwen(), passthrough.clone()], &routes);
+        assert!(out.backends["anthropic"].accepted);
+        let mut unnamed = passthrough;
+        unnamed.spec.external.as_mut().unwrap().served_model_name = None;
+        let out = run(&[qwen(), unnamed], &routes);
+        let m = &out.backends["anthropic"].problems[0].message;
+        assert!(
+            m.starts_with("spec.external.servedModelName: required"),
+            "{m}"
+        );
     }
 
     #[test]

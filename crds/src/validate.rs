@@ -37,19 +37,26 @@ impl RoutingSnapshot {
                     format!("duplicate backend name `{}`", b.name),
                 ));
             }
+            // URLs are shown without user info or query: either may carry a credential.
             if !(b.base_url.starts_with("http://") || b.base_url.starts_with("https://")) {
                 errors.push(FieldError::new(
                     at("baseUrl"),
-                    format!("`{}` must be an http:// or https:// URL", b.base_url),
+                    format!(
+                        "`{}` must be an http:// or https:// URL",
+                        redact_url(&b.base_url)
+                    ),
                 ));
             }
             for (j, e) in b.endpoints.iter().enumerate() {
                 if !(e.starts_with("http://") || e.starts_with("https://")) {
                     errors.push(FieldError::new(
                         format!("backends[{i}].endpoints[{j}]"),
-                        format!("`{e}` must be an http:// or https:// URL"),
+                        format!("`{}` must be an http:// or https:// URL", redact_url(e)),
                     ));
                 }
+            }
+            if b.forward_client_auth {
+                check_forward_client_auth(b, !self.keys.is_empty(), &at, &mut errors);
             }
             if b.context_window == Some(0) {
                 errors.push(FieldError::new(
@@ -191,6 +198,61 @@ impl RoutingSnapshot {
     }
 }
 
+/// A backend that forwards the client's own credentials (`x-api-key`, `authorization`).
+///
+/// - With client `keys` the client's credential *is* its Switchyard key: forwarding it would
+///   hand every user's gateway key to the backend (e.g. api.anthropic.com). Refused.
+/// - The proxy has no credential of its own for such a backend, so it cannot ask `/models`
+///   which model it serves: `servedModel` must be given (discovery is skipped for it).
+pub(crate) fn check_forward_client_auth(
+    b: &crate::snapshot::Backend,
+    has_keys: bool,
+    at: &dyn Fn(&str) -> String,
+    errors: &mut Vec<FieldError>,
+) {
+    if has_keys {
+        errors.push(FieldError::new(
+            at("forwardClientAuth"),
+            format!(
+                "cannot be combined with client `keys`: clients authenticate to Switchyard with \
+                 their gateway key, so the client's gateway key would be sent to backend `{}` \
+                 ({}); give the backend its own `apiKey` instead, or remove `keys`",
+                b.name,
+                redact_url(&b.base_url)
+            ),
+        ));
+    }
+    if b.served_model
+        .as_deref()
+        .is_none_or(|m| m.trim().is_empty())
+    {
+        errors.push(FieldError::new(
+            at("servedModel"),
+            "required with `forwardClientAuth`: the proxy holds no credential of its own for \
+             this backend, so it cannot discover the served model from `/models`",
+        ));
+    }
+}
+
+/// A URL as it may be shown (errors, logs, metrics): user info, query and fragment removed,
+/// since any of them may carry a credential (`http://user:pass@host`, `?key=…`).
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => (&url[..i + 3], &url[i + 3..]),
+        None => ("", url),
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let host = match authority.rfind('@') {
+        Some(i) => &authority[i + 1..],
+        None => authority,
+    };
+    format!("{scheme}{host}{path}")
+}
+
 /// `backend` shorthand and `targets` of a route or rule at path `at`.
 fn check_targets(
     backend: Option<&str>,
@@ -276,6 +338,51 @@ routes:
         )
         .unwrap_err();
         assert!(err.to_string().contains("contextWindo"), "{err}");
+    }
+
+    #[test]
+    fn forward_client_auth_with_client_keys_is_refused_saying_why() {
+        let yaml = "backends:\n  - {name: anthropic, baseUrl: 'https://u:p@api.anthropic.com/v1?key=k', protocol: anthropic, forwardClientAuth: true, servedModel: claude-x}\n\
+             routes: [{name: all, models: ['*'], backend: anthropic}]\n";
+        parse(yaml).validate().unwrap();
+        let keyed = format!("{yaml}keys: [{{name: a, sha256: '{}'}}]\n", "0".repeat(64));
+        let errs = parse(&keyed).validate().unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "backends[0].forwardClientAuth");
+        let m = &errs[0].message;
+        assert!(
+            m.contains("`keys`") && m.contains("gateway key would be sent"),
+            "{m}"
+        );
+        assert!(!m.contains("u:p") && !m.contains("key=k"), "{m}");
+    }
+
+    #[test]
+    fn forward_client_auth_needs_a_served_model() {
+        let errs = parse(
+            "backends: [{name: a, baseUrl: 'http://x/v1', forwardClientAuth: true}]\nroutes: []\n",
+        )
+        .validate()
+        .unwrap_err();
+        assert_eq!(errs[0].field, "backends[0].servedModel");
+    }
+
+    #[test]
+    fn urls_in_messages_are_redacted() {
+        assert_eq!(
+            redact_url("http://user:secret@host:8000/v1?key=abc#x"),
+            "http://host:8000/v1"
+        );
+        assert_eq!(redact_url("ftp://a:b@h"), "ftp://h");
+        let errs = parse(
+            "backends: [{name: a, baseUrl: 'ftp://user:hunter2@x/v1?token=t0k', endpoints: ['x:y@z?k=v']}]\nroutes: []\n",
+        )
+        .validate()
+        .unwrap_err();
+        let text = format!("{errs:?}");
+        for secret in ["hunter2", "t0k", "x:y", "k=v"] {
+            assert!(!text.contains(secret), "{text}");
+        }
     }
 
     #[test]

@@ -324,6 +324,60 @@ pub fn warnings(spec: &VllmSpec) -> Vec<String> {
     out
 }
 
+/// Shown in place of a secret flag value.
+pub const REDACTED: &str = "<redacted>";
+
+/// Whether a flag (`--api-key`, `--hf_token`) takes a secret value: one of its words is a
+/// key, token, secret, password or credential. `--max-num-batched-tokens`, `--tokenizer`
+/// and `--ssl-keyfile` (counts, names, paths) are not.
+pub fn is_secret_flag(flag: &str) -> bool {
+    let name = flag.trim_start_matches('-').to_ascii_lowercase();
+    if name.is_empty() || !flag.starts_with('-') {
+        return false;
+    }
+    name.split(['-', '_', '.']).any(|word| {
+        matches!(
+            word,
+            "key"
+                | "keys"
+                | "apikey"
+                | "token"
+                | "secret"
+                | "password"
+                | "passwd"
+                | "credential"
+                | "credentials"
+                | "auth"
+        ) || word.ends_with("token")
+            || word.ends_with("secret")
+            || word.ends_with("password")
+    })
+}
+
+/// `argv` with the values of secret flags replaced (`--api-key X`, `--hf-token=X`), for the
+/// status, events and logs; the container runs the real one.
+pub fn redact_secret_args(argv: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(argv.len());
+    let mut value_next = false;
+    for arg in argv {
+        if value_next && !arg.starts_with("--") {
+            out.push(REDACTED.to_owned());
+            value_next = false;
+            continue;
+        }
+        value_next = false;
+        match arg.split_once('=') {
+            Some((flag, _)) if is_secret_flag(flag) => out.push(format!("{flag}={REDACTED}")),
+            None if is_secret_flag(arg) => {
+                out.push(arg.clone());
+                value_next = true;
+            }
+            _ => out.push(arg.clone()),
+        }
+    }
+    out
+}
+
 /// POSIX-shell rendering of an argv, for the status and for `sh -c` scripts.
 pub fn shell_join(argv: &[String]) -> String {
     argv.iter()
@@ -350,6 +404,42 @@ fn shell_quote(arg: &str) -> String {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::EnvVar;
+
+    #[test]
+    fn secret_flag_values_are_redacted_for_the_status() {
+        let argv: Vec<String> = [
+            "vllm",
+            "serve",
+            "--api-key",
+            "sk-one",
+            "--hf-token=hf_two",
+            "--hf_token",
+            "hf_three",
+            "--client-secret=s3",
+            "--db-password",
+            "pw4",
+            "--max-num-batched-tokens",
+            "8192",
+            "--tokenizer",
+            "org/tok",
+            "--ssl-keyfile",
+            "/etc/k.pem",
+            "--api-key",
+            "--enforce-eager",
+        ]
+        .map(String::from)
+        .to_vec();
+        let shown = redact_secret_args(&argv).join(" ");
+        for secret in ["sk-one", "hf_two", "hf_three", "s3", "pw4"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert_eq!(
+            shown,
+            "vllm serve --api-key <redacted> --hf-token=<redacted> --hf_token <redacted> \
+             --client-secret=<redacted> --db-password <redacted> --max-num-batched-tokens 8192 \
+             --tokenizer org/tok --ssl-keyfile /etc/k.pem --api-key --enforce-eager"
+        );
+    }
 
     #[test]
     fn managed_flags_are_refused_in_every_spelling() {

@@ -120,14 +120,29 @@ pub fn template(ib: &InferenceBackend, spec: &VllmSpec, role: Role) -> (PodTempl
 
 /// The container's `command`, and how the status shows it. Plain `vllm serve …` when nothing
 /// has to happen first; `sh -c` when the fabric address must be looked up or Ray started.
+/// The shown form has the values of secret-looking flags (`--api-key`, `--hf-token=…`)
+/// replaced: the status is readable by anyone who can read the object.
 fn container_command(spec: &VllmSpec, role: Role) -> (Vec<String>, String) {
     let argv = args::vllm_argv(spec, role);
+    let shown_argv = args::redact_secret_args(&argv);
     let interface = spec.network.as_ref().and_then(|n| n.interface.as_deref());
     let ray = spec.nodes > 1 && spec.distributed == DistributedMode::Ray;
     if interface.is_none() && !ray {
-        let shown = args::shell_join(&argv);
-        return (argv, shown);
+        return (argv, args::shell_join(&shown_argv));
     }
+    let run = script(spec, role, &argv, interface, ray);
+    let shown = script(spec, role, &shown_argv, interface, ray);
+    (vec!["/bin/sh".into(), "-c".into(), run], shown)
+}
+
+/// The `sh -c` script: fabric address lookup, Ray start, then `exec` of `argv`.
+fn script(
+    spec: &VllmSpec,
+    role: Role,
+    argv: &[String],
+    interface: Option<&str>,
+    ray: bool,
+) -> String {
     let mut steps = Vec::new();
     if let Some(iface) = interface {
         // vLLM and Ray advertise VLLM_HOST_IP to the other ranks: it must be the fabric
@@ -153,12 +168,11 @@ fn container_command(spec: &VllmSpec, role: Role) -> (Vec<String>, String) {
                 "until python3 -c 'import ray, sys; ray.init(address=\"auto\", logging_level=\"ERROR\"); sys.exit(0 if sum(n[\"Alive\"] for n in ray.nodes()) >= {} else 1)'; do sleep 5; done",
                 spec.nodes
             ));
-            steps.push(format!("exec {}", args::shell_join(&argv)));
+            steps.push(format!("exec {}", args::shell_join(argv)));
         }
-        (false, _) => steps.push(format!("exec {}", args::shell_join(&argv))),
+        (false, _) => steps.push(format!("exec {}", args::shell_join(argv))),
     }
-    let script = steps.join("\n");
-    (vec!["/bin/sh".into(), "-c".into(), script.clone()], script)
+    steps.join("\n")
 }
 
 fn env(spec: &VllmSpec) -> Vec<EnvVar> {
