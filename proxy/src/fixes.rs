@@ -195,9 +195,11 @@ pub fn repair_tools(req: &mut MessagesRequest) {
         let schema = t.input_schema.get_or_insert_with(|| json!({}));
         if let Value::Object(obj) = schema {
             obj.remove("$schema");
-            obj.entry("type").or_insert_with(|| json!("object"));
-            if obj.get("type") == Some(&json!("object")) {
-                obj.entry("properties").or_insert_with(|| json!({}));
+            // A tool's arguments are an object whatever the schema says (`"type": "string"`,
+            // `["object", "null"]`, …); templates read `properties` as a mapping.
+            obj.insert("type".into(), json!("object"));
+            if !obj.get("properties").is_some_and(Value::is_object) {
+                obj.insert("properties".into(), json!({}));
             }
         } else {
             *schema = json!({"type": "object", "properties": {}});
@@ -337,6 +339,28 @@ mod tests {
         assert_eq!(
             t[1].input_schema,
             Some(json!({"type":"object","properties":{"x":{"type":"string"}}}))
+        );
+    }
+
+    #[test]
+    fn tool_schemas_of_another_type_become_objects() {
+        let mut r = req(json!({"model":"m","max_tokens":1,"messages":[],
+            "tools":[{"name":"a","input_schema":{"type":"string"}},
+                     {"name":"b","input_schema":{"type":["object","null"],"properties":[1,2],"required":["x"]}},
+                     {"name":"c","input_schema":"not a schema"}]}));
+        repair_tools(&mut r);
+        let t = r.tools.unwrap();
+        assert_eq!(
+            t[0].input_schema,
+            Some(json!({"type":"object","properties":{}}))
+        );
+        assert_eq!(
+            t[1].input_schema,
+            Some(json!({"type":"object","properties":{},"required":["x"]}))
+        );
+        assert_eq!(
+            t[2].input_schema,
+            Some(json!({"type":"object","properties":{}}))
         );
     }
 }

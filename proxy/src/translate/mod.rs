@@ -62,6 +62,7 @@ pub fn anthropic_usage(usage: Option<&ChatUsage>, prompt_estimate: u64) -> Usage
 /// window's rest without saying so).
 pub fn fills_window(usage: Option<&ChatUsage>, window: Option<u32>) -> bool {
     usage.is_some_and(|u| {
-        crate::context::reaches_window(u.prompt_tokens + u.completion_tokens, window)
+        // Backend-sent figures: saturate rather than overflow.
+        crate::context::reaches_window(u.prompt_tokens.saturating_add(u.completion_tokens), window)
     })
 }

@@ -1,7 +1,7 @@
 //! Anthropic Messages request → OpenAI Chat Completions request (pure).
 
 use crate::anthropic::{
-    Content, ContentBlock, ImageSource, MessagesRequest, Role, SystemPrompt, ThinkingKind,
+    Content, ContentBlock, ImageSource, Message, MessagesRequest, Role, SystemPrompt, ThinkingKind,
     ToolChoice,
 };
 use crate::error::ApiError;
@@ -10,6 +10,7 @@ use crate::openai::{
     ImageUrl, StreamOptions, ToolCall,
 };
 use serde_json::{json, Map, Value};
+use std::collections::HashSet;
 use switchyard_api::{ParameterPolicy, ThinkingStyle};
 
 /// What a backend needs to know to shape its request.
@@ -54,10 +55,12 @@ pub fn to_openai(
             messages.push(ChatMessage::new("system", ChatContent::Text(text)));
         }
     }
-    for (i, m) in req.messages.into_iter().enumerate() {
+    let turns = merge_turns(req.messages);
+    check_tool_pairs(&turns)?;
+    for (i, m) in turns {
         match m.role {
             Role::User | Role::System => user_messages(m.role, m.content, &mut messages, i)?,
-            Role::Assistant => messages.push(assistant_message(m.content)),
+            Role::Assistant => push_merged(&mut messages, assistant_message(m.content)),
         }
     }
 
@@ -281,8 +284,142 @@ fn user_messages(
     } else {
         "user"
     };
-    out.push(ChatMessage::new(role, join_parts(parts)));
+    push_merged(out, ChatMessage::new(role, join_parts(parts)));
     Ok(())
+}
+
+/// Consecutive messages of one role become one turn, as Anthropic treats them; chat
+/// templates that want user and assistant to alternate (Mistral, Gemma, …) raise otherwise.
+/// Each turn keeps the index of its first message, for error messages.
+fn merge_turns(messages: Vec<Message>) -> Vec<(usize, Message)> {
+    let mut turns: Vec<(usize, Message)> = Vec::with_capacity(messages.len());
+    for (i, m) in messages.into_iter().enumerate() {
+        match turns.last_mut() {
+            Some((_, prev)) if prev.role == m.role && m.role != Role::System => {
+                let content = std::mem::replace(&mut prev.content, Content::Blocks(Vec::new()));
+                let mut blocks = content.into_blocks();
+                blocks.extend(m.content.into_blocks());
+                prev.content = Content::Blocks(blocks);
+            }
+            _ => turns.push((i, m)),
+        }
+    }
+    turns
+}
+
+fn tool_use_ids(content: &Content) -> Vec<&str> {
+    match content {
+        Content::Text(_) => Vec::new(),
+        Content::Blocks(blocks) => blocks
+            .iter()
+            .filter_map(|b| match b {
+                ContentBlock::ToolUse { id, .. } => Some(id.as_str()),
+                _ => None,
+            })
+            .collect(),
+    }
+}
+
+/// Anthropic's rule, which vLLM's chat templates rely on as well: the tool calls of an
+/// assistant turn are all answered by `tool_result` blocks in the next turn, and a
+/// `tool_result` answers a call of the turn just before. (A final assistant turn may hold
+/// unanswered calls: it is a prefill.) Anthropic's wording.
+fn check_tool_pairs(turns: &[(usize, Message)]) -> Result<(), ApiError> {
+    // In order (for the error message) and as a set (a turn may hold thousands).
+    let mut calls: Vec<&str> = Vec::new();
+    let mut call_set: HashSet<&str> = HashSet::new();
+    let mut calls_at = 0;
+    for (i, m) in turns {
+        let Content::Blocks(blocks) = &m.content else {
+            if m.role == Role::System {
+                continue;
+            }
+            unanswered(&calls, &HashSet::new(), calls_at)?;
+            calls.clear();
+            call_set.clear();
+            continue;
+        };
+        if m.role == Role::System
+            && blocks
+                .iter()
+                .all(|b| !matches!(b, ContentBlock::ToolResult { .. }))
+        {
+            continue;
+        }
+        let mut answered: HashSet<&str> = HashSet::new();
+        for (j, b) in blocks.iter().enumerate() {
+            if let ContentBlock::ToolResult { tool_use_id, .. } = b {
+                if m.role != Role::User || !call_set.contains(tool_use_id.as_str()) {
+                    return Err(ApiError::invalid(format!(
+                        "messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: {tool_use_id}. Each `tool_result` block must have a corresponding `tool_use` block in the previous message."
+                    )));
+                }
+                answered.insert(tool_use_id);
+            }
+        }
+        unanswered(&calls, &answered, calls_at)?;
+        calls = tool_use_ids(&m.content);
+        call_set = calls.iter().copied().collect();
+        calls_at = *i;
+    }
+    Ok(())
+}
+
+fn unanswered(calls: &[&str], answered: &HashSet<&str>, at: usize) -> Result<(), ApiError> {
+    let missing: Vec<&str> = calls
+        .iter()
+        .copied()
+        .filter(|id| !answered.contains(id))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(format!(
+        "messages.{at}: `tool_use` ids were found without `tool_result` blocks immediately after: {}. Each `tool_use` block must have a corresponding `tool_result` block in the next message.",
+        missing.join(", ")
+    )))
+}
+
+/// Appends a message, merging it into the previous one when both are user or both are
+/// assistant turns (a turn left empty in between, e.g. one holding only thinking, drops out).
+fn push_merged(out: &mut Vec<ChatMessage>, msg: ChatMessage) {
+    let Some(prev) = out.last_mut() else {
+        out.push(msg);
+        return;
+    };
+    if prev.role != msg.role || !matches!(msg.role, "user" | "assistant") {
+        out.push(msg);
+        return;
+    }
+    if msg.role == "assistant" {
+        let mut text = match prev.content.take() {
+            Some(ChatContent::Text(t)) => t,
+            _ => String::new(),
+        };
+        if let Some(ChatContent::Text(t)) = msg.content {
+            text.push_str(&t);
+        }
+        match (&mut prev.reasoning_content, msg.reasoning_content) {
+            (Some(r), Some(more)) => r.push_str(&more),
+            (slot @ None, more) => *slot = more,
+            (Some(_), None) => {}
+        }
+        prev.tool_calls.extend(msg.tool_calls);
+        prev.content =
+            (!text.is_empty() || prev.tool_calls.is_empty()).then_some(ChatContent::Text(text));
+    } else {
+        let mut parts = content_parts(prev.content.take());
+        parts.extend(content_parts(msg.content));
+        prev.content = Some(join_parts(parts));
+    }
+}
+
+fn content_parts(content: Option<ChatContent>) -> Vec<ContentPart> {
+    match content {
+        None => Vec::new(),
+        Some(ChatContent::Text(text)) => vec![ContentPart::Text { text }],
+        Some(ChatContent::Parts(parts)) => parts,
+    }
 }
 
 /// Text-only content as one string: every chat template handles that form.
@@ -328,6 +465,20 @@ fn fallback_text(block: &ContentBlock) -> String {
     }
 }
 
+/// A tool call's `input` as the JSON object string vLLM needs: templates iterate the
+/// arguments as a mapping and raise on anything else. An object encoded as a string (some
+/// clients send that) is taken as the object; anything else becomes `{}`.
+fn tool_arguments(input: Value) -> String {
+    match input {
+        Value::Object(_) => input.to_string(),
+        Value::String(s) => match serde_json::from_str::<Value>(&s) {
+            Ok(v @ Value::Object(_)) => v.to_string(),
+            _ => "{}".into(),
+        },
+        _ => "{}".into(),
+    }
+}
+
 fn assistant_message(content: Content) -> ChatMessage {
     let mut text = String::new();
     let mut reasoning = String::new();
@@ -343,11 +494,7 @@ fn assistant_message(content: Content) -> ChatMessage {
                 kind: "function".into(),
                 function: FunctionCall {
                     name,
-                    arguments: if input.is_null() {
-                        "{}".into()
-                    } else {
-                        input.to_string()
-                    },
+                    arguments: tool_arguments(input),
                 },
             }),
             _ => {}
@@ -577,5 +724,129 @@ mod tests {
             "server tools cannot run on a backend"
         );
         assert_eq!(t.dropped, ["speed", "tools[web_search]", "top_k"]);
+    }
+
+    fn try_chat(messages: Value) -> Result<Value, ApiError> {
+        let req: MessagesRequest =
+            serde_json::from_value(json!({"model": "m", "max_tokens": 9, "messages": messages}))
+                .unwrap();
+        let policy = ParameterPolicy::default();
+        let shape = BackendShape {
+            served_model: "served",
+            thinking: ThinkingStyle::None,
+            parameters: &policy,
+        };
+        to_openai(req, 500, &shape).map(|t| serde_json::to_value(t.request).unwrap())
+    }
+
+    #[test]
+    fn tool_use_input_that_is_not_an_object_becomes_an_object_string() {
+        let c = try_chat(json!([
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "a", "name": "X", "input": 5},
+                {"type": "tool_use", "id": "b", "name": "X", "input": [1]},
+                {"type": "tool_use", "id": "c", "name": "X", "input": "{\"k\": 1}"},
+                {"type": "tool_use", "id": "d", "name": "X", "input": "ls"}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "a"}, {"type": "tool_result", "tool_use_id": "b"},
+                {"type": "tool_result", "tool_use_id": "c"}, {"type": "tool_result", "tool_use_id": "d"}]}
+        ]))
+        .unwrap();
+        let args: Vec<&str> = c["messages"][1]["tool_calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["function"]["arguments"].as_str().unwrap())
+            .collect();
+        assert_eq!(args, ["{}", "{}", r#"{"k":1}"#, "{}"]);
+    }
+
+    #[test]
+    fn consecutive_turns_of_one_role_are_merged() {
+        let c = try_chat(json!([
+            {"role": "user", "content": "a"},
+            {"role": "user", "content": [{"type": "text", "text": "b"}]},
+            {"role": "assistant", "content": "c"},
+            // Empty once translated: the assistant turns around it meet.
+            {"role": "user", "content": [{"type": "thinking", "thinking": "x"}]},
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "t"},
+                {"type": "tool_use", "id": "t1", "name": "X", "input": {}}]},
+            {"role": "user", "content": "ignored first"},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "r"}]}
+        ]))
+        .unwrap();
+        assert_eq!(
+            c["messages"],
+            json!([
+                {"role": "user", "content": "a\n\nb"},
+                {"role": "assistant", "content": "c", "reasoning_content": "t",
+                 "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "X", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "t1", "content": "r"},
+                {"role": "user", "content": "ignored first"}
+            ])
+        );
+    }
+
+    #[test]
+    fn many_tool_calls_in_one_turn_are_paired_in_linear_time() {
+        let n = 10_000;
+        let calls: Vec<Value> = (0..n)
+            .map(|i| json!({"type": "tool_use", "id": format!("t{i}"), "name": "X", "input": {}}))
+            .collect();
+        let results: Vec<Value> = (0..n)
+            .rev()
+            .map(|i| json!({"type": "tool_result", "tool_use_id": format!("t{i}")}))
+            .collect();
+        let started = std::time::Instant::now();
+        let c = try_chat(json!([
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": calls},
+            {"role": "user", "content": results}
+        ]))
+        .unwrap();
+        assert_eq!(c["messages"].as_array().unwrap().len(), 2 + n);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn unpaired_tool_results_and_calls_are_refused_as_anthropic_does() {
+        let orphan = try_chat(json!([
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "nope", "content": "r"}]}
+        ]))
+        .unwrap_err();
+        assert_eq!(orphan.kind, crate::error::ErrorKind::InvalidRequest);
+        assert!(
+            orphan
+                .message
+                .starts_with("messages.0.content.0: unexpected `tool_use_id`"),
+            "{}",
+            orphan.message
+        );
+        let unanswered = try_chat(json!([
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "X", "input": {}},
+                {"type": "tool_use", "id": "t2", "name": "X", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "r"}]}
+        ]))
+        .unwrap_err();
+        assert!(
+            unanswered
+                .message
+                .starts_with("messages.1: `tool_use` ids were found without `tool_result` blocks immediately after: t2."),
+            "{}",
+            unanswered.message
+        );
+        let in_assistant = try_chat(json!([
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": [{"type": "tool_result", "tool_use_id": "t1"}]}
+        ]));
+        assert!(in_assistant.is_err());
+        // A final assistant turn is a prefill: its calls need no answer yet.
+        let prefill = try_chat(json!([
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "X", "input": {}}]}
+        ]));
+        assert!(prefill.is_ok());
     }
 }

@@ -11,8 +11,15 @@ use super::text_tools::{Piece, TextToolParser};
 use super::{anthropic_usage, fills_window, stop_reason, Finish};
 use crate::anthropic::{MessageResponse, StopReason, Usage};
 use crate::error::ApiError;
+use crate::error::ErrorKind;
 use crate::openai::{ChatChunk, ChatUsage, ToolCallDelta};
 use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Tool-call indexes a backend may use in one turn. vLLM numbers the calls of a turn 0..n;
+/// an index past this is garbage (one chunk with `"index": 100000000000` used to size a
+/// table by it), and ends the stream with an `error` event.
+pub const MAX_TOOL_CALLS: usize = 1024;
 
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -143,7 +150,8 @@ pub struct StreamTranslator {
     finished: bool,
     open: Option<Open>,
     next_index: u32,
-    tools: Vec<ToolCallState>,
+    /// Tool calls by their OpenAI `index` (below `MAX_TOOL_CALLS`).
+    tools: BTreeMap<usize, ToolCallState>,
     text_tools: Option<TextToolParser>,
     stop_sequences: Vec<String>,
     finish: Finish,
@@ -155,6 +163,9 @@ pub struct StreamTranslator {
     window: Option<u32>,
     /// Fragments for tool calls that were already closed (counted, logged by the caller).
     pub anomalies: u32,
+    /// Why the translator itself ended the stream with an `error` event (the backend sent
+    /// something no client can be given), for the caller's log.
+    failure: Option<ApiError>,
 }
 
 impl StreamTranslator {
@@ -174,7 +185,7 @@ impl StreamTranslator {
             finished: false,
             open: None,
             next_index: 0,
-            tools: Vec::new(),
+            tools: BTreeMap::new(),
             text_tools: text_tools.then(TextToolParser::new),
             stop_sequences,
             finish: Finish::default(),
@@ -183,6 +194,7 @@ impl StreamTranslator {
             window_bound: false,
             window: None,
             anomalies: 0,
+            failure: None,
         }
     }
 
@@ -211,6 +223,12 @@ impl StreamTranslator {
         self.message.stop_reason
     }
 
+    /// The error the translator ended the stream with, when the backend's own output was
+    /// unusable (the stream's `error` event carries it too).
+    pub fn failure(&self) -> Option<&ApiError> {
+        self.failure.as_ref()
+    }
+
     /// Emits `message_start` if it has not been sent yet.
     pub fn start(&mut self, out: &mut Vec<u8>) {
         if self.started {
@@ -232,6 +250,10 @@ impl StreamTranslator {
     }
 
     pub fn on_chunk(&mut self, chunk: ChatChunk, out: &mut Vec<u8>) {
+        if self.finished {
+            // Nothing may follow `message_stop` or `error`.
+            return;
+        }
         if let Some(u) = chunk.usage {
             self.usage = Some(u);
         }
@@ -255,6 +277,9 @@ impl StreamTranslator {
         }
         for call in delta.tool_calls.unwrap_or_default() {
             self.tool_delta(call, out);
+            if self.finished {
+                return;
+            }
         }
         if let Some(reason) = choice.finish_reason {
             self.finish = Finish {
@@ -373,10 +398,24 @@ impl StreamTranslator {
 
     fn tool_delta(&mut self, call: ToolCallDelta, out: &mut Vec<u8>) {
         let slot = call.index;
-        if self.tools.len() <= slot {
-            self.tools.resize_with(slot + 1, ToolCallState::default);
+        if slot >= MAX_TOOL_CALLS {
+            tracing::warn!(
+                index = slot,
+                max = MAX_TOOL_CALLS,
+                "backend sent a tool call index out of range; ending the stream"
+            );
+            let err = ApiError::new(
+                ErrorKind::Api,
+                format!(
+                    "the backend sent an invalid tool call (index {slot}, at most {} expected)",
+                    MAX_TOOL_CALLS - 1
+                ),
+            );
+            self.fail(&err, out);
+            self.failure = Some(err);
+            return;
         }
-        let state = &mut self.tools[slot];
+        let state = self.tools.entry(slot).or_default();
         if let Some(id) = call.id.filter(|s| !s.is_empty()) {
             state.id.get_or_insert(id);
         }
@@ -404,7 +443,7 @@ impl StreamTranslator {
             }
             _ if state.emitted => {
                 if !args.is_empty() {
-                    self.anomalies += 1;
+                    self.anomalies = self.anomalies.saturating_add(1);
                 }
             }
             Some(Open::Tool(..)) => state.pending.push_str(&args),
@@ -419,7 +458,7 @@ impl StreamTranslator {
     }
 
     fn open_live_tool(&mut self, slot: usize, out: &mut Vec<u8>) {
-        let state = &mut self.tools[slot];
+        let state = self.tools.entry(slot).or_default();
         state.emitted = true;
         let id = state
             .id
@@ -478,7 +517,7 @@ impl StreamTranslator {
 
     fn open_block(&mut self, out: &mut Vec<u8>, block: BlockStart) -> u32 {
         let index = self.next_index;
-        self.next_index += 1;
+        self.next_index = self.next_index.saturating_add(1);
         write_event(
             out,
             &Event::ContentBlockStart {
@@ -506,15 +545,17 @@ impl StreamTranslator {
     }
 
     fn flush_pending_tools(&mut self, out: &mut Vec<u8>) {
-        for slot in 0..self.tools.len() {
-            let state = &mut self.tools[slot];
+        let mut ready = Vec::new();
+        for state in self.tools.values_mut() {
             if state.emitted || (state.name.is_none() && state.pending.is_empty()) {
                 continue;
             }
             state.emitted = true;
             let id = state.id.take().unwrap_or_else(super::response::new_tool_id);
             let name = state.name.clone().unwrap_or_default();
-            let args = std::mem::take(&mut state.pending);
+            ready.push((id, name, std::mem::take(&mut state.pending)));
+        }
+        for (id, name, args) in ready {
             self.whole_tool(&id, &name, &args, out);
         }
     }
@@ -774,6 +815,107 @@ mod tests {
             md["delta"],
             json!({"stop_reason": "stop_sequence", "stop_sequence": "STOP"})
         );
+    }
+
+    #[test]
+    fn absurd_tool_call_index_ends_the_stream_with_an_api_error() {
+        // One chunk used to size the call table by its index: 100000000000 asked for ~8 TB
+        // (abort of the whole process), usize::MAX overflowed `index + 1`.
+        for index in [
+            json!(100_000_000_000u64),
+            json!(u64::MAX),
+            json!(MAX_TOOL_CALLS),
+        ] {
+            let mut tr = StreamTranslator::new("m".into(), "c".into(), 1, false, vec![]);
+            let mut out = Vec::new();
+            tr.on_chunk(delta(json!({"content": "partial"})), &mut out);
+            tr.on_chunk(
+                delta(json!({"tool_calls": [{"index": index, "id": "x", "function": {"name": "Bash", "arguments": "{}"}}]})),
+                &mut out,
+            );
+            assert!(tr.finished());
+            assert!(tr.failure().is_some());
+            // Anything after the error is ignored.
+            tr.on_chunk(delta(json!({"content": "more"})), &mut out);
+            tr.finish(&mut out);
+            let ev = events(&out);
+            assert_eq!(
+                names(&ev),
+                [
+                    "message_start",
+                    "content_block_start",
+                    "content_block_delta",
+                    "content_block_stop",
+                    "error"
+                ],
+                "index {index}"
+            );
+            assert_eq!(ev[4].1["error"]["type"], "api_error");
+            assert!(ev[4].1["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("tool call"));
+        }
+    }
+
+    #[test]
+    fn sparse_tool_call_indexes_are_kept_apart_and_in_order() {
+        let ev = run(
+            vec![
+                delta(
+                    json!({"tool_calls": [{"index": 7, "id": "call_b", "function": {"name": "Read", "arguments": "{\"a\":1}"}}]}),
+                ),
+                delta(
+                    json!({"tool_calls": [{"index": MAX_TOOL_CALLS - 1, "id": "call_c", "function": {"name": "Grep", "arguments": "{}"}}]}),
+                ),
+                delta(
+                    json!({"tool_calls": [{"index": 2, "id": "call_a", "function": {"name": "Bash", "arguments": "{}"}}]}),
+                ),
+                finish("tool_calls"),
+            ],
+            false,
+        );
+        let msg = accumulate(&ev);
+        let ids: Vec<&str> = msg["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_str().unwrap())
+            .collect();
+        // The first call streams live; the buffered ones follow by index.
+        assert_eq!(ids, ["call_b", "call_a", "call_c"]);
+        assert_eq!(msg["content"][0]["input"], json!({"a": 1}));
+    }
+
+    #[test]
+    fn chunks_after_message_stop_are_ignored() {
+        let mut tr = StreamTranslator::new("m".into(), "c".into(), 1, false, vec![]);
+        let mut out = Vec::new();
+        tr.on_chunk(delta(json!({"content": "a"})), &mut out);
+        tr.finish(&mut out);
+        let len = out.len();
+        tr.on_chunk(delta(json!({"content": "b"})), &mut out);
+        assert_eq!(out.len(), len);
+        assert_eq!(names(&events(&out)).last(), Some(&"message_stop"));
+    }
+
+    #[test]
+    fn huge_usage_figures_do_not_overflow() {
+        let mut tr = StreamTranslator::new("m".into(), "c".into(), 1, false, vec![])
+            .window_bound(false, Some(1000));
+        let mut out = Vec::new();
+        tr.on_chunk(
+            chunk(json!({"choices": [{"index": 0, "delta": {"content": "a"}, "finish_reason": "length"}],
+                "usage": {"prompt_tokens": u64::MAX, "completion_tokens": u64::MAX,
+                          "prompt_tokens_details": {"cached_tokens": u64::MAX}}})),
+            &mut out,
+        );
+        tr.finish(&mut out);
+        assert_eq!(
+            tr.stop_reason(),
+            Some(StopReason::ModelContextWindowExceeded)
+        );
+        assert_eq!(tr.usage().cache_read_input_tokens, u64::MAX);
     }
 
     #[test]

@@ -57,6 +57,10 @@ enum State {
 pub struct TextToolParser {
     buf: String,
     state: State,
+    /// Bytes at the front of `buf` already searched for the awaited end marker without
+    /// finding its start: a long tool call arriving token by token is scanned once, not
+    /// once per token (which was quadratic in its length).
+    searched: usize,
 }
 
 impl Default for TextToolParser {
@@ -70,6 +74,7 @@ impl TextToolParser {
         Self {
             buf: String::new(),
             state: State::Text,
+            searched: 0,
         }
     }
 
@@ -92,6 +97,7 @@ impl TextToolParser {
     /// Ends the stream: whatever is buffered is emitted as best understood.
     pub fn finish(&mut self, out: &mut Vec<Piece>) {
         let rest = std::mem::take(&mut self.buf);
+        self.searched = 0;
         match std::mem::replace(&mut self.state, State::Text) {
             State::Text => emit(out, Piece::Text(rest)),
             // A model may stop at end-of-sequence without the closing tag.
@@ -107,7 +113,7 @@ impl TextToolParser {
     fn scan_text(&mut self, out: &mut Vec<Piece>) -> bool {
         match find_first(&self.buf, TEXT_MARKERS) {
             Some((at, marker)) => {
-                let text: String = self.buf.drain(..at + marker.len()).take(at).collect();
+                let text: String = self.cut(at, marker.len());
                 emit(out, Piece::Text(text));
                 self.state = match marker {
                     TOOL_OPEN => State::Hermes,
@@ -126,10 +132,10 @@ impl TextToolParser {
     }
 
     fn scan_hermes(&mut self, out: &mut Vec<Piece>) -> bool {
-        let Some(at) = self.buf.find(TOOL_CLOSE) else {
+        let Some((at, _)) = self.find_end(&[TOOL_CLOSE]) else {
             return false;
         };
-        let inner: String = self.buf.drain(..at + TOOL_CLOSE.len()).take(at).collect();
+        let inner: String = self.cut(at, TOOL_CLOSE.len());
         match hermes_call(&inner) {
             Some(call) => out.push(call),
             None => emit(out, Piece::Text(format!("{TOOL_OPEN}{inner}{TOOL_CLOSE}"))),
@@ -139,18 +145,18 @@ impl TextToolParser {
     }
 
     fn scan_header(&mut self) -> bool {
-        let Some(at) = self.buf.find(MESSAGE) else {
+        let Some((at, _)) = self.find_end(&[MESSAGE]) else {
             return false;
         };
-        let header: String = self.buf.drain(..at + MESSAGE.len()).take(at).collect();
+        let header: String = self.cut(at, MESSAGE.len());
         self.state = State::HarmonyBody(harmony_body(&header));
         true
     }
 
     fn scan_body(&mut self, body: Body, out: &mut Vec<Piece>) -> bool {
-        match find_first(&self.buf, BODY_END) {
+        match self.find_end(BODY_END) {
             Some((at, marker)) => {
-                let content: String = self.buf.drain(..at + marker.len()).take(at).collect();
+                let content: String = self.cut(at, marker.len());
                 emit(out, body_piece(body, content));
                 self.state = match marker {
                     START | CHANNEL => State::HarmonyHeader,
@@ -163,9 +169,39 @@ impl TextToolParser {
                 if !matches!(body, Body::Tool(_)) {
                     let keep = partial_marker_len(&self.buf, BODY_END);
                     let content: String = self.buf.drain(..self.buf.len() - keep).collect();
+                    self.searched = 0;
                     emit(out, body_piece(body, content));
                 }
                 false
+            }
+        }
+    }
+
+    /// The buffer's text before the marker at byte `at`, removed with the marker.
+    fn cut(&mut self, at: usize, marker_len: usize) -> String {
+        let before = self.buf[..at].to_owned();
+        self.buf.drain(..at + marker_len);
+        before
+    }
+
+    /// The earliest of `markers` in the buffer, searching only what earlier calls have not
+    /// ruled out. Found: the search restarts from the front next time (the caller drains up
+    /// to the marker); not found: all but a possible marker start is ruled out.
+    fn find_end<'m>(&mut self, markers: &[&'m str]) -> Option<(usize, &'m str)> {
+        let from = self.searched.min(self.buf.len());
+        match find_first(&self.buf[from..], markers) {
+            Some((at, marker)) => {
+                self.searched = 0;
+                Some((from + at, marker))
+            }
+            None => {
+                let longest = markers.iter().map(|m| m.len()).max().unwrap_or(1);
+                let mut resume = self.buf.len().saturating_sub(longest.saturating_sub(1));
+                while !self.buf.is_char_boundary(resume) {
+                    resume -= 1;
+                }
+                self.searched = resume.max(from);
+                None
             }
         }
     }
@@ -345,6 +381,71 @@ mod tests {
                 name: "Read".into(),
                 arguments: r#"{"file_path":"/a"}"#.into()
             }]
+        );
+    }
+
+    #[test]
+    fn long_tool_call_fed_token_by_token_is_scanned_once() {
+        // Each fragment used to re-search the whole buffered call for `</tool_call>`:
+        // quadratic in the call's length (a 1 MB Write took minutes).
+        let mut p = TextToolParser::new();
+        let mut out = Vec::new();
+        p.push(
+            "<tool_call>{\"name\": \"Write\", \"arguments\": {\"content\": \"",
+            &mut out,
+        );
+        for _ in 0..20_000 {
+            p.push("é</tool", &mut out);
+            assert!(p.searched + TOOL_CLOSE.len() >= p.buf.len());
+            assert!(p.buf.is_char_boundary(p.searched));
+        }
+        p.push("\"}}</tool_call>after", &mut out);
+        p.finish(&mut out);
+        let Piece::ToolCall { name, arguments } = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(name, "Write");
+        assert_eq!(
+            arguments.len(),
+            20_000 * "é</tool".len() + r#"{"content":""}"#.len()
+        );
+        assert_eq!(out[1], Piece::Text("after".into()));
+        assert_eq!(p.searched, 0);
+    }
+
+    #[test]
+    fn non_ascii_text_before_a_marker_keeps_the_marker_out() {
+        // The text before a marker was cut with `.take(byte offset)` over chars: every
+        // multi-byte character pulled one more character of the marker into the text.
+        let out = parse_all_splits("héllo wörld <tool_call>{\"name\": \"Bash\"}</tool_call>");
+        assert_eq!(
+            out,
+            [
+                Piece::Text("héllo wörld ".into()),
+                Piece::ToolCall {
+                    name: "Bash".into(),
+                    arguments: "{}".into()
+                }
+            ]
+        );
+        let out = parse_all_splits("<|channel|>analysis<|message|>日本語<|end|>");
+        assert_eq!(out, [Piece::Reasoning("日本語".into())]);
+    }
+
+    #[test]
+    fn markers_after_a_partial_search_are_still_found() {
+        let out = parse_all_splits(
+            "<|channel|>commentary to=functions.Bash<|message|>{\"a\": \"<|ca\"}<|call|>tail",
+        );
+        assert_eq!(
+            out,
+            [
+                Piece::ToolCall {
+                    name: "Bash".into(),
+                    arguments: r#"{"a": "<|ca"}"#.into()
+                },
+                Piece::Text("tail".into())
+            ]
         );
     }
 }
