@@ -148,7 +148,11 @@ async fn a_prompt_too_long_for_one_window_goes_to_a_larger_one() {
     assert_eq!(served(&small), 0);
     let short = ask(&proxy, "s", "hello").await;
     assert_eq!(short.status(), 200);
-    assert_eq!(served(&small), 1, "a prompt that fits stays on the route's model");
+    assert_eq!(
+        served(&small),
+        1,
+        "a prompt that fits stays on the route's model"
+    );
     drop(proxy);
 
     let without = TempFile::new(&format!(

@@ -120,7 +120,8 @@ impl AccessLog {
             route = %self.route,
             rule = self.rule.as_deref(),
             backend = %self.backend,
-            endpoint = %self.endpoint,
+            // Endpoints hold shown URLs already (config.rs); this keeps it so whatever sets it.
+            endpoint = %shown_endpoint(&self.endpoint),
             attempts = self.attempts,
             status = self.status,
             stream = self.stream,
@@ -134,6 +135,15 @@ impl AccessLog {
             content = self.content.as_deref(),
             "request completed"
         );
+    }
+}
+
+/// An endpoint URL without user info or query (either may carry a credential).
+fn shown_endpoint(url: &str) -> std::borrow::Cow<'_, str> {
+    if url.contains(['@', '?', '#']) {
+        switchyard_api::validate::redact_url(url).into()
+    } else {
+        url.into()
     }
 }
 
@@ -167,6 +177,18 @@ pub fn redacted_content(messages: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoint_credentials_never_reach_the_access_line() {
+        assert_eq!(
+            shown_endpoint("http://u:secretpass@10.0.0.1:8000/v1?key=urlsecret"),
+            "http://10.0.0.1:8000/v1"
+        );
+        assert_eq!(
+            shown_endpoint("http://10.0.0.1:8000/v1"),
+            "http://10.0.0.1:8000/v1"
+        );
+    }
 
     #[test]
     fn secrets_in_content_are_redacted() {

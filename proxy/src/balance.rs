@@ -390,7 +390,10 @@ mod tests {
             "the only endpoint left stays in"
         );
         assert!(eps[1].available(t0));
-        assert!(!eps[1].preferred(t0), "its backend goes behind healthy ones");
+        assert!(
+            !eps[1].preferred(t0),
+            "its backend goes behind healthy ones"
+        );
         assert!(eps[1].preferred(t0 + Duration::from_millis(5000)));
         eps[1].record_success();
         assert!(eps[1].preferred(t0), "a success ends the cooldown");

@@ -121,7 +121,8 @@ pub fn snapshot_from(source: &Source, cm: &ConfigMap) -> Result<RoutingSnapshot,
         serde_yaml::from_str(text).map_err(|e| ClusterError::Parse {
             object: object.clone(),
             key: SNAPSHOT_KEY.into(),
-            message: e.to_string(),
+            // Location and kind only: serde quotes the offending value, which may be a key.
+            message: crate::config::describe_yaml_error(&e),
         })?;
     snapshot
         .validate()

@@ -2,8 +2,9 @@
 
 use crate::balance::{Endpoint, RetryBudgetState};
 use crate::route::RouteTable;
+use regex::Regex;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use switchyard_api::{
     Backend, ParameterPolicy, Protocol, Route, RoutingSnapshot, SecretRef, ServerSettings,
     SystemMessagePlacement, ThinkingStyle,
@@ -37,7 +38,7 @@ pub fn load_file(path: &Path) -> Result<RoutingSnapshot, ConfigError> {
     let snapshot: RoutingSnapshot =
         serde_yaml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: shown.clone(),
-            message: e.to_string(),
+            message: describe_yaml_error(&e),
         })?;
     let mut errors = snapshot.validate().err().unwrap_or_default();
     // A file that routes nothing is a mistake here (an operator's empty snapshot is not).
@@ -57,6 +58,39 @@ pub fn load_file(path: &Path) -> Result<RoutingSnapshot, ConfigError> {
         });
     }
     Ok(snapshot)
+}
+
+/// A YAML parse error by location and kind only. serde's messages quote the offending value
+/// (`invalid type: string "sk-…", expected struct SecretRef`), and a misplaced literal key is
+/// exactly such a value: values are left out, field names and what was expected are kept.
+pub fn describe_yaml_error(e: &serde_yaml::Error) -> String {
+    static VALUE: LazyLock<Regex> = LazyLock::new(|| {
+        // serde's `Unexpected`: `string "…"` (Debug-escaped), `integer `5``, `boolean `true``…
+        Regex::new(r#"(invalid (?:type|value): [a-z ]+?) ?(?:"(?:[^"\\]|\\.)*"|`[^`]*`)"#)
+            .expect("valid regex")
+    });
+    static VARIANT: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"unknown variant `[^`]*`").expect("valid regex"));
+    static FIELD: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"unknown field `([^`]*)`").expect("valid regex"));
+    static QUOTED: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r#""(?:[^"\\]|\\.)*""#).expect("valid regex"));
+    let text = e.to_string();
+    let text = VALUE.replace_all(&text, "$1");
+    let text = VARIANT.replace_all(&text, "unknown variant");
+    // A mistyped field name is worth showing; anything else in a key's place may be a value.
+    let text = FIELD.replace_all(&text, |c: &regex::Captures| {
+        let name = &c[1];
+        let typo = name.len() <= 40
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name.chars().all(|c| c.is_ascii_alphabetic());
+        if typo {
+            format!("unknown field `{name}`")
+        } else {
+            "unknown field".to_owned()
+        }
+    });
+    QUOTED.replace_all(&text, "\"…\"").into_owned()
 }
 
 /// The zero-config snapshot: every client model name goes to the one upstream.
@@ -123,24 +157,131 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Credentials a configured backend URL carries (`http://user:pass@host/v1?key=…`). They are
+/// taken out of the URL the proxy keeps, logs, counts and shows in errors, and put back on
+/// each request by `upstream::authorize`: user info as HTTP basic auth, the query appended.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UrlCredentials {
+    /// The URL without them (as reqwest normalises it, no trailing slash): requests under it
+    /// get these credentials.
+    pub base: String,
+    /// `scheme://host:port`: requests at the server root (`/version`, `/tokenize`) get them too.
+    pub origin: String,
+    /// Percent-decoded user name and password.
+    pub basic: Option<(Secret, Option<Secret>)>,
+    /// Query pairs, decoded.
+    pub query: Vec<(String, Secret)>,
+}
+
+impl std::fmt::Debug for UrlCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UrlCredentials")
+            .field("base", &self.base)
+            .field("basic", &self.basic.is_some())
+            .field("query", &self.query.len())
+            .finish()
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Secret {}
+
+/// A configured URL as the proxy keeps it (no user info, query or trailing slash) and the
+/// credentials taken out of it, if any.
+pub fn split_url(url: &str) -> (String, Option<UrlCredentials>) {
+    let shown = switchyard_api::validate::redact_url(url)
+        .trim_end_matches('/')
+        .to_owned();
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return (shown, None);
+    };
+    let basic = (!parsed.username().is_empty() || parsed.password().is_some()).then(|| {
+        (
+            Secret(percent_decode(parsed.username())),
+            parsed.password().map(|p| Secret(percent_decode(p))),
+        )
+    });
+    let query: Vec<(String, Secret)> = parsed
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), Secret(v.into_owned())))
+        .collect();
+    if basic.is_none() && query.is_empty() {
+        return (shown, None);
+    }
+    let mut base = parsed.clone();
+    let _ = base.set_username("");
+    let _ = base.set_password(None);
+    base.set_query(None);
+    base.set_fragment(None);
+    let creds = UrlCredentials {
+        base: base.as_str().trim_end_matches('/').to_owned(),
+        origin: parsed.origin().ascii_serialization(),
+        basic,
+        query,
+    };
+    (shown, Some(creds))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// A backend ready to serve: secrets read, URLs normalised. Discovery of the served model and
 /// context window happens on first use (see `upstream::discover`), since vLLM may still be
 /// loading when the proxy starts.
-#[derive(Debug)]
 pub struct BackendRuntime {
+    /// As configured: its URLs may hold credentials, so it is never logged (see `Debug`).
     pub spec: Backend,
-    /// Base URL without a trailing slash, e.g. `http://127.0.0.1:8000/v1`.
+    /// Base URL without a trailing slash, user info or query, e.g. `http://127.0.0.1:8000/v1`.
     pub base_url: String,
-    /// Replicas requests are spread over (`baseUrl` alone when none are listed).
+    /// Replicas requests are spread over (`baseUrl` alone when none are listed); their URLs
+    /// are shown form too (no credentials), safe for logs and metrics.
     pub endpoints: Vec<Arc<Endpoint>>,
     pub api_key: Option<Secret>,
+    /// Credentials the configured URLs carried, applied by `upstream::authorize`.
+    pub url_credentials: Vec<UrlCredentials>,
     pub discovered: Arc<tokio::sync::OnceCell<crate::upstream::Discovered>>,
     pub retry_budget: Arc<RetryBudgetState>,
 }
 
+impl std::fmt::Debug for BackendRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendRuntime")
+            .field("name", &self.spec.name)
+            .field("base_url", &self.base_url)
+            .field(
+                "endpoints",
+                &self.endpoints.iter().map(|e| &e.url).collect::<Vec<_>>(),
+            )
+            .field("api_key", &self.api_key)
+            .field("url_credentials", &self.url_credentials)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Everything a request needs, swapped whole on reload. In-flight requests keep the `Arc`
 /// they started with, so a reload never changes a request half-way.
-#[derive(Debug)]
 pub struct Runtime {
     pub settings: ServerSettings,
     pub backends: Vec<Arc<BackendRuntime>>,
@@ -155,6 +296,16 @@ pub struct Runtime {
     pub version: String,
     /// The snapshot this runtime was built from, to carry state into the next one.
     pub snapshot: RoutingSnapshot,
+}
+
+/// Without the snapshot, whose URLs may hold credentials.
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("version", &self.version)
+            .field("backends", &self.backends)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Runtime {
@@ -188,7 +339,7 @@ impl Runtime {
                 .into_iter()
                 .flat_map(|p| p.backends.iter())
                 .flat_map(|b| b.endpoints.iter())
-                .find(|e| e.url == url.trim_end_matches('/'))
+                .find(|e| e.url == url)
                 .cloned()
         };
         let mut backends = Vec::with_capacity(snapshot.backends.len());
@@ -203,15 +354,32 @@ impl Runtime {
             } else {
                 spec.endpoints.iter().map(String::as_str).collect()
             };
+            // Endpoints keep the shown URL (no credentials): it is what logs, metrics and
+            // error messages print. The credentials go on each request (`authorize`).
+            let mut url_credentials = Vec::new();
+            let mut shown = |u: &str| {
+                let (shown, creds) = split_url(u);
+                if let Some(c) = creds {
+                    if !url_credentials.contains(&c) {
+                        url_credentials.push(c);
+                    }
+                }
+                shown
+            };
+            let base_url = shown(&spec.base_url);
             let endpoints = urls
                 .into_iter()
-                .map(|u| old_endpoint(u).unwrap_or_else(|| Endpoint::new(u)))
+                .map(|u| {
+                    let u = shown(u);
+                    old_endpoint(&u).unwrap_or_else(|| Endpoint::new(&u))
+                })
                 .collect();
             let same = previous.and_then(|p| p.backends.iter().find(|b| b.spec == *spec));
             backends.push(Arc::new(BackendRuntime {
-                base_url: spec.base_url.trim_end_matches('/').to_owned(),
+                base_url,
                 endpoints,
                 api_key,
+                url_credentials,
                 discovered: same.map(|b| b.discovered.clone()).unwrap_or_default(),
                 retry_budget: same.map(|b| b.retry_budget.clone()).unwrap_or_else(|| {
                     Arc::new(RetryBudgetState::new(
@@ -321,6 +489,150 @@ pub fn parse_protocol(s: &str) -> Result<Protocol, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn snapshot(yaml: &str) -> RoutingSnapshot {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn parse_errors_give_location_and_kind_never_the_value() {
+        let secret = "sk-ant-api03-literal-secret";
+        let cases = [
+            // A literal key where a SecretRef belongs.
+            format!("backends:\n  - name: a\n    baseUrl: http://x/v1\n    apiKey: {secret}\nroutes: []\n"),
+            format!("backends:\n  - name: a\n    baseUrl: http://x/v1\n    apiKey: {{env: [{secret}]}}\nroutes: []\n"),
+            format!("backends:\n  - name: a\n    baseUrl: http://x/v1\n    protocol: {secret}\nroutes: []\n"),
+            format!("backends:\n  - name: a\n    baseUrl: http://x/v1\n    contextWindow: \"{secret}\"\nroutes: []\n"),
+            format!("backends:\n  - name: a\n    baseUrl: http://x/v1\n    {secret}: 1\nroutes: []\n"),
+            format!("backends:\n  - name: a\n    baseUrl: http://x/v1\n    apiKey: {{\"{secret}\"\nroutes: []\n"),
+        ];
+        for yaml in &cases {
+            let file = std::env::temp_dir().join(format!(
+                "switchyard-config-test-{}.yaml",
+                uuid::Uuid::new_v4().simple()
+            ));
+            std::fs::write(&file, yaml).unwrap();
+            let err = load_file(&file).unwrap_err().to_string();
+            let _ = std::fs::remove_file(&file);
+            assert!(!err.contains("literal-secret"), "{err}");
+            assert!(err.contains("line 4"), "{err}");
+        }
+        // What is safe to show stays: the field, the expected kind, a mistyped field name.
+        let e = serde_yaml::from_str::<RoutingSnapshot>(&cases[0]).unwrap_err();
+        let shown = describe_yaml_error(&e);
+        assert!(
+            shown.contains("apiKey") && shown.contains("invalid type: string, expected"),
+            "{shown}"
+        );
+        let e = serde_yaml::from_str::<RoutingSnapshot>(
+            "backends: [{name: a, baseUrl: 'http://x/v1', contextWindo: 5}]\nroutes: []\n",
+        )
+        .unwrap_err();
+        assert!(describe_yaml_error(&e).contains("unknown field `contextWindo`"));
+    }
+
+    #[test]
+    fn the_fleet_example_is_valid() {
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/fleet.yaml");
+        load_file(Path::new(file)).unwrap();
+    }
+
+    #[test]
+    fn url_credentials_are_kept_apart_from_the_shown_url() {
+        let snap = snapshot(
+            "backends:\n  - name: a\n    baseUrl: 'http://user:secret%40pass@127.0.0.1:9/v1?key=urlsecret'\n    \
+             endpoints: ['http://127.0.0.1:9/v1/', 'http://other:pw@127.0.0.2:9/v1']\n\
+             routes: [{name: all, models: ['*'], backend: a}]\n",
+        );
+        let rt = Runtime::build(snap).unwrap();
+        let b = &rt.backends[0];
+        assert_eq!(b.base_url, "http://127.0.0.1:9/v1");
+        let urls: Vec<&str> = b.endpoints.iter().map(|e| e.url.as_str()).collect();
+        assert_eq!(urls, ["http://127.0.0.1:9/v1", "http://127.0.0.2:9/v1"]);
+        assert_eq!(b.url_credentials.len(), 2);
+        let c = &b.url_credentials[0];
+        assert_eq!(c.base, "http://127.0.0.1:9/v1");
+        let (user, pass) = c.basic.as_ref().unwrap();
+        assert_eq!(
+            (user.expose(), pass.as_ref().unwrap().expose()),
+            ("user", "secret@pass")
+        );
+        assert_eq!(c.query[0].0, "key");
+        assert_eq!(c.query[0].1.expose(), "urlsecret");
+        let debug = format!("{rt:?}");
+        for secret in ["secret", "urlsecret", "pw", "user"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+    }
+
+    /// What `authorize` puts on a request to `url` of the backend built from `backend_yaml`.
+    fn authorized(backend_yaml: &str, url: &str) -> reqwest::Request {
+        let snap = snapshot(&format!(
+            "backends:\n  - {backend_yaml}\nroutes: [{{name: all, models: ['*'], backend: a}}]\n"
+        ));
+        let rt = Runtime::build(snap).unwrap();
+        let client = reqwest::Client::new();
+        crate::upstream::authorize(client.post(url), &rt.backends[0])
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn url_credentials_go_back_on_each_request() {
+        let b = "{name: a, baseUrl: 'http://u:p@127.0.0.1:9/v1?key=k1&x=y'}";
+        let r = authorized(b, "http://127.0.0.1:9/v1/chat/completions");
+        assert_eq!(
+            r.url().as_str(),
+            "http://127.0.0.1:9/v1/chat/completions?key=k1&x=y"
+        );
+        assert_eq!(r.headers()["authorization"], "Basic dTpw");
+        // The server root (/version, /tokenize) of the same origin too.
+        let r = authorized(b, "http://127.0.0.1:9/tokenize");
+        assert_eq!(r.url().query(), Some("key=k1&x=y"));
+        // Another server: nothing.
+        let r = authorized(b, "http://127.0.0.3:9/v1/models");
+        assert!(r.url().query().is_none() && !r.headers().contains_key("authorization"));
+        // An apiKey sent as a bearer wins over user info (one authorization header).
+        std::env::set_var("SWITCHYARD_CONFIG_TEST_KEY", "k");
+        let r = authorized(
+            "{name: a, baseUrl: 'http://u:p@127.0.0.1:9/v1', apiKey: {env: SWITCHYARD_CONFIG_TEST_KEY}}",
+            "http://127.0.0.1:9/v1/models",
+        );
+        let auth: Vec<_> = r.headers().get_all("authorization").iter().collect();
+        assert_eq!(auth, ["Bearer k"]);
+    }
+
+    #[tokio::test]
+    async fn a_forward_client_auth_backend_is_served_without_discovery() {
+        // Nothing listens on port 9: any discovery request would fail.
+        let snap = snapshot(
+            "backends: [{name: a, baseUrl: 'http://127.0.0.1:9/v1', protocol: anthropic, \
+             forwardClientAuth: true, servedModel: claude-x}]\n\
+             routes: [{name: all, models: ['*'], backend: a}]\n",
+        );
+        let rt = Runtime::build(snap).unwrap();
+        let d = crate::upstream::discover(&reqwest::Client::new(), &rt.backends[0])
+            .await
+            .unwrap();
+        assert_eq!(d.served_model, "claude-x");
+        assert_eq!(d.context_window, None);
+    }
+
+    #[test]
+    fn forward_client_auth_with_client_keys_is_refused_at_load() {
+        let snap = snapshot(&format!(
+            "backends: [{{name: a, baseUrl: 'https://api.anthropic.com/v1', protocol: anthropic, \
+             forwardClientAuth: true, servedModel: claude-x}}]\n\
+             routes: [{{name: all, models: ['*'], backend: a}}]\n\
+             keys: [{{name: team, sha256: '{}'}}]\n",
+            "0".repeat(64)
+        ));
+        let err = Runtime::build(snap).unwrap_err().to_string();
+        assert!(
+            err.contains("backends[0].forwardClientAuth") && err.contains("gateway key"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn each_route_connect_timeout_gets_a_client_and_state_carries_over() {

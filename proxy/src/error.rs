@@ -16,6 +16,14 @@ pub enum ErrorKind {
     /// (Anthropic's list has no type of its own for it).
     MethodNotAllowed,
     RequestTooLarge,
+    /// The client did not send its whole request body within `bodyReadTimeoutMs`.
+    ///
+    /// 408 with `timeout_error`: Anthropic documents `timeout_error` (its 504, "the request
+    /// timed out") as its only timeout type, and `request_timeout` is none of its types.
+    /// The status says whose side timed out (the client's upload, 4xx), the type what
+    /// happened; `invalid_request_error` would tell clients the request itself is wrong and
+    /// not worth retrying, while a slow upload is transient (the SDKs retry 408).
+    BodyTimeout,
     RateLimit,
     Api,
     Overloaded,
@@ -30,6 +38,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not_found_error",
             ErrorKind::MethodNotAllowed => "invalid_request_error",
             ErrorKind::RequestTooLarge => "request_too_large",
+            ErrorKind::BodyTimeout => "timeout_error",
             ErrorKind::RateLimit => "rate_limit_error",
             ErrorKind::Api => "api_error",
             ErrorKind::Overloaded => "overloaded_error",
@@ -44,6 +53,7 @@ impl ErrorKind {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::RateLimit => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Api => StatusCode::INTERNAL_SERVER_ERROR,
             // Anthropic's non-standard "overloaded" status; Claude Code retries it.

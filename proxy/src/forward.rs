@@ -148,7 +148,10 @@ pub async fn messages(
     let mut too_long = None;
     let mut position = 0;
     while position < order.len() {
-        match life.backend(order[position], position, &req, &mut tries, log).await {
+        match life
+            .backend(order[position], position, &req, &mut tries, log)
+            .await
+        {
             Outcome::Done(done) => return Ok(done),
             Outcome::Final(e) => return Err(e),
             Outcome::OutOfTime => break,
@@ -158,7 +161,12 @@ pub async fn messages(
                 // route's context fallbacks.
                 let tried = order[..=position].to_vec();
                 order.truncate(position + 1);
-                order.extend(route.context_fallbacks.iter().filter(|b| !tried.contains(b)));
+                order.extend(
+                    route
+                        .context_fallbacks
+                        .iter()
+                        .filter(|b| !tried.contains(b)),
+                );
                 too_long = Some(e);
             }
         }
@@ -181,12 +189,9 @@ pub async fn messages(
 /// part): a session stays on its target while it is healthy and moves while it is not.
 /// When none is available the plan is tried as it is (panic mode, as for endpoints).
 fn healthy_first(rt: &Runtime, plan: Vec<usize>, now: Instant) -> Vec<usize> {
-    let (mut healthy, down): (Vec<usize>, Vec<usize>) = plan.into_iter().partition(|&b| {
-        rt.backends[b]
-            .endpoints
-            .iter()
-            .any(|e| e.preferred(now))
-    });
+    let (mut healthy, down): (Vec<usize>, Vec<usize>) = plan
+        .into_iter()
+        .partition(|&b| rt.backends[b].endpoints.iter().any(|e| e.preferred(now)));
     healthy.extend(down);
     healthy
 }
@@ -309,11 +314,17 @@ impl Life<'_> {
         };
         if !backend.retry_budget.try_retry(now) {
             let m = &self.app.metrics;
-            m.retry_budget_exhausted.get_or_create(&labels("retry")).inc();
+            m.retry_budget_exhausted
+                .get_or_create(&labels("retry"))
+                .inc();
             tracing::warn!(backend = %backend.spec.name, "retry budget exhausted; not retrying");
             return false;
         }
-        self.app.metrics.retries.get_or_create(&labels("attempt")).inc();
+        self.app
+            .metrics
+            .retries
+            .get_or_create(&labels("attempt"))
+            .inc();
         if attempts_here > 0 {
             let r = &self.route.retries;
             let pause = balance::backoff(r.backoff_ms, r.max_backoff_ms, attempts_here, rand_u64());
@@ -327,7 +338,12 @@ impl Life<'_> {
     fn judge(&self, bi: usize, ei: usize, e: &UpstreamError, tries: &Tries) {
         let backend = &self.rt.backends[bi];
         let endpoint = &backend.endpoints[ei];
-        let first_failure_here = tries.tried.iter().filter(|t| (t.0, t.1) == (bi, ei)).count() == 1;
+        let first_failure_here = tries
+            .tried
+            .iter()
+            .filter(|t| (t.0, t.1) == (bi, ei))
+            .count()
+            == 1;
         let now = Instant::now();
         let others = balance::others_available(&backend.endpoints, ei, now);
         if !e.breaks_endpoint() || !first_failure_here {
@@ -643,6 +659,11 @@ impl Attempt<'_> {
         match tokio::time::timeout(commit_after.min(timers.first_token), chunks.next()).await {
             Ok(Some(Ok(Item::Data(chunk)))) => {
                 tr.on_chunk(chunk, &mut first);
+                if let Some(e) = tr.failure() {
+                    // Nothing is committed yet: a garbled first chunk is a backend failure
+                    // like any other, retried elsewhere or a real HTTP error.
+                    return Err(self.garbled(e).into());
+                }
                 log.ttft = Some(log.started.elapsed());
             }
             Ok(Some(Ok(Item::Done))) => tr.finish(&mut first),
@@ -654,6 +675,13 @@ impl Attempt<'_> {
         Ok(Forwarded::Streaming(relay::sse_response(
             relay::openai_body(chunks, tr, first, guard, timers),
         )))
+    }
+
+    fn garbled(&self, e: &ApiError) -> UpstreamError {
+        UpstreamError::Protocol {
+            backend: self.name().to_owned(),
+            detail: e.message.clone(),
+        }
     }
 
     fn empty_response(&self) -> AttemptError {

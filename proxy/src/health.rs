@@ -17,6 +17,7 @@ pub fn spawn(client: reqwest::Client, rt: &Runtime) -> CancellationToken {
         };
         for endpoint in backend.endpoints.clone() {
             let (client, token, path) = (client.clone(), token.clone(), check.path.clone());
+            let backend = backend.clone();
             let every = Duration::from_millis(check.interval_ms.max(100));
             let root = endpoint
                 .url
@@ -27,7 +28,11 @@ pub fn spawn(client: reqwest::Client, rt: &Runtime) -> CancellationToken {
             tokio::spawn(async move {
                 loop {
                     let ok = matches!(
-                        client.get(&url).timeout(every.min(Duration::from_secs(5))).send().await,
+                        // With the credentials the backend's URL carried (kept apart from it).
+                        crate::upstream::authorize(client.get(&url), &backend)
+                            .timeout(every.min(Duration::from_secs(5)))
+                            .send()
+                            .await,
                         Ok(r) if r.status().is_success()
                     );
                     if endpoint.active_healthy.swap(ok, Ordering::Relaxed) != ok {

@@ -509,6 +509,11 @@ impl KeyEntry {
                 retry_after_secs: retry_secs(wait),
             })?;
         }
+        self.take_request(now)
+    }
+
+    /// One request from the requests-per-minute quota.
+    fn take_request(&self, now: Duration) -> Result<(), LimitError> {
         match &self.limits.requests {
             None | Some(None) => Ok(()),
             Some(Some(limiter)) => limiter
@@ -517,6 +522,18 @@ impl KeyEntry {
                     retry_after_secs: retry_secs(not_until.wait_time_from(now)),
                 }),
         }
+    }
+
+    /// Admission of a `count_tokens` call: a closed key refuses it, and it takes one request
+    /// from the requests-per-minute quota (it costs the backend a tokenizer pass, so a key
+    /// cannot count without limit). It is not held to the tokens-per-minute bucket (it
+    /// generates nothing and is never charged; refusing counts while the bucket refills would
+    /// blind the client's context display exactly when it is busiest) and takes no
+    /// concurrency slot (it is short, bounded by the count timeout, and slots are for
+    /// generations).
+    pub fn admit_count(&self) -> Result<(), LimitError> {
+        self.closed()?;
+        self.take_request(self.limits.clock.now())
     }
 
     /// Once the body is parsed: a request whose estimated input alone exceeds the whole
@@ -1315,5 +1332,29 @@ mod tests {
             assert!(!dbg.contains(&hash), "{dbg}");
         }
         assert!(format!("{e:?}").contains("\"a\""));
+    }
+
+    #[test]
+    fn counts_share_the_request_quota_but_not_tokens_or_concurrency() {
+        let (k, _) = single(Limits {
+            requests_per_minute: Some(2),
+            concurrent: Some(1),
+            tokens_per_minute: Some(10),
+        });
+        let _busy = k.admit().expect("first request admitted");
+        k.charge_tokens(1_000); // bucket overdrawn
+        assert!(k.admit_count().is_ok(), "no slot or token bucket needed");
+        assert!(matches!(
+            k.admit_count(),
+            Err(LimitError::RateLimited { .. })
+        ));
+        let (closed, _) = single(Limits {
+            tokens_per_minute: Some(0),
+            ..Limits::default()
+        });
+        assert!(matches!(
+            closed.admit_count(),
+            Err(LimitError::Closed { .. })
+        ));
     }
 }

@@ -204,7 +204,16 @@ fn feed(
         Some(Ok(Item::Data(chunk))) => {
             tr.on_chunk(chunk, out);
             guard.token();
-            return true;
+            let Some(e) = tr.failure() else {
+                return true;
+            };
+            // The translator ended the stream itself (a chunk it cannot use): logged and
+            // counted as the backend's failure.
+            guard.upstream_error(&UpstreamError::Protocol {
+                backend: backend.to_owned(),
+                detail: e.message.clone(),
+            });
+            return false;
         }
         Some(Ok(Item::Done)) => {
             tr.finish(out);

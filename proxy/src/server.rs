@@ -14,21 +14,34 @@ use crate::error::{ApiError, ErrorKind};
 use crate::forward::{self, Forwarded};
 use crate::keys::KeyEntry;
 use crate::metrics::{Metrics, VersionLabels};
+use crate::openai::ChatRequest;
 use crate::route::{CompiledRoute, RequestFacts};
 use crate::translate::request::{to_openai, BackendShape};
 use crate::upstream;
 use arc_swap::ArcSwap;
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::body::{Body, BodyDataStream, Bytes};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures::{FutureExt, Stream, StreamExt};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
-use switchyard_api::Protocol;
+use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use switchyard_api::{Protocol, ServerSettings};
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 pub struct AppState {
@@ -36,6 +49,10 @@ pub struct AppState {
     pub client: reqwest::Client,
     pub metrics: Metrics,
     pub ready: AtomicBool,
+    /// Requests being served now, all keys and routes (`server.maxInFlight`).
+    in_flight: Arc<AtomicUsize>,
+    admission: AdmissionMetrics,
+    counts: CountCache,
 }
 
 impl AppState {
@@ -52,7 +69,101 @@ impl AppState {
             client: upstream::client(),
             metrics,
             ready: AtomicBool::new(true),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            admission: AdmissionMetrics::new(),
+            counts: CountCache::new(),
         })
+    }
+
+    /// A place under `server.maxInFlight`, held until the answer (a stream: its last byte)
+    /// is sent; over the cap → 529 `overloaded_error` at once, before the body is read.
+    fn enter(&self) -> Result<InFlightSlot, ApiError> {
+        let max = self.runtime.load().settings.max_in_flight;
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let slot = InFlightSlot(self.in_flight.clone());
+        if before < max {
+            return Ok(slot);
+        }
+        self.admission.refused("max_in_flight");
+        Err(ApiError::new(
+            ErrorKind::Overloaded,
+            format!("the gateway is serving its limit of {max} requests; retry shortly"),
+        ))
+    }
+
+    /// The request body, within `maxBodyBytes` (413) and `bodyReadTimeoutMs` (408).
+    async fn read_body(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        settings: &ServerSettings,
+    ) -> Result<Bytes, ApiError> {
+        let limit = Duration::from_millis(settings.body_read_timeout_ms);
+        let read = read_body(headers, body, settings.max_body_bytes);
+        match tokio::time::timeout(limit, read).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.admission.refused("body_read_timeout");
+                Err(ApiError::new(
+                    ErrorKind::BodyTimeout,
+                    format!(
+                        "request body not received within {} ms",
+                        settings.body_read_timeout_ms
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+/// One request's place under `maxInFlight`; given back when dropped.
+struct InFlightSlot(Arc<AtomicUsize>);
+
+impl Drop for InFlightSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// Admission metrics, in a registry of their own appended to `Metrics`' text (whose
+/// registry takes no additions from outside `metrics.rs`):
+/// `switchyard_requests_refused_total{reason}` (`max_in_flight`, `body_read_timeout`) and
+/// `switchyard_requests_in_flight`.
+struct AdmissionMetrics {
+    registry: Registry,
+    refused: Family<ReasonLabels, Counter>,
+    in_flight: Gauge,
+}
+
+impl AdmissionMetrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("switchyard");
+        let refused = Family::<ReasonLabels, Counter>::default();
+        let in_flight = Gauge::default();
+        registry.register(
+            "requests_refused",
+            "Requests refused before being served, by reason",
+            refused.clone(),
+        );
+        registry.register(
+            "requests_in_flight",
+            "Requests being served (server.maxInFlight caps them)",
+            in_flight.clone(),
+        );
+        Self {
+            registry,
+            refused,
+            in_flight,
+        }
+    }
+
+    fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&ReasonLabels { reason }).inc();
     }
 }
 
@@ -60,7 +171,7 @@ impl AppState {
 const REQUEST_ID: &str = "request-id";
 
 pub fn api_router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/", get(root).head(root))
         .route("/api/hello", get(hello))
         .route("/v1/messages", post(messages))
@@ -69,9 +180,85 @@ pub fn api_router(state: Arc<AppState>) -> Router {
         .route("/v1/models/{id}", get(get_model))
         // After every route: it applies to the routes registered before it.
         .method_not_allowed_fallback(method_not_allowed)
-        .fallback(not_found)
+        .fallback(not_found);
+    guarded(routes).with_state(state)
+}
+
+/// The layers every API answer goes through: a handler's panic becomes that client's 500
+/// `api_error` (the process and every other request go on), and every answer gets a
+/// `request-id`.
+fn guarded<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
+    routes
+        .layer(axum::middleware::from_fn(catch_panic))
         .layer(axum::middleware::map_response(stamp_request_id))
-        .with_state(state)
+}
+
+/// A panicking handler (a bug) answers 500 `api_error` instead of dropping the connection.
+/// Panics inside a stream body are caught by [`GuardedBody`].
+async fn catch_panic(req: Request, next: Next) -> Response {
+    match AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(resp) => resp,
+        Err(panic) => {
+            tracing::error!(panic = panic_text(&*panic), "request handler panicked");
+            internal_error().into_response()
+        }
+    }
+}
+
+fn internal_error() -> ApiError {
+    ApiError::new(
+        ErrorKind::Api,
+        "internal error in the gateway while handling this request",
+    )
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(non-text panic)")
+}
+
+/// A stream body that holds its request's place under `maxInFlight` until it ends, and
+/// ends with an `error` event (not a cut connection) if producing it panics.
+struct GuardedBody {
+    inner: BodyDataStream,
+    _slot: InFlightSlot,
+    done: bool,
+}
+
+impl GuardedBody {
+    fn wrap(resp: Response, slot: InFlightSlot) -> Response {
+        resp.map(|body| {
+            Body::from_stream(GuardedBody {
+                inner: body.into_data_stream(),
+                _slot: slot,
+                done: false,
+            })
+        })
+    }
+}
+
+impl Stream for GuardedBody {
+    type Item = Result<Bytes, axum::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let inner = &mut self.inner;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll_next_unpin(cx))) {
+            Ok(poll) => poll,
+            Err(panic) => {
+                self.done = true;
+                tracing::error!(panic = panic_text(&*panic), "stream body panicked");
+                let mut out = Vec::new();
+                crate::translate::stream::error_event(&mut out, &internal_error());
+                Poll::Ready(Some(Ok(Bytes::from(out))))
+            }
+        }
+    }
 }
 
 /// Gives an answer without a `request-id` (everything but `messages`, which sets the id of
@@ -123,12 +310,23 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
 }
 
 async fn metrics_text(State(app): State<Arc<AppState>>) -> Response {
+    let mut text = app.metrics.encode();
+    text.truncate(text.strip_suffix("# EOF\n").map_or(text.len(), str::len));
+    let admission = &app.admission;
+    let now = app.in_flight.load(Ordering::Acquire);
+    admission
+        .in_flight
+        .set(i64::try_from(now).unwrap_or(i64::MAX));
+    let encoded =
+        prometheus_client::encoding::text::encode_registry(&mut text, &admission.registry)
+            .and_then(|()| prometheus_client::encoding::text::encode_eof(&mut text));
+    encoded.expect("writing to a String cannot fail");
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        app.metrics.encode(),
+        text,
     )
         .into_response()
 }
@@ -163,9 +361,14 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large())
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // http-body-util's `LengthLimitError`, behind axum's error: its only trace is its text.
+        if e.to_string().contains("length limit") {
+            too_large()
+        } else {
+            ApiError::invalid(format!("request body could not be read: {e}"))
+        }
+    })
 }
 
 /// JSON → type, with the path of the offending field in the message.
@@ -200,12 +403,16 @@ async fn messages(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bo
     let request_id = new_id("req");
     let span = tracing::info_span!("request", id = %request_id);
     let mut log = AccessLog::new(request_id.clone(), Instant::now());
-    let result = handle_messages(&app, &headers, body, &mut log)
-        .instrument(span.clone())
-        .await;
+    let result = match app.enter() {
+        Ok(slot) => handle_messages(&app, &headers, body, &mut log)
+            .instrument(span.clone())
+            .await
+            .map(|done| (done, slot)),
+        Err(e) => Err(e),
+    };
     let mut resp = match result {
-        Ok(Forwarded::Streaming(resp)) => resp,
-        Ok(Forwarded::Complete(resp)) => {
+        Ok((Forwarded::Streaming(resp), slot)) => GuardedBody::wrap(resp, slot),
+        Ok((Forwarded::Complete(resp), _slot)) => {
             log.status = resp.status().as_u16();
             span.in_scope(|| log.finish(&app.metrics));
             resp
@@ -233,9 +440,12 @@ async fn handle_messages(
     let rt = app.runtime.load_full();
     let key = rt.keys.authenticate(headers)?;
     log.key = key.name().to_owned();
+    // The body before the key's limits: a slow sender holds its connection and a place
+    // under maxInFlight (both bounded by bodyReadTimeoutMs), never one of the key's
+    // concurrency slots or a request of its quota.
+    let bytes = app.read_body(headers, body, &rt.settings).await?;
     let permit = Arc::new(key.admit()?);
     log.limiters.push((key.clone(), permit));
-    let bytes = read_body(headers, body, rt.settings.max_body_bytes).await?;
     let mut req: MessagesRequest = parse_json(&bytes)?;
     validate_request(&req)?;
     log.model = req.model.clone();
@@ -317,14 +527,20 @@ fn resolve<'a>(rt: &'a Runtime, model: &str) -> Result<&'a CompiledRoute, ApiErr
 }
 
 /// Exact via the backend's `/tokenize` (vLLM) on the translated prompt, else the estimate.
+///
+/// Limits: a place under `maxInFlight` and the body limits as for `messages`, then the
+/// key's requests-per-minute quota (`KeyEntry::admit_count`: not its token quota or
+/// concurrency). The backend's cost is bounded by [`CountCache`].
 async fn count_tokens(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
+    let _slot = app.enter()?;
     let rt = app.runtime.load_full();
     let key = rt.keys.authenticate(&headers)?;
-    let bytes = read_body(&headers, body, rt.settings.max_body_bytes).await?;
+    let bytes = app.read_body(&headers, body, &rt.settings).await?;
+    key.admit_count()?;
     // count_tokens takes a Messages body without `max_tokens`.
     let mut v: Value = parse_json(&bytes)?;
     if let Some(obj) = v.as_object_mut() {
@@ -341,9 +557,20 @@ async fn count_tokens(
     };
     crate::fixes::apply(&mut req, backend.spec.system_messages);
     let estimate = estimate_prompt_tokens(&req);
-    let discovered = match upstream::discover(&app.client, &backend).await {
+    let exact = exact_count(&app, &backend, req).await?;
+    Ok(Json(json!({"input_tokens": exact.unwrap_or(estimate)})))
+}
+
+/// The backend's own count of the translated prompt (Chat Completions backends), `None`
+/// when it cannot be had now (the estimate is answered then).
+async fn exact_count(
+    app: &AppState,
+    backend: &BackendRuntime,
+    req: MessagesRequest,
+) -> Result<Option<u64>, ApiError> {
+    let discovered = match upstream::discover(&app.client, backend).await {
         Ok(d) if backend.spec.protocol == Protocol::Openai => d,
-        _ => return Ok(Json(json!({"input_tokens": estimate}))),
+        _ => return Ok(None),
     };
     let shape = BackendShape {
         served_model: &discovered.served_model,
@@ -351,14 +578,89 @@ async fn count_tokens(
         parameters: &backend.spec.parameters,
     };
     let chat = to_openai(req, 1, &shape)?.request;
-    let tokens = match upstream::tokenize(&app.client, &backend, &backend.base_url, &chat).await {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::debug!(error = %e, "exact token count unavailable; using the estimate");
-            estimate
+    Ok(app.counts.count(&app.client, backend, &chat).await)
+}
+
+/// Entries kept by [`CountCache`] (a digest and a number each: ~50 bytes).
+const COUNT_CACHE_ENTRIES: usize = 1024;
+/// Upstream `/tokenize` calls for `count_tokens` at once, the whole proxy together.
+const COUNTS_IN_FLIGHT: usize = 4;
+
+/// Cached counts by digest, and the digests oldest first.
+type CountEntries = (HashMap<[u8; 32], u64>, VecDeque<[u8; 32]>);
+
+/// Bounds what `count_tokens` costs the backends, which would otherwise run a tokenizer
+/// pass over a whole conversation on every call, for anyone who can reach the proxy.
+///
+/// - Answers are cached by the SHA-256 of (backend, translated request): Claude Code counts
+///   the same prefix (system prompt, tool definitions) again and again. First in, first out,
+///   [`COUNT_CACHE_ENTRIES`] entries.
+/// - At most [`COUNTS_IN_FLIGHT`] counts go upstream at once; a call beyond that gets the
+///   estimate at once rather than queueing behind them (a count is advisory: it must be
+///   fast, and generation requests must not wait behind tokenizer passes).
+///
+/// Not chosen: asking upstream only when the estimate is near the window. Clients show the
+/// count (Claude Code's context display), so it must be exact at any size.
+struct CountCache {
+    entries: Mutex<CountEntries>,
+    upstream: Semaphore,
+}
+
+impl CountCache {
+    fn new() -> Self {
+        Self {
+            entries: Mutex::new((HashMap::new(), VecDeque::new())),
+            upstream: Semaphore::new(COUNTS_IN_FLIGHT),
         }
-    };
-    Ok(Json(json!({"input_tokens": tokens})))
+    }
+
+    async fn count(
+        &self,
+        client: &reqwest::Client,
+        backend: &BackendRuntime,
+        chat: &ChatRequest,
+    ) -> Option<u64> {
+        use sha2::Digest;
+        let mut digest = sha2::Sha256::new();
+        digest.update(backend.spec.name.as_bytes());
+        digest.update([0]);
+        digest.update(serde_json::to_vec(chat).ok()?);
+        let key: [u8; 32] = digest.finalize().into();
+        if let Some(n) = self.lock().0.get(&key) {
+            return Some(*n);
+        }
+        let Ok(_permit) = self.upstream.try_acquire() else {
+            tracing::debug!("count_tokens: upstream counts busy; answering the estimate");
+            return None;
+        };
+        match upstream::tokenize(client, backend, &backend.base_url, chat).await {
+            Ok(n) => {
+                self.insert(key, n);
+                Some(n)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "exact token count unavailable; using the estimate");
+                None
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CountEntries> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn insert(&self, key: [u8; 32], n: u64) {
+        let mut guard = self.lock();
+        let (map, order) = &mut *guard;
+        if map.insert(key, n).is_none() {
+            order.push_back(key);
+        }
+        while order.len() > COUNT_CACHE_ENTRIES {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+    }
 }
 
 /// `GET /v1/models` (Claude Code's gateway model discovery, 3 s timeout): built from the
@@ -456,5 +758,65 @@ async fn get_model(
             ErrorKind::NotFound,
             format!("model `{id}` is not served here"),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn serve(router: Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        format!("http://{addr}")
+    }
+
+    /// A panicking handler answers its own client 500 `api_error`; the server goes on.
+    #[tokio::test]
+    async fn a_handler_panic_is_that_clients_500() {
+        async fn boom() -> &'static str {
+            panic!("a bug in one request")
+        }
+        let routes = Router::new()
+            .route("/boom", get(boom))
+            .route("/ok", get(|| async { "ok" }));
+        let url = serve(guarded(routes)).await;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let resp = client.get(format!("{url}/boom")).send().await.unwrap();
+        assert_eq!(resp.status(), 500);
+        assert!(resp.headers().contains_key(REQUEST_ID));
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["type"], "error");
+        assert_eq!(body["error"]["type"], "api_error");
+        let ok = client.get(format!("{url}/ok")).send().await.unwrap();
+        assert_eq!(ok.text().await.unwrap(), "ok");
+    }
+
+    /// A stream body that panics ends with an `error` event and frees its place.
+    #[tokio::test]
+    async fn a_stream_panic_ends_with_an_error_event() {
+        let in_flight = Arc::new(AtomicUsize::new(1));
+        let chunks =
+            futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from("a")), Ok(Bytes::new())])
+                .map(|c| match c {
+                    Ok(b) if b.is_empty() => panic!("a bug mid-stream"),
+                    other => other,
+                });
+        let resp = Response::new(Body::from_stream(chunks));
+        let resp = GuardedBody::wrap(resp, InFlightSlot(in_flight.clone()));
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        assert!(text.starts_with("a"), "{text}");
+        assert!(
+            text.contains("event: error") && text.contains("api_error"),
+            "{text}"
+        );
+        assert_eq!(in_flight.load(Ordering::Acquire), 0);
     }
 }

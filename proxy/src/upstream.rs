@@ -9,7 +9,7 @@ use crate::context::{parse_overflow, Overflow};
 use crate::error::{ApiError, ErrorKind};
 use crate::openai::{ChatChunk, ChatRequest, ModelList};
 use bytes::Bytes;
-use eventsource_stream::Eventsource;
+use eventsource_stream::{EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -29,6 +29,10 @@ pub struct Discovered {
 
 /// The first vLLM release whose renderer clamps `max_tokens` instead of refusing it.
 const VLLM_CLAMPS_SINCE: (u64, u64) = (0, 32);
+
+/// Idle connections kept per backend host. A burst of 1,000 streams would otherwise leave
+/// 1,000 idle connections (and their buffers) for a minute; steady traffic reuses these.
+const MAX_IDLE_PER_HOST: usize = 64;
 
 /// Whether vLLM's `/version` answer (`{"version": "0.34.0"}`) is a release that clamps.
 pub fn version_clamps(version: &str) -> bool {
@@ -66,6 +70,14 @@ pub enum UpstreamError {
     /// `/v1`, a wrong protocol): no retry or other replica will fix it.
     #[error("backend `{backend}` is misconfigured: {detail}")]
     Misconfigured { backend: String, detail: String },
+    /// An answer (whole body, or one SSE event) over the proxy's limits (see
+    /// [`MAX_RESPONSE_BYTES`]): read no further, its connection is dropped.
+    #[error("backend `{backend}` sent {what} larger than {limit} bytes; connection dropped")]
+    TooLarge {
+        backend: String,
+        what: &'static str,
+        limit: usize,
+    },
 }
 
 impl UpstreamError {
@@ -79,6 +91,7 @@ impl UpstreamError {
             UpstreamError::Status { status, .. } => matches!(*status, 408 | 429 | 500..=599),
             UpstreamError::Overflow(_)
             | UpstreamError::Protocol { .. }
+            | UpstreamError::TooLarge { .. }
             | UpstreamError::Misconfigured { .. } => false,
         }
     }
@@ -91,6 +104,7 @@ impl UpstreamError {
             | UpstreamError::Discovery { .. }
             | UpstreamError::Interrupted { .. }
             | UpstreamError::Timeout { .. }
+            | UpstreamError::TooLarge { .. }
             | UpstreamError::Protocol { .. } => true,
             UpstreamError::Status { status, .. } => {
                 (500..=599).contains(status) && !matches!(*status, 503 | 529)
@@ -110,6 +124,7 @@ impl UpstreamError {
             UpstreamError::Discovery { .. } => "discovery",
             UpstreamError::Timeout { .. } => "timeout",
             UpstreamError::Misconfigured { .. } => "misconfigured",
+            UpstreamError::TooLarge { .. } => "too_large",
         }
     }
 
@@ -171,9 +186,9 @@ impl UpstreamError {
                     final_answer: false,
                 }
             }
-            UpstreamError::Protocol { .. } | UpstreamError::Interrupted { .. } => {
-                ApiError::new(ErrorKind::Api, self.to_string())
-            }
+            UpstreamError::Protocol { .. }
+            | UpstreamError::Interrupted { .. }
+            | UpstreamError::TooLarge { .. } => ApiError::new(ErrorKind::Api, self.to_string()),
             UpstreamError::Misconfigured { .. } => {
                 ApiError::new(ErrorKind::Api, self.to_string()).final_answer()
             }
@@ -191,11 +206,121 @@ pub fn client_with_connect_timeout(connect: Duration) -> reqwest::Client {
         .connect_timeout(connect)
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
         .build()
         .expect("HTTP client builds")
 }
 
-fn authorize(req: reqwest::RequestBuilder, backend: &BackendRuntime) -> reqwest::RequestBuilder {
+/// Size limits on what a backend sends. A backend is trusted to be correct, not to be small:
+/// without limits one broken answer (a non-stream body without end, a server streaming one
+/// line forever) grows the proxy's memory until the process is killed, and with it every
+/// other client's stream. Each limit is far above anything legitimate, so only a broken
+/// backend ever meets one; it then gets [`UpstreamError::TooLarge`] (the client sees
+/// `api_error`, as for any invalid answer) and its connection is dropped, unread.
+///
+/// Error bodies: only the message is used, and vLLM's longest (pydantic error lists) are a
+/// few KiB; the first 64 KiB are kept and the rest is never read.
+pub const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+/// A whole non-stream answer: 1 M tokens of output at a few bytes each, JSON-escaped, stays
+/// well below 64 MiB.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// One SSE event (bytes between two empty lines, the partial line included: what the SSE
+/// parser buffers). vLLM sends a token or a few per event; 16 MiB leaves room for a whole
+/// tool call's arguments in one event. Only `\n` line ends reset it (vLLM's and Anthropic's).
+pub const MAX_SSE_EVENT_BYTES: usize = 16 * 1024 * 1024;
+/// Small JSON answers: `/models`, `/version`, token counts.
+pub const MAX_SMALL_JSON_BYTES: usize = 4 * 1024 * 1024;
+/// Reading an error body: it is already complete on the backend when the status comes.
+const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// At most `limit` bytes of a body, and whether more was left unread (a declared length
+/// over the limit reads nothing). Bounded in time by the caller's timeout; in size by
+/// `limit`.
+async fn read_limited(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let declared = resp.content_length().unwrap_or(0);
+    if declared > limit as u64 {
+        return Ok((Vec::new(), true));
+    }
+    let mut out = Vec::with_capacity(declared as usize);
+    while let Some(chunk) = resp.chunk().await? {
+        let room = limit - out.len();
+        if chunk.len() > room {
+            out.extend_from_slice(&chunk[..room]);
+            return Ok((out, true));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok((out, false))
+}
+
+/// A small JSON answer, at most [`MAX_SMALL_JSON_BYTES`].
+async fn small_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, String> {
+    match read_limited(resp, MAX_SMALL_JSON_BYTES).await {
+        Ok((_, true)) => Err(format!("answer larger than {MAX_SMALL_JSON_BYTES} bytes")),
+        Ok((bytes, false)) => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
+        Err(e) => Err(redact_error(e)),
+    }
+}
+
+/// The start of an error body, bounded in size and time; the rest is never read (dropping
+/// the response closes its connection).
+async fn error_text(resp: reqwest::Response) -> String {
+    let read = read_limited(resp, MAX_ERROR_BODY_BYTES);
+    match tokio::time::timeout(ERROR_BODY_TIMEOUT, read).await {
+        Ok(Ok((bytes, _))) => String::from_utf8_lossy(&bytes).into_owned(),
+        _ => String::new(),
+    }
+}
+
+/// The backend's credentials on a request built with `client.METHOD(url)` (nothing else set
+/// yet): those its configured URL carried (user info → basic auth, query pairs appended; the
+/// proxy keeps and shows its URLs without them), then `apiKey` unless the client's own
+/// credentials are forwarded. An `apiKey` sent as `authorization` wins over URL user info.
+pub(crate) fn authorize(
+    req: reqwest::RequestBuilder,
+    backend: &BackendRuntime,
+) -> reqwest::RequestBuilder {
+    let key_in_authorization = !backend.spec.forward_client_auth
+        && backend.api_key.is_some()
+        && backend.spec.protocol == Protocol::Openai;
+    let mut req = req;
+    if !backend.url_credentials.is_empty() {
+        // The URL is only readable from a built request; a builder without a body clones.
+        let url = req
+            .try_clone()
+            .and_then(|r| r.build().ok())
+            .map(|r| r.url().clone());
+        let creds = url.and_then(|url| {
+            let at = url.as_str();
+            let under = |base: &str| {
+                at.strip_prefix(base)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
+            };
+            let origin = url.origin().ascii_serialization();
+            backend
+                .url_credentials
+                .iter()
+                .filter(|c| under(&c.base))
+                .max_by_key(|c| c.base.len())
+                .or_else(|| backend.url_credentials.iter().find(|c| c.origin == origin))
+        });
+        if let Some(c) = creds {
+            if !c.query.is_empty() {
+                let pairs: Vec<(&str, &str)> = c
+                    .query
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.expose()))
+                    .collect();
+                req = req.query(&pairs);
+            }
+            if let (Some((user, pass)), false) = (&c.basic, key_in_authorization) {
+                req = req.basic_auth(user.expose(), pass.as_ref().map(|p| p.expose()));
+            }
+        }
+    }
     if backend.spec.forward_client_auth {
         return req; // the caller forwards the client's own credentials
     }
@@ -214,7 +339,7 @@ fn unreachable(backend: &BackendRuntime, e: reqwest::Error) -> UpstreamError {
         } else if e.is_timeout() {
             "timed out".into()
         } else {
-            e.to_string()
+            redact_error(e)
         },
     }
 }
@@ -251,13 +376,30 @@ pub async fn discover_at(
         return Ok(d.clone());
     }
     let spec = &backend.spec;
-    if let (Some(served), Some(window)) = (&spec.served_model, spec.context_window) {
+    // Nothing to ask when the config says it all. A backend that forwards the client's own
+    // credentials has none the proxy could ask with (discovery would be refused and every
+    // request answered 529): validation requires its `servedModel`, and its window is the
+    // configured one or unknown (then the backend itself judges the length).
+    let configured = match (&spec.served_model, spec.context_window) {
+        (Some(served), Some(window)) => Some((served, Some(window))),
+        (Some(served), None) if spec.forward_client_auth => Some((served, None)),
+        _ => None,
+    };
+    if let Some((served, window)) = configured {
         let d = Discovered {
             served_model: served.clone(),
-            context_window: Some(window),
+            context_window: window,
             clamps_max_tokens: false,
         };
         return Ok(backend.discovered.get_or_init(|| async { d }).await.clone());
+    }
+    if spec.forward_client_auth {
+        return Err(UpstreamError::Misconfigured {
+            backend: spec.name.clone(),
+            detail: "`forwardClientAuth` needs `servedModel`: the proxy has no credentials \
+                     of its own to discover it with"
+                .into(),
+        });
     }
     let url = format!("{base}/models");
     let resp = authorize(client.get(&url), backend)
@@ -283,10 +425,12 @@ pub async fn discover_at(
             detail: format!("GET {} answered {status}", redact_url(&url)),
         });
     }
-    let list: ModelList = resp.json().await.map_err(|e| UpstreamError::Discovery {
-        backend: spec.name.clone(),
-        detail: format!("GET {}: {e}", redact_url(&url)),
-    })?;
+    let list: ModelList = small_json(resp)
+        .await
+        .map_err(|e| UpstreamError::Discovery {
+            backend: spec.name.clone(),
+            detail: format!("GET {}: {e}", redact_url(&url)),
+        })?;
     let mut d = pick_model(spec, &list)?;
     if spec.protocol == Protocol::Openai || d.context_window.is_some() {
         d.clamps_max_tokens = vllm_version(client, backend, base)
@@ -309,7 +453,7 @@ async fn vllm_version(
         .send()
         .await
         .ok()?;
-    let v: Value = resp.error_for_status().ok()?.json().await.ok()?;
+    let v: Value = small_json(resp.error_for_status().ok()?).await.ok()?;
     v.get("version")?.as_str().map(str::to_owned)
 }
 
@@ -346,16 +490,23 @@ fn pick_model(
     })
 }
 
-/// A URL without user info or query, which may carry credentials.
+/// A reqwest error as it may be shown: its message names the request URL, whose query
+/// carries the credentials of a backend URL (`?key=…`, put back by `authorize`).
+pub fn redact_error(e: reqwest::Error) -> String {
+    e.without_url().to_string()
+}
+
+/// A URL without user info, query or fragment, which may carry credentials.
 pub fn redact_url(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(mut u) => {
             let _ = u.set_username("");
             let _ = u.set_password(None);
             u.set_query(None);
+            u.set_fragment(None);
             u.to_string()
         }
-        Err(_) => "<invalid URL>".into(),
+        Err(_) => switchyard_api::validate::redact_url(url),
     }
 }
 
@@ -409,7 +560,7 @@ async fn checked(
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let text = resp.text().await.unwrap_or_default();
+    let text = error_text(resp).await;
     Err(status_error(&backend.spec.name, status, &text, retry_after))
 }
 
@@ -456,15 +607,135 @@ fn stream_error(backend: &str, data: &str) -> Option<UpstreamError> {
     Some(status_error(backend, status, data, None))
 }
 
+/// The body of an SSE answer as the SSE parser reads it: the transport's error, or an event
+/// over [`MAX_SSE_EVENT_BYTES`].
+#[derive(Debug, thiserror::Error)]
+enum SseBodyError {
+    #[error("{0}")]
+    Transport(#[from] reqwest::Error),
+    #[error("an SSE event larger than {0} bytes")]
+    TooLarge(usize),
+    /// Checked here: the SSE parser's UTF-8 decoding takes an invalid byte for the start of
+    /// a character still to come, and buffers everything after it, for ever.
+    #[error("a line that is not UTF-8")]
+    NotUtf8,
+}
+
+/// Bytes of the current SSE event (since the last empty line), across chunks.
+#[derive(Debug)]
+struct EventSize {
+    since_boundary: usize,
+    line_empty: bool,
+    /// Over the limit, or the body failed otherwise: the stream ends.
+    over: bool,
+}
+
+impl EventSize {
+    fn new() -> Self {
+        Self {
+            since_boundary: 0,
+            line_empty: true,
+            over: false,
+        }
+    }
+
+    /// Counts a chunk; false once the current event has grown over `limit`.
+    fn feed(&mut self, chunk: &[u8], limit: usize) -> bool {
+        for &b in chunk {
+            match b {
+                b'\n' if self.line_empty => self.since_boundary = 0,
+                b'\n' => self.line_empty = true,
+                b'\r' => {}
+                _ => {
+                    self.line_empty = false;
+                    self.since_boundary += 1;
+                }
+            }
+        }
+        self.over |= self.since_boundary > limit;
+        !self.over
+    }
+}
+
+/// The response body with every SSE event bounded: over the limit, one error and the end
+/// (the response is dropped with the stream, closing its connection).
+///
+/// Only whole lines are passed on (a partial line waits here): the SSE parser re-reads its
+/// whole buffer on every chunk until a line ends, which is quadratic in a long line.
+fn bounded_sse(
+    resp: reqwest::Response,
+    limit: usize,
+) -> impl Stream<Item = Result<Bytes, SseBodyError>> {
+    let state = (EventSize::new(), Vec::<u8>::new());
+    resp.bytes_stream()
+        .scan(state, move |(size, partial), item| {
+            if size.over {
+                return futures::future::ready(None);
+            }
+            let next = match item {
+                Err(e) => Err(SseBodyError::from(e)),
+                Ok(chunk) if !size.feed(&chunk, limit) => Err(SseBodyError::TooLarge(limit)),
+                Ok(chunk) => whole_lines(partial, chunk),
+            };
+            // The first error is the last item.
+            size.over |= next.is_err();
+            futures::future::ready(Some(next))
+        })
+}
+
+/// The complete lines of `partial` + `chunk`, checked to be UTF-8 (whole lines cannot end
+/// inside a character); what follows the last line end stays in `partial`. No copy when
+/// nothing waits and the chunk ends a line (the usual case).
+fn whole_lines(partial: &mut Vec<u8>, chunk: Bytes) -> Result<Bytes, SseBodyError> {
+    let lines = match chunk.iter().rposition(|b| *b == b'\n') {
+        None => {
+            partial.extend_from_slice(&chunk);
+            return Ok(Bytes::new());
+        }
+        Some(end) if partial.is_empty() && end + 1 == chunk.len() => chunk,
+        Some(end) => {
+            let mut out = std::mem::take(partial);
+            out.extend_from_slice(&chunk[..=end]);
+            partial.extend_from_slice(&chunk[end + 1..]);
+            Bytes::from(out)
+        }
+    };
+    match std::str::from_utf8(&lines) {
+        Ok(_) => Ok(lines),
+        Err(_) => Err(SseBodyError::NotUtf8),
+    }
+}
+
+/// A failure of the SSE body: cut (retryable), over the size limit, or not SSE at all.
+fn sse_error(backend: &str, e: EventStreamError<SseBodyError>) -> UpstreamError {
+    let backend = backend.to_owned();
+    match e {
+        EventStreamError::Transport(SseBodyError::TooLarge(limit)) => UpstreamError::TooLarge {
+            backend,
+            what: "an SSE event",
+            limit,
+        },
+        EventStreamError::Transport(SseBodyError::Transport(e)) => UpstreamError::Interrupted {
+            backend,
+            detail: redact_error(e),
+        },
+        EventStreamError::Transport(e @ SseBodyError::NotUtf8) => UpstreamError::Protocol {
+            backend,
+            detail: format!("malformed SSE: {e}"),
+        },
+        other => UpstreamError::Protocol {
+            backend,
+            detail: format!("malformed SSE: {other}"),
+        },
+    }
+}
+
 /// OpenAI SSE chunks of a streaming chat completion.
 pub fn chat_chunks(backend: &BackendRuntime, resp: reqwest::Response) -> UpstreamStream<ChatChunk> {
     let name = backend.spec.name.clone();
-    let events = resp.bytes_stream().eventsource();
+    let events = bounded_sse(resp, MAX_SSE_EVENT_BYTES).eventsource();
     let stream = events.map(move |ev| match ev {
-        Err(e) => Err(UpstreamError::Interrupted {
-            backend: name.clone(),
-            detail: e.to_string(),
-        }),
+        Err(e) => Err(sse_error(&name, e)),
         Ok(ev) if ev.data == "[DONE]" => Ok(Item::Done),
         Ok(ev) => match serde_json::from_str::<ChatChunk>(&ev.data) {
             Ok(chunk) if !chunk.choices.is_empty() || chunk.usage.is_some() => {
@@ -500,12 +771,10 @@ pub fn anthropic_events(
     resp: reqwest::Response,
 ) -> UpstreamStream<RawEvent> {
     let name = backend.spec.name.clone();
-    let stream =
-        resp.bytes_stream().eventsource().map(move |ev| match ev {
-            Err(e) => Err(UpstreamError::Interrupted {
-                backend: name.clone(),
-                detail: e.to_string(),
-            }),
+    let stream = bounded_sse(resp, MAX_SSE_EVENT_BYTES)
+        .eventsource()
+        .map(move |ev| match ev {
+            Err(e) => Err(sse_error(&name, e)),
             Ok(ev) if ev.event == "error" => Err(stream_error(&name, &ev.data).unwrap_or_else(
                 || UpstreamError::Protocol {
                     backend: name.clone(),
@@ -579,23 +848,91 @@ async fn count(
         backend: backend.spec.name.clone(),
         detail,
     };
-    let v: Value = checked(backend, with_headers(req, extra_headers))
-        .await?
-        .json()
-        .await
-        .map_err(|e| protocol(e.to_string()))?;
+    let resp = checked(backend, with_headers(req, extra_headers)).await?;
+    let v: Value = small_json(resp).await.map_err(protocol)?;
     v.get(field)
         .and_then(Value::as_u64)
         .ok_or_else(|| protocol(format!("token count answer has no `{field}`")))
 }
 
-/// Reads a whole JSON body.
+/// Reads a whole JSON body, at most [`MAX_RESPONSE_BYTES`]. An error object in a 200 body
+/// (`{"error": {...}}`, as a proxy in front of vLLM or vLLM itself may answer) is that
+/// error, not an answer missing its fields.
 pub async fn json_body(
     backend: &BackendRuntime,
     resp: reqwest::Response,
 ) -> Result<Bytes, UpstreamError> {
-    resp.bytes().await.map_err(|e| UpstreamError::Interrupted {
-        backend: backend.spec.name.clone(),
-        detail: e.to_string(),
-    })
+    let name = &backend.spec.name;
+    let (bytes, cut) =
+        read_limited(resp, MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| UpstreamError::Interrupted {
+                backend: name.clone(),
+                detail: redact_error(e),
+            })?;
+    if cut {
+        return Err(UpstreamError::TooLarge {
+            backend: name.clone(),
+            what: "a response body",
+            limit: MAX_RESPONSE_BYTES,
+        });
+    }
+    if let Some(e) = body_error(name, &bytes) {
+        return Err(e);
+    }
+    Ok(Bytes::from(bytes))
+}
+
+/// The error object of a whole body, if it is one. Fields other than `error` are skipped
+/// without being built.
+fn body_error(backend: &str, bytes: &[u8]) -> Option<UpstreamError> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        error: Option<Value>,
+    }
+    let probe: Probe = serde_json::from_slice(bytes).ok()?;
+    probe.error.filter(Value::is_object)?;
+    stream_error(backend, &String::from_utf8_lossy(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_size_resets_at_empty_lines_only() {
+        let mut size = EventSize::new();
+        assert!(size.feed(b"data: 1\n", 16));
+        assert!(
+            size.feed(b"data: 2\n", 16),
+            "two lines of one event: 14 bytes"
+        );
+        assert!(size.feed(b"\n", 16), "an empty line ends the event");
+        assert!(size.feed(b"data: 3\r\n\r\n", 16));
+        assert!(!EventSize::new().feed(b"data: 1\ndata: 2\ndata: 3\n", 16));
+        let mut size = EventSize::new();
+        assert!(size.feed(b"data: ab", 16));
+        assert!(
+            !size.feed(b"cdefghijk", 16),
+            "one line over the limit across chunks"
+        );
+        assert!(!size.feed(b"\n\n", 16), "stays over");
+    }
+
+    #[test]
+    fn only_whole_utf8_lines_are_passed_on() {
+        let mut partial = Vec::new();
+        let chunk = Bytes::from_static(b"data: 1\n\n");
+        assert_eq!(whole_lines(&mut partial, chunk.clone()).unwrap(), chunk);
+        let out = whole_lines(&mut partial, Bytes::from_static(b"data: \xc3")).unwrap();
+        assert!(out.is_empty(), "a character split across chunks waits");
+        let out = whole_lines(&mut partial, Bytes::from_static(b"\xa9\n\ndata: 2")).unwrap();
+        assert_eq!(&out[..], "data: é\n\n".as_bytes());
+        assert_eq!(partial, b"data: 2");
+        assert!(matches!(
+            whole_lines(&mut Vec::new(), Bytes::from_static(b"data: \xff\n\n")),
+            Err(SseBodyError::NotUtf8)
+        ));
+    }
 }

@@ -147,6 +147,17 @@ fn yaml_errors_name_object_key_and_position() {
 }
 
 #[test]
+fn a_literal_key_in_the_snapshot_is_not_echoed_by_the_parse_error() {
+    let yaml = format!(
+        "backends:\n  - name: x\n    baseUrl: http://h/v1\n    apiKey: {KEY_VALUE}\nroutes: []\n"
+    );
+    let cm = configmap(&[(SNAPSHOT_KEY, &yaml)], "1");
+    let msg = decode(&source(), Some(&cm), None).unwrap_err().to_string();
+    assert!(!msg.contains(KEY_VALUE), "{msg}");
+    assert!(msg.contains("apiKey") && msg.contains("line 4"), "{msg}");
+}
+
+#[test]
 fn invalid_snapshot_names_each_field() {
     let text = "backends:\n  - name: a\n    baseUrl: ftp://x\nroutes:\n  - name: r\n    models: ['*']\n    backend: nope\n";
     let cm = configmap(&[(SNAPSHOT_KEY, text)], "1");
