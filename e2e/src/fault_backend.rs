@@ -32,9 +32,15 @@ pub enum Fault {
     MalformedSse,
     /// A first `data:` line that is not JSON.
     MalformedJsonData,
-    /// One content chunk, then vLLM's mid-stream error object and `[DONE]` (vLLM's
-    /// `create_streaming_error_response`: `data: {"error": {...}}`).
+    /// One content chunk, then vLLM's mid-stream error object and `[DONE]`: vLLM 0.34.0
+    /// `entrypoints/openai/chat_completion/serving.py` catches the exception, yields
+    /// `data: {create_streaming_error_response(e)}` (`json.dumps` of `ErrorResponse`,
+    /// `{"error": {"message", "type", "param", "code"}}`, `serve/engine/protocol.py`), then
+    /// `data: [DONE]`.
     InStreamError,
+    /// One content chunk, then a tool-call delta whose `index` is 10^11 (before: the
+    /// translator sized its call table by it, and the allocation aborted the process).
+    HugeToolCallIndex,
     /// A non-stream 200 whose body is an error object.
     ErrorBody200,
     /// A non-stream 200 body without end (close-delimited, up to [`ENDLESS`] bytes).
@@ -329,6 +335,20 @@ async fn chat(tcp: &mut TcpStream, fault: Fault, stats: &Stats) -> std::io::Resu
                 format!("{first}{err}\n\ndata: [DONE]\n\n").as_bytes(),
             )
             .await?;
+            hold(tcp).await
+        }
+        Fault::HugeToolCallIndex => {
+            let chunk = serde_json::json!({
+                "id": "chatcmpl-fault", "object": "chat.completion.chunk", "created": 0,
+                "model": SERVED_MODEL,
+                "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 100_000_000_000u64,
+                    "id": "call_1", "type": "function",
+                    "function": {"name": "Bash", "arguments": ""}}]},
+                    "logprobs": null, "finish_reason": null}]
+            });
+            body(tcp, stats, first.as_bytes()).await?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            body(tcp, stats, format!("data: {chunk}\n\n").as_bytes()).await?;
             hold(tcp).await
         }
         Fault::EndlessSseLine => {

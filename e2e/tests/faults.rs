@@ -237,6 +237,28 @@ async fn vllms_in_stream_error_object_becomes_an_error_event_with_its_message() 
     assert_healthy(&s).await;
 }
 
+/// Before: the whole process aborted (an 8 TB allocation), every client's stream with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_call_index_of_1e11_ends_that_stream_not_the_process() {
+    let fb = FaultBackend::start(Fault::HugeToolCallIndex).await.unwrap();
+    let s = setup(&fb.base_url(), true).await;
+    let (status, text, took) = call(&s.proxy, &request("fault-a", true)).await;
+    let data = assert_stream_error(status, &text, "api_error");
+    assert!(
+        data["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tool call"),
+        "{data}"
+    );
+    assert!(took < BOUND, "{took:?}");
+    assert!(
+        fb.wait_peer_closed(1, BOUND).await,
+        "upstream connection closed"
+    );
+    assert_healthy(&s).await;
+}
+
 /// Before: the error object was read as an answer without `choices`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_200_with_an_error_body_is_that_error() {
