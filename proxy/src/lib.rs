@@ -19,6 +19,7 @@ pub mod openai;
 pub mod relay;
 pub mod reload;
 pub mod route;
+pub mod serve;
 pub mod server;
 pub mod server_tools;
 pub mod translate;

@@ -10,6 +10,7 @@ use switchyard_proxy::config::{self, Runtime};
 use switchyard_proxy::health::HealthChecks;
 use switchyard_proxy::litellm;
 use switchyard_proxy::reload;
+use switchyard_proxy::serve;
 use switchyard_proxy::server::{admin_router, api_router, AppState};
 
 /// jemalloc, chosen by measurement: with glibc's malloc the proxy kept its peak (86 MB after
@@ -82,8 +83,9 @@ struct Cli {
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
     /// Longest a client may take to send a request's head (request line and headers), from
-    /// its connection (first request) or its first byte (later ones); then the connection is
-    /// closed. Bodies have `server.bodyReadTimeoutMs`.
+    /// its connection (first request) or the end of the answer before (later ones, so an idle
+    /// keep-alive connection is closed after this time too); then the connection is closed.
+    /// Bodies have `server.bodyReadTimeoutMs`.
     #[arg(long, default_value_t = 10_000)]
     header_read_timeout_ms: u64,
 }
@@ -251,10 +253,6 @@ async fn run(cli: Cli, snapshot: Option<RoutingSnapshot>) -> anyhow::Result<()> 
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
     let api_addr = api.local_addr()?;
-    let api = head_deadline::ClientListener::new(
-        api,
-        Duration::from_millis(cli.header_read_timeout_ms.max(1)),
-    );
     let admin = tokio::net::TcpListener::bind(cli.admin_listen)
         .await
         .with_context(|| format!("cannot listen on {}", cli.admin_listen))?;
@@ -272,7 +270,7 @@ async fn run(cli: Cli, snapshot: Option<RoutingSnapshot>) -> anyhow::Result<()> 
     // drain until they end or the drain deadline passes.
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown_state = state.clone();
-    let server = axum::serve(api, api_router(state.clone())).with_graceful_shutdown(async move {
+    let shutdown = async move {
         shutdown_signal().await;
         shutdown_state.ready.store(false, Ordering::Relaxed);
         let settings = shutdown_state.runtime.load().settings.clone();
@@ -286,7 +284,9 @@ async fn run(cli: Cli, snapshot: Option<RoutingSnapshot>) -> anyhow::Result<()> 
             "listener closed; draining in-flight requests"
         );
         let _ = drain_tx.send(());
-    });
+    };
+    let head_timeout = Duration::from_millis(cli.header_read_timeout_ms.max(1));
+    let server = serve::serve(api, api_router(state.clone()), head_timeout, shutdown);
     let drain_deadline = async {
         if drain_rx.await.is_ok() {
             let ms = state.runtime.load().settings.drain_timeout_ms;
@@ -296,7 +296,7 @@ async fn run(cli: Cli, snapshot: Option<RoutingSnapshot>) -> anyhow::Result<()> 
         }
     };
     tokio::select! {
-        r = server => r?,
+        () = server => {}
         _ = drain_deadline => tracing::warn!("drain deadline passed; exiting with streams still open"),
     }
     tracing::info!("shut down");
@@ -316,279 +316,4 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     ctrl_c.await.ok();
-}
-
-/// Client connections with a deadline on each request head: axum's `serve` gives hyper no
-/// timer, so hyper's own `header_read_timeout` never runs, and a client that opens a
-/// connection and sends nothing (or a byte now and then, never finishing its headers) would
-/// hold it for ever (slow loris). axum offers no way to configure the hyper builder it uses.
-mod head_deadline {
-    use axum::serve::Listener;
-    use std::future::Future;
-    use std::io;
-    use std::net::SocketAddr;
-    use std::pin::Pin;
-    use std::task::{ready, Context, Poll};
-    use std::time::Duration;
-    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-    use tokio::net::{TcpListener, TcpStream};
-    use tokio::time::{Instant, Sleep};
-
-    /// The API listener: `TCP_NODELAY` and a [`HeadDeadline`] on every connection.
-    pub struct ClientListener {
-        inner: TcpListener,
-        timeout: Duration,
-    }
-
-    impl ClientListener {
-        pub fn new(inner: TcpListener, timeout: Duration) -> Self {
-            Self { inner, timeout }
-        }
-    }
-
-    impl Listener for ClientListener {
-        type Io = HeadDeadline<TcpStream>;
-        type Addr = SocketAddr;
-
-        async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-            let (tcp, addr) = Listener::accept(&mut self.inner).await;
-            // A stream is many small writes (an event per token): with Nagle's algorithm
-            // each waits for the client's (delayed, up to 40 ms) ACK of the one before.
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY on a client connection");
-            }
-            (HeadDeadline::new(tcp, self.timeout), addr)
-        }
-
-        fn local_addr(&self) -> io::Result<SocketAddr> {
-            self.inner.local_addr()
-        }
-    }
-
-    /// Head bytes kept to find `Content-Length` (hyper refuses larger heads anyway).
-    const HEAD_KEPT: usize = 64 * 1024;
-
-    /// Where the client is in its byte stream.
-    #[derive(Debug, PartialEq)]
-    enum Phase {
-        /// Sending a request head; `armed` once the deadline runs (from the connection for
-        /// the first request, from the first byte for later ones: an idle keep-alive
-        /// connection between requests is not timed out here).
-        Head {
-            armed: bool,
-            matched: u8,
-            head: Vec<u8>,
-        },
-        /// Sending a `Content-Length` body; the body's own timeout is the handler's.
-        Body { left: u64 },
-        /// Past what this light reading follows (a chunked body, HTTP/2): no deadline.
-        Untracked,
-    }
-
-    /// An HTTP/1 connection whose request heads must arrive within `timeout`; then reads
-    /// fail (`TimedOut`) and hyper closes the connection. It follows the byte stream just
-    /// enough to know where heads start: the end of a head (`\r\n\r\n`), then its
-    /// `Content-Length` body.
-    pub struct HeadDeadline<T> {
-        io: T,
-        timeout: Duration,
-        phase: Phase,
-        deadline: Pin<Box<Sleep>>,
-    }
-
-    impl<T> HeadDeadline<T> {
-        pub fn new(io: T, timeout: Duration) -> Self {
-            Self {
-                io,
-                timeout,
-                phase: Phase::Head {
-                    armed: true,
-                    matched: 0,
-                    head: Vec::new(),
-                },
-                deadline: Box::pin(tokio::time::sleep(timeout)),
-            }
-        }
-
-        fn armed(&self) -> bool {
-            matches!(self.phase, Phase::Head { armed: true, .. })
-        }
-
-        /// Follows the bytes just read.
-        fn observe(&mut self, mut bytes: &[u8]) {
-            while !bytes.is_empty() {
-                bytes = match &mut self.phase {
-                    Phase::Untracked => return,
-                    Phase::Body { left } => {
-                        let n = bytes
-                            .len()
-                            .min(usize::try_from(*left).unwrap_or(usize::MAX));
-                        *left -= n as u64;
-                        if *left == 0 {
-                            self.phase = next_head();
-                        }
-                        &bytes[n..]
-                    }
-                    Phase::Head { .. } => self.observe_head(bytes),
-                };
-            }
-        }
-
-        /// Head bytes: arms the deadline on the first, moves on at the head's end. Returns
-        /// the bytes after the head.
-        fn observe_head<'b>(&mut self, bytes: &'b [u8]) -> &'b [u8] {
-            let Phase::Head {
-                armed,
-                matched,
-                head,
-            } = &mut self.phase
-            else {
-                return bytes;
-            };
-            if !*armed {
-                *armed = true;
-                let at = Instant::now() + self.timeout;
-                self.deadline.as_mut().reset(at);
-            }
-            for (i, &b) in bytes.iter().enumerate() {
-                *matched = match (b, *matched) {
-                    (b'\r', 0 | 2) => *matched + 1,
-                    (b'\n', 1 | 3) => *matched + 1,
-                    (b'\r', _) => 1,
-                    _ => 0,
-                };
-                if *matched == 4 {
-                    let take = (i + 1).min(HEAD_KEPT.saturating_sub(head.len()));
-                    head.extend_from_slice(&bytes[..take]);
-                    let head = std::mem::take(head);
-                    self.phase = after_head(&head);
-                    return &bytes[i + 1..];
-                }
-            }
-            let room = HEAD_KEPT.saturating_sub(head.len());
-            head.extend_from_slice(&bytes[..bytes.len().min(room)]);
-            &[]
-        }
-    }
-
-    fn next_head() -> Phase {
-        Phase::Head {
-            armed: false,
-            matched: 0,
-            head: Vec::new(),
-        }
-    }
-
-    /// What follows a complete head: its `Content-Length` body, the next head, or (a
-    /// chunked body, an HTTP/2 preface, a head too large to read) nothing followed.
-    fn after_head(head: &[u8]) -> Phase {
-        let text = String::from_utf8_lossy(head).to_ascii_lowercase();
-        if text.starts_with("pri * http/2") || head.len() >= HEAD_KEPT {
-            return Phase::Untracked;
-        }
-        let mut length = None;
-        for line in text.split("\r\n").skip(1) {
-            let Some((name, value)) = line.split_once(':') else {
-                continue;
-            };
-            match name.trim() {
-                "transfer-encoding" => return Phase::Untracked,
-                "content-length" => match value.trim().parse::<u64>() {
-                    Ok(n) => length = Some(n),
-                    Err(_) => return Phase::Untracked,
-                },
-                _ => {}
-            }
-        }
-        match length {
-            Some(left) if left > 0 => Phase::Body { left },
-            _ => next_head(),
-        }
-    }
-
-    impl<T: AsyncRead + Unpin> AsyncRead for HeadDeadline<T> {
-        fn poll_read(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
-            if self.armed() && self.deadline.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "request head not received within the header read timeout",
-                )));
-            }
-            let before = buf.filled().len();
-            ready!(Pin::new(&mut self.io).poll_read(cx, buf))?;
-            let this = &mut *self;
-            this.observe(&buf.filled()[before..]);
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    impl<T: AsyncWrite + Unpin> AsyncWrite for HeadDeadline<T> {
-        fn poll_write(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            Pin::new(&mut self.io).poll_write(cx, buf)
-        }
-
-        fn poll_write_vectored(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            bufs: &[io::IoSlice<'_>],
-        ) -> Poll<io::Result<usize>> {
-            Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-        }
-
-        fn is_write_vectored(&self) -> bool {
-            self.io.is_write_vectored()
-        }
-
-        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.io).poll_flush(cx)
-        }
-
-        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.io).poll_shutdown(cx)
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        fn conn() -> HeadDeadline<()> {
-            HeadDeadline::new((), Duration::from_secs(1))
-        }
-
-        #[tokio::test]
-        async fn follows_heads_and_bodies_across_reads() {
-            let mut c = conn();
-            assert!(c.armed(), "the first head is timed from the connection");
-            c.observe(b"POST /v1/messages HTTP/1.1\r\nContent-Length: 5\r");
-            assert!(c.armed());
-            c.observe(b"\n\r\nab");
-            assert_eq!(c.phase, Phase::Body { left: 3 });
-            c.observe(b"cdeGET / HTTP/1.1\r\n");
-            assert!(c.armed(), "a pipelined head is timed from its first byte");
-            c.observe(b"\r\n");
-            assert_eq!(c.phase, next_head());
-            assert!(!c.armed(), "idle between requests");
-            c.observe(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n");
-            assert_eq!(c.phase, Phase::Untracked);
-        }
-
-        #[tokio::test]
-        async fn bad_lengths_and_http2_are_not_followed() {
-            let mut c = conn();
-            c.observe(b"POST / HTTP/1.1\r\ncontent-length: x\r\n\r\n");
-            assert_eq!(c.phase, Phase::Untracked);
-            let mut c = conn();
-            c.observe(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-            assert_eq!(c.phase, Phase::Untracked);
-        }
-    }
 }

@@ -67,11 +67,20 @@ pub struct Metrics {
     /// Failed list/watch calls to the Kubernetes API (cluster mode); the last good config
     /// keeps serving meanwhile.
     pub config_watch_errors: Counter,
+    /// Requests refused before being served, by reason (`max_in_flight`, `body_read_timeout`).
+    pub requests_refused: Family<ReasonLabels, Counter>,
+    /// Requests being served now (`server.maxInFlight` caps them); set when scraped.
+    pub requests_in_flight: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
 }
 
 impl Default for Metrics {
@@ -108,6 +117,8 @@ impl Metrics {
         let retry_budget_exhausted = Family::default();
         let reloads = Family::default();
         let config_watch_errors = Counter::default();
+        let requests_refused = Family::default();
+        let requests_in_flight = Gauge::default();
         registry.register(
             "requests",
             "Client requests by route, backend and HTTP status",
@@ -188,6 +199,16 @@ impl Metrics {
             "Failed list/watch calls for the snapshot ConfigMap and credentials Secret (cluster mode)",
             config_watch_errors.clone(),
         );
+        registry.register(
+            "requests_refused",
+            "Requests refused before being served, by reason",
+            requests_refused.clone(),
+        );
+        registry.register(
+            "requests_in_flight",
+            "Requests being served (server.maxInFlight caps them)",
+            requests_in_flight.clone(),
+        );
         Self {
             registry,
             requests,
@@ -206,6 +227,8 @@ impl Metrics {
             retry_budget_exhausted,
             reloads,
             config_watch_errors,
+            requests_refused,
+            requests_in_flight,
         }
     }
 

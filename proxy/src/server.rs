@@ -13,7 +13,7 @@ use crate::context::estimate_prompt_tokens;
 use crate::error::{ApiError, ErrorKind};
 use crate::forward::{self, Forwarded};
 use crate::keys::KeyEntry;
-use crate::metrics::{Metrics, VersionLabels};
+use crate::metrics::{Metrics, ReasonLabels, VersionLabels};
 use crate::openai::ChatRequest;
 use crate::route::{CompiledRoute, RequestFacts};
 use crate::translate::request::{to_openai, BackendShape};
@@ -27,11 +27,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::{FutureExt, Stream, StreamExt};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -51,7 +46,6 @@ pub struct AppState {
     pub ready: AtomicBool,
     /// Requests being served now, all keys and routes (`server.maxInFlight`).
     in_flight: Arc<AtomicUsize>,
-    admission: AdmissionMetrics,
     counts: CountCache,
 }
 
@@ -70,7 +64,6 @@ impl AppState {
             metrics,
             ready: AtomicBool::new(true),
             in_flight: Arc::new(AtomicUsize::new(0)),
-            admission: AdmissionMetrics::new(),
             counts: CountCache::new(),
         })
     }
@@ -84,11 +77,16 @@ impl AppState {
         if before < max {
             return Ok(slot);
         }
-        self.admission.refused("max_in_flight");
+        self.refused("max_in_flight");
         Err(ApiError::new(
             ErrorKind::Overloaded,
             format!("the gateway is serving its limit of {max} requests; retry shortly"),
         ))
+    }
+
+    fn refused(&self, reason: &'static str) {
+        let labels = ReasonLabels { reason };
+        self.metrics.requests_refused.get_or_create(&labels).inc();
     }
 
     /// The request body, within `maxBodyBytes` (413) and `bodyReadTimeoutMs` (408).
@@ -103,7 +101,7 @@ impl AppState {
         match tokio::time::timeout(limit, read).await {
             Ok(result) => result,
             Err(_) => {
-                self.admission.refused("body_read_timeout");
+                self.refused("body_read_timeout");
                 Err(ApiError::new(
                     ErrorKind::BodyTimeout,
                     format!(
@@ -122,48 +120,6 @@ struct InFlightSlot(Arc<AtomicUsize>);
 impl Drop for InFlightSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabels {
-    reason: &'static str,
-}
-
-/// Admission metrics, in a registry of their own appended to `Metrics`' text (whose
-/// registry takes no additions from outside `metrics.rs`):
-/// `switchyard_requests_refused_total{reason}` (`max_in_flight`, `body_read_timeout`) and
-/// `switchyard_requests_in_flight`.
-struct AdmissionMetrics {
-    registry: Registry,
-    refused: Family<ReasonLabels, Counter>,
-    in_flight: Gauge,
-}
-
-impl AdmissionMetrics {
-    fn new() -> Self {
-        let mut registry = Registry::with_prefix("switchyard");
-        let refused = Family::<ReasonLabels, Counter>::default();
-        let in_flight = Gauge::default();
-        registry.register(
-            "requests_refused",
-            "Requests refused before being served, by reason",
-            refused.clone(),
-        );
-        registry.register(
-            "requests_in_flight",
-            "Requests being served (server.maxInFlight caps them)",
-            in_flight.clone(),
-        );
-        Self {
-            registry,
-            refused,
-            in_flight,
-        }
-    }
-
-    fn refused(&self, reason: &'static str) {
-        self.refused.get_or_create(&ReasonLabels { reason }).inc();
     }
 }
 
@@ -310,17 +266,11 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
 }
 
 async fn metrics_text(State(app): State<Arc<AppState>>) -> Response {
-    let mut text = app.metrics.encode();
-    text.truncate(text.strip_suffix("# EOF\n").map_or(text.len(), str::len));
-    let admission = &app.admission;
     let now = app.in_flight.load(Ordering::Acquire);
-    admission
-        .in_flight
+    app.metrics
+        .requests_in_flight
         .set(i64::try_from(now).unwrap_or(i64::MAX));
-    let encoded =
-        prometheus_client::encoding::text::encode_registry(&mut text, &admission.registry)
-            .and_then(|()| prometheus_client::encoding::text::encode_eof(&mut text));
-    encoded.expect("writing to a String cannot fail");
+    let text = app.metrics.encode();
     (
         [(
             header::CONTENT_TYPE,
