@@ -107,3 +107,17 @@ pub fn hash_key(key: &str) -> String {
         .trim()
         .to_owned()
 }
+
+/// Waits (at most 5 s) until the admin listener's `/readyz` answers 503, as it does at once
+/// on SIGTERM; false if it never did.
+pub async fn readiness_fails(admin_url: &str) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        let r = http().get(format!("{admin_url}/readyz")).send().await;
+        if matches!(&r, Ok(r) if r.status() == 503) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}

@@ -104,6 +104,38 @@ async fn assert_healthy(s: &Setup) {
     assert_eq!(status, 200, "{text}");
 }
 
+/// What a fault must come to: the client's answer, and the proof the proxy let go of the
+/// backend and still serves.
+struct Expect {
+    stream: bool,
+    /// `Some(status)`: an HTTP error before the first byte; `None`: an `error` event.
+    http: Option<u16>,
+    kind: &'static str,
+    message_has: &'static str,
+    within: Duration,
+}
+
+/// Runs one request against a backend with `fault` and checks `want`; returns the backend
+/// and the error object for further checks.
+async fn fault_comes_to(fault: Fault, want: Expect) -> (FaultBackend, Value) {
+    let fb = FaultBackend::start(fault).await.unwrap();
+    let s = setup(&fb.base_url(), true).await;
+    let (status, text, took) = call(&s.proxy, &request("fault-a", want.stream)).await;
+    let error = match want.http {
+        Some(code) => assert_http_error(status, &text, code, want.kind),
+        None => assert_stream_error(status, &text, want.kind),
+    };
+    let message = error["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(want.message_has), "{error}");
+    assert!(took < want.within, "{took:?}");
+    assert!(
+        fb.wait_peer_closed(1, BOUND).await,
+        "upstream connection closed"
+    );
+    assert_healthy(&s).await;
+    (fb, error)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_connections_are_529_overloaded() {
     let s = setup(&refusing_url(), false).await;
@@ -176,87 +208,51 @@ async fn a_backend_silent_after_its_first_chunk_ends_the_stream_within_idle_ms()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_sse_after_the_first_chunk_is_an_api_error_event() {
-    let fb = FaultBackend::start(Fault::MalformedSse).await.unwrap();
-    let s = setup(&fb.base_url(), true).await;
-    let (status, text, took) = call(&s.proxy, &request("fault-a", true)).await;
-    let data = assert_stream_error(status, &text, "api_error");
-    assert!(
-        data["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("malformed SSE"),
-        "{data}"
-    );
-    assert!(took < BOUND, "{took:?}");
-    assert!(
-        fb.wait_peer_closed(1, BOUND).await,
-        "upstream connection closed"
-    );
-    assert_healthy(&s).await;
+    let want = Expect {
+        stream: true,
+        http: None,
+        kind: "api_error",
+        message_has: "malformed SSE",
+        within: BOUND,
+    };
+    fault_comes_to(Fault::MalformedSse, want).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_json_in_the_first_data_line_is_a_500_api_error() {
-    let fb = FaultBackend::start(Fault::MalformedJsonData).await.unwrap();
-    let s = setup(&fb.base_url(), true).await;
-    let (status, text, took) = call(&s.proxy, &request("fault-a", true)).await;
-    let v = assert_http_error(status, &text, 500, "api_error");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("bad chunk"),
-        "{v}"
-    );
-    assert!(took < BOUND, "{took:?}");
-    assert!(
-        fb.wait_peer_closed(1, BOUND).await,
-        "upstream connection closed"
-    );
-    assert_healthy(&s).await;
+    let want = Expect {
+        stream: true,
+        http: Some(500),
+        kind: "api_error",
+        message_has: "bad chunk",
+        within: BOUND,
+    };
+    fault_comes_to(Fault::MalformedJsonData, want).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vllms_in_stream_error_object_becomes_an_error_event_with_its_message() {
-    let fb = FaultBackend::start(Fault::InStreamError).await.unwrap();
-    let s = setup(&fb.base_url(), true).await;
-    let (status, text, took) = call(&s.proxy, &request("fault-a", true)).await;
-    let data = assert_stream_error(status, &text, "api_error");
-    assert!(
-        data["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("engine died"),
-        "{data}"
-    );
-    assert!(took < BOUND, "{took:?}");
-    assert!(
-        fb.wait_peer_closed(1, BOUND).await,
-        "upstream connection closed"
-    );
-    assert_healthy(&s).await;
+    let want = Expect {
+        stream: true,
+        http: None,
+        kind: "api_error",
+        message_has: "engine died",
+        within: BOUND,
+    };
+    fault_comes_to(Fault::InStreamError, want).await;
 }
 
 /// Before: the whole process aborted (an 8 TB allocation), every client's stream with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tool_call_index_of_1e11_ends_that_stream_not_the_process() {
-    let fb = FaultBackend::start(Fault::HugeToolCallIndex).await.unwrap();
-    let s = setup(&fb.base_url(), true).await;
-    let (status, text, took) = call(&s.proxy, &request("fault-a", true)).await;
-    let data = assert_stream_error(status, &text, "api_error");
-    assert!(
-        data["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("tool call"),
-        "{data}"
-    );
-    assert!(took < BOUND, "{took:?}");
-    assert!(
-        fb.wait_peer_closed(1, BOUND).await,
-        "upstream connection closed"
-    );
-    assert_healthy(&s).await;
+    let want = Expect {
+        stream: true,
+        http: None,
+        kind: "api_error",
+        message_has: "tool call",
+        within: BOUND,
+    };
+    fault_comes_to(Fault::HugeToolCallIndex, want).await;
 }
 
 /// Before: the error object was read as an answer without `choices`.
@@ -280,28 +276,19 @@ async fn a_200_with_an_error_body_is_that_error() {
 /// Before: the proxy read the whole body (256 MiB) into memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_without_end_is_cut_at_the_limit() {
-    let fb = FaultBackend::start(Fault::EndlessBody).await.unwrap();
-    let s = setup(&fb.base_url(), true).await;
-    let (status, text, took) = call(&s.proxy, &request("fault-a", false)).await;
-    let v = assert_http_error(status, &text, 500, "api_error");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("larger than"),
-        "{v}"
-    );
-    assert!(took < Duration::from_secs(20), "{took:?}");
-    assert!(
-        fb.wait_peer_closed(1, BOUND).await,
-        "upstream connection dropped"
-    );
+    let want = Expect {
+        stream: false,
+        http: Some(500),
+        kind: "api_error",
+        message_has: "larger than",
+        within: Duration::from_secs(20),
+    };
+    let (fb, _) = fault_comes_to(Fault::EndlessBody, want).await;
     assert!(
         fb.written() < 128 << 20,
         "read no further: {} bytes",
         fb.written()
     );
-    assert_healthy(&s).await;
 }
 
 /// Before: the proxy buffered the line without bound (and re-parsed it on every chunk).

@@ -8,7 +8,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use switchyard_e2e::mock_vllm::MockVllm;
 use switchyard_e2e::proxy_process::ProxyProcess;
-use switchyard_e2e::testkit::{hash_key, http, mock, sample, sse_events, TempFile};
+use switchyard_e2e::testkit::{
+    hash_key, http, mock, readiness_fails, sample, sse_events, TempFile,
+};
 
 fn request(text: &str, session: &str, stream: bool) -> Value {
     json!({"model": "claude-opus-5-5", "max_tokens": 1000, "stream": stream,
@@ -404,15 +406,7 @@ async fn sigterm_fails_readiness_and_drains_streams() {
         (proxy, status)
     });
     // Readiness fails at once while the stream goes on.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let r = http().get(format!("{admin}/readyz")).send().await;
-        if matches!(&r, Ok(r) if r.status() == 503) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "readyz never failed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(readiness_fails(&admin).await, "readyz never failed");
     while let Some(chunk) = stream.next().await {
         body.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
     }

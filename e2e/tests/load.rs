@@ -8,7 +8,7 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 use switchyard_e2e::mock_vllm::{MockConfig, MockVllm};
 use switchyard_e2e::proxy_process::ProxyProcess;
-use switchyard_e2e::testkit::{http, sample, sse_events, TempFile};
+use switchyard_e2e::testkit::{readiness_fails, sample, sse_events, TempFile};
 
 const WORDS: usize = 40;
 
@@ -177,15 +177,7 @@ async fn reload_and_sigterm_during_load_cut_no_stream() {
         (proxy, status)
     });
     // Requests sent in the grace period (readiness already failing) are still served.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let r = http().get(format!("{admin}/readyz")).send().await;
-        if matches!(&r, Ok(r) if r.status() == 503) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "readyz never failed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(readiness_fails(&admin).await, "readyz never failed");
     let c = client();
     let during_grace: Vec<_> = (400..450)
         .map(|i| tokio::spawn(one_stream(c.clone(), url.clone(), i, 20)))
