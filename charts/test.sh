@@ -13,4 +13,5 @@ fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check \
   helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 jsonschema==4.26.0 \
   cel-python==0.5.0 PyYAML==6.0.3
-exec "$venv/bin/python" test_chart.py "$@"
+"$venv/bin/python" test_chart.py "$@"
+exec "$venv/bin/python" test_dashboard.py

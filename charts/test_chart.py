@@ -16,6 +16,8 @@ import sys
 import traceback
 from typing import Any, Callable
 
+import json
+
 import celpy
 import helm_python as helm
 import jsonschema
@@ -25,6 +27,7 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "switchyard"
 CRDS = CHART / "crds" / "switchyard.dev.yaml"
+SCHEMA = CHART / "values.schema.json"
 EXAMPLES = ROOT / "examples"
 KUBE_VERSION = "1.31.0"
 NAMESPACE = "switchyard"
@@ -87,10 +90,29 @@ def render(values: dict | None) -> list[dict]:
     return objects
 
 
-def notes(values: dict | None) -> str:
+def notes(values: dict | None, namespace: str = NAMESPACE) -> str:
     with helm.Chart.load(str(CHART)) as chart:
-        files = chart.render(values, name="switchyard", namespace=NAMESPACE, is_install=True)
+        files = chart.render(values, name="switchyard", namespace=namespace, is_install=True)
     return next(t for p, t in files.items() if p.endswith("NOTES.txt"))
+
+
+# A kubeconfig for a server nobody listens on: `install` with dry_run="client" renders,
+# validates the values against values.schema.json and renders NOTES.txt exactly as
+# `helm install --dry-run=client` does, without contacting it (a contact would fail the test).
+OFFLINE_KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: none, cluster: {server: "https://127.0.0.1:1"}}]
+contexts: [{name: none, context: {cluster: none, user: none}}]
+current-context: none
+users: [{name: none, user: {}}]
+"""
+
+
+def install_dry_run(values: dict | None, namespace: str = NAMESPACE) -> dict:
+    with helm.Config(kubeconfig_content=OFFLINE_KUBECONFIG, storage_driver="memory",
+                     namespace=namespace) as cfg:
+        return cfg.install(str(CHART), "switchyard", values, namespace=namespace,
+                           dry_run="client")
 
 
 def kube_validate(obj: dict) -> None:
@@ -268,6 +290,352 @@ def check_defaults(objects: list[dict]) -> None:
             assert o["metadata"].get("namespace") == NAMESPACE, o["metadata"]
 
 
+# ---------------------------------------------------------------- values schema
+
+# Wrong values, each with the path and the words Helm's schema validation (values.schema.json,
+# santhosh-tekuri/jsonschema inside Helm) must name. The same text reaches `helm install`,
+# `helm template` and `helm lint`.
+BAD_VALUES: list[tuple[str, dict, str, str]] = [
+    ("proxy.replicas a string", {"proxy": {"replicas": "two"}},
+     "/proxy/replicas", "got string, want integer"),
+    ("operator.replicas negative", {"operator": {"replicas": -1}},
+     "/operator/replicas", "minimum: got -1, want 0"),
+    ("top-level key typo `proxyy`", {"proxyy": {"replicas": 3}},
+     "", "additional properties 'proxyy' not allowed"),
+    ("nested key typo proxy.servce", {"proxy": {"servce": {"port": 80}}},
+     "/proxy", "additional properties 'servce' not allowed"),
+    ("resources typo `limit`", {"operator": {"resources": {"limit": {"memory": "1Gi"}}}},
+     "/operator/resources", "additional properties 'limit' not allowed"),
+    ("proxy.logFormat not an enum value", {"proxy": {"logFormat": "xml"}},
+     "/proxy/logFormat", "value must be one of 'json', 'text'"),
+    ("operator.image.pullPolicy not an enum value",
+     {"operator": {"image": {"pullPolicy": "Sometimes"}}},
+     "/operator/image/pullPolicy", "value must be one of 'Always', 'IfNotPresent', 'Never'"),
+    ("proxy.service.type not an enum value", {"proxy": {"service": {"type": "Ingress"}}},
+     "/proxy/service/type", "value must be one of"),
+    ("proxy.service.port above 65535", {"proxy": {"service": {"port": 70000}}},
+     "/proxy/service/port", "maximum: got 70,000, want 65,535"),
+    ("proxy.adminPort 0", {"proxy": {"adminPort": 0}},
+     "/proxy/adminPort", "minimum: got 0, want 1"),
+    ("operator.metricsPort a string", {"operator": {"metricsPort": "8080"}},
+     "/operator/metricsPort", "got string, want integer"),
+    ("proxy.terminationGracePeriodSeconds negative",
+     {"proxy": {"terminationGracePeriodSeconds": -5}},
+     "/proxy/terminationGracePeriodSeconds", "minimum: got -5, want 0"),
+    ("serviceMonitor.interval not a duration", {"serviceMonitor": {"interval": "30 seconds"}},
+     "/serviceMonitor/interval", "does not match pattern"),
+    ("proxy.autoscaling.enabled a string", {"proxy": {"autoscaling": {"enabled": "yes"}}},
+     "/proxy/autoscaling/enabled", "got string, want boolean"),
+    ("operator.watchNamespace not a namespace name", {"operator": {"watchNamespace": "AI_ns"}},
+     "/operator/watchNamespace", "'AI_ns' does not match pattern"),
+    ("podDisruptionBudget.maxUnavailable not int or percent",
+     {"proxy": {"podDisruptionBudget": {"maxUnavailable": "half"}}},
+     "/proxy/podDisruptionBudget/maxUnavailable", "'half' does not match pattern '^[0-9]+%$'"),
+    ("podAnnotations value not a string", {"proxy": {"podAnnotations": {"a": 1}}},
+     "/proxy/podAnnotations/a", "got number, want string"),
+]
+
+SCHEMA_HEADER = "values don't meet the specifications of the schema(s) in the following chart(s)"
+
+
+def expect_schema_error(values: dict, path: str, words: str) -> None:
+    """The values fail on every path a user takes (template, install, lint), and each
+    message names the value (`at '<json pointer>'`) and the broken constraint."""
+    where = f"at '{path}': "
+    with helm.Chart.load(str(CHART)) as chart:
+        try:
+            chart.render(values, name="switchyard", namespace=NAMESPACE, is_install=True)
+        except helm.HelmValuesError as e:
+            msg = str(e)
+            assert SCHEMA_HEADER in msg and "switchyard:" in msg, f"render: {msg!r}"
+            assert where + words in msg or (where in msg and words in msg), f"render: {msg!r}"
+        else:
+            raise AssertionError(f"render accepted {values}")
+    try:
+        install_dry_run(values)
+    except helm.HelmReleaseError as e:
+        msg = str(e)
+        assert SCHEMA_HEADER in msg and where in msg and words in msg, f"install: {msg!r}"
+    else:
+        raise AssertionError(f"install --dry-run=client accepted {values}")
+    report = helm.lint(str(CHART), values, strict=True, namespace=NAMESPACE,
+                       kube_version=f"v{KUBE_VERSION}")
+    errors = [m["error"] for m in report["messages"] if m["severity"] == 3]
+    assert any(where in m and words in m for m in errors), f"lint: {errors}"
+
+
+def resolve(schema: dict, node: dict) -> dict:
+    while "$ref" in node:
+        node = schema["definitions"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+def schema_gaps(schema: dict, node: dict, value: Any, path: str) -> list[str]:
+    """Values of values.yaml the schema does not describe by name (free-form maps aside), or
+    describes without any constraint."""
+    node = resolve(schema, node)
+    if isinstance(value, dict):
+        gaps = []
+        if node.get("type") != "object":
+            gaps.append(f"{path or '<root>'}: no `type: object`")
+        for k, v in value.items():
+            sub = node.get("properties", {}).get(k)
+            if sub is None:
+                extra = node.get("additionalProperties")
+                if not isinstance(extra, dict):
+                    gaps.append(f"{path}.{k}".lstrip("."))
+                    continue
+                sub = extra  # a free-form map's entry
+            gaps += schema_gaps(schema, sub, v, f"{path}.{k}".lstrip("."))
+        return gaps
+    if not any(k in node for k in ("type", "enum", "const", "anyOf")):
+        return [f"{path}: unconstrained"]
+    if isinstance(value, list) and value and "items" in node:
+        return [g for i, x in enumerate(value)
+                for g in schema_gaps(schema, node["items"], x, f"{path}[{i}]")]
+    return []
+
+
+def check_schema_file() -> None:
+    schema = json.loads(SCHEMA.read_text())
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+    jsonschema.Draft7Validator.check_schema(schema)
+    with helm.Chart.load(str(CHART)) as chart:
+        assert chart.schema == schema, "Helm loads another schema"
+        defaults = chart.values
+        chart.validate_schema(None)  # the defaults themselves
+    gaps = schema_gaps(schema, schema, defaults, "")
+    assert not gaps, f"values.yaml entries the schema does not cover: {gaps}"
+    # The same schema through an independent validator: defaults and the override set pass.
+    v = jsonschema.Draft7Validator(schema)
+    for vals in (defaults, merged(OVERRIDES), merged(ALL_ON)):
+        errs = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in v.iter_errors(vals)]
+        assert not errs, errs
+
+
+def merged(values: dict) -> dict:
+    with helm.Chart.load(str(CHART)) as chart:
+        return chart.merge_values(values)
+
+
+# Every optional part on, free-form maps with arbitrary keys.
+ALL_ON: dict[str, Any] = {
+    "operator": {"podAnnotations": {"example.com/any": "x"},
+                 "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                 "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                     "nodeSelectorTerms": [{"matchExpressions": [
+                         {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]}]}}},
+                 "resources": {"requests": {"cpu": 0.1, "memory": "128Mi"},
+                               "limits": {"memory": "1Gi"}}},
+    "proxy": {"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 12,
+                              "targetCPUUtilizationPercentage": 60},
+              "resources": {"requests": {"cpu": "500m", "memory": "128Mi"},
+                            "limits": {"memory": "1Gi", "example.com/widget": 1}},
+              "podDisruptionBudget": {"maxUnavailable": "25%"},
+              "service": {"type": "LoadBalancer", "port": 8080}},
+    "networkPolicy": {
+        "enabled": True,
+        "apiFrom": [{"namespaceSelector": {"matchLabels": {"team": "agents"}}},
+                    {"ipBlock": {"cidr": "10.0.0.0/8"}}],
+        "metricsFrom": [{"namespaceSelector": {"matchLabels": {
+            "kubernetes.io/metadata.name": "monitoring"}}}],
+    },
+    "serviceMonitor": {"enabled": True, "interval": "1m30s"},
+    "grafanaDashboard": {"enabled": True, "namespace": "grafana"},
+}
+
+
+# ---------------------------------------------------------------- additions of issue 9
+
+def pod_spec(objects: list[dict], name: str) -> dict:
+    return find(objects, "Deployment", name)["spec"]["template"]["spec"]
+
+
+def check_security(objects: list[dict]) -> None:
+    for name in ["switchyard-operator", "switchyard-proxy"]:
+        pod = pod_spec(objects, name)
+        psc = pod["securityContext"]
+        assert psc["runAsNonRoot"] is True, (name, psc)
+        assert psc["seccompProfile"] == {"type": "RuntimeDefault"}, (name, psc)
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["runAsNonRoot"] is True, (name, sc)
+            assert sc["readOnlyRootFilesystem"] is True, (name, sc)
+            assert sc["allowPrivilegeEscalation"] is False, (name, sc)
+            assert sc["capabilities"] == {"drop": ["ALL"]}, (name, sc)
+            assert "privileged" not in sc or sc["privileged"] is False
+
+
+def check_resources(objects: list[dict], values: dict) -> None:
+    for comp in ["operator", "proxy"]:
+        c = container(find(objects, "Deployment", f"switchyard-{comp}"))
+        assert c["resources"] == values[comp]["resources"], (comp, c["resources"])
+
+
+def drain_constants() -> tuple[int, int]:
+    """ServerSettings::default() of the routing snapshot, which the operator publishes."""
+    src = (ROOT / "crds" / "src" / "snapshot.rs").read_text()
+    body = src[src.index("impl Default for ServerSettings"):]
+    num = lambda field: int(re.search(rf"\b{field}:\s*([0-9_]+)", body)[1].replace("_", ""))
+    return num("shutdown_grace_ms"), num("drain_timeout_ms")
+
+
+def check_drain_source() -> None:
+    grace_ms, drain_ms = drain_constants()
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    assert f"$shutdownGraceMs := {grace_ms}" in helpers, "chart's shutdownGraceMs != crds/"
+    assert f"$drainTimeoutMs := {drain_ms}" in helpers, "chart's drainTimeoutMs != crds/"
+    # The operator compiles its snapshot with the default `server` settings and no client
+    # `keys` (the chart cannot set them): the grace period and NOTES.txt rely on both.
+    op = (ROOT / "operator" / "src" / "controller" / "snapshot.rs").read_text()
+    call = op[op.index("compile(&CompileInput {"):]
+    call = call[:call.index("});")]
+    assert "..Default::default()" in call, call
+    for field in ("server", "keys"):
+        assert not re.search(rf"\b{field}\s*[:,]", call), \
+            f"the operator now sets `{field}` of its snapshot: update the chart ({call})"
+
+
+def grace(values: dict | None) -> int:
+    return pod_spec(render(values), "switchyard-proxy")["terminationGracePeriodSeconds"]
+
+
+def check_grace() -> None:
+    grace_ms, drain_ms = drain_constants()
+    deadline = -(-(grace_ms + drain_ms) // 1000)  # 602 s
+    assert grace(None) == 630, grace(None)  # the default value, above deadline + 10
+    assert grace({"proxy": {"terminationGracePeriodSeconds": 60}}) == deadline + 10
+    assert grace({"proxy": {"terminationGracePeriodSeconds": 0,
+                            "terminationGraceMarginSeconds": 45}}) == deadline + 45
+    assert grace({"proxy": {"terminationGracePeriodSeconds": 900}}) == 900
+
+
+def check_hpa(objects: list[dict], default: list[dict]) -> None:
+    assert not [o for o in default if o["kind"] == "HorizontalPodAutoscaler"], "off by default"
+    hpa = find(objects, "HorizontalPodAutoscaler", "switchyard-proxy")
+    spec = hpa["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                      "name": "switchyard-proxy"}, spec["scaleTargetRef"]
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (3, 12), spec
+    assert spec["metrics"] == [{"type": "Resource", "resource": {
+        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}]
+    assert spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+    d = find(objects, "Deployment", "switchyard-proxy")
+    assert "replicas" not in d["spec"], "the HPA owns the replica count"
+    assert find(default, "Deployment", "switchyard-proxy")["spec"]["replicas"] == 2
+
+
+def expect_render_failure(values: dict, words: str) -> None:
+    try:
+        render(values)
+    except helm.HelmRenderError as e:
+        assert words in str(e), str(e)
+        return
+    raise AssertionError(f"rendered {values}")
+
+
+def check_network_policies(objects: list[dict], default: list[dict]) -> None:
+    assert not [o for o in default if o["kind"] == "NetworkPolicy"], "off by default"
+    labels = {c: find(objects, "Deployment", f"switchyard-{c}")["spec"]["template"]
+              ["metadata"]["labels"] for c in ("proxy", "operator")}
+    proxy = find(objects, "NetworkPolicy", "switchyard-proxy")["spec"]
+    assert proxy["podSelector"]["matchLabels"].items() <= labels["proxy"].items()
+    assert proxy["policyTypes"] == ["Ingress"]
+    by_port = {r["ports"][0]["port"]: r.get("from") for r in proxy["ingress"]}
+    assert set(by_port) == {"api", "admin"}, by_port
+    assert by_port["api"] == ALL_ON["networkPolicy"]["apiFrom"], by_port["api"]
+    operator_peer = by_port["admin"][0]["podSelector"]["matchLabels"]
+    assert operator_peer.items() <= labels["operator"].items(), "the operator polls /config"
+    assert by_port["admin"][1:] == ALL_ON["networkPolicy"]["metricsFrom"], by_port["admin"]
+    op = find(objects, "NetworkPolicy", "switchyard-operator")["spec"]
+    assert op["podSelector"]["matchLabels"].items() <= labels["operator"].items()
+    assert [(r["ports"], r.get("from")) for r in op["ingress"]] == [
+        ([{"port": "metrics", "protocol": "TCP"}], ALL_ON["networkPolicy"]["metricsFrom"])]
+    # Named ports exist on the selected containers.
+    for comp, ports in (("proxy", {"api", "admin"}), ("operator", {"metrics"})):
+        c = container(find(objects, "Deployment", f"switchyard-{comp}"))
+        assert ports <= {p["name"] for p in c["ports"]}, (comp, c["ports"])
+
+
+def check_network_policies_open() -> None:
+    objects = render({"networkPolicy": {"enabled": True}})
+    proxy = find(objects, "NetworkPolicy", "switchyard-proxy")["spec"]
+    # Empty lists: any source, on the declared ports only.
+    assert [(r["ports"][0]["port"], r.get("from")) for r in proxy["ingress"]] == [
+        ("api", None), ("admin", None)], proxy["ingress"]
+    for o in objects:
+        if o["kind"] == "NetworkPolicy":
+            kube_validate(o)
+
+
+def check_notes(values: dict | None, namespace: str, port: int) -> None:
+    objects = render_ns(values, namespace)
+    svc = find(objects, "Service", "switchyard-proxy")
+    assert svc["spec"]["ports"][0]["port"] == port
+    url = f"ANTHROPIC_BASE_URL=http://{svc['metadata']['name']}.{namespace}.svc:{port}"
+    rendered = notes(values, namespace)
+    installed = install_dry_run(values, namespace)["notes"]
+    assert rendered.strip() == installed.strip(), "install prints other NOTES than render"
+    for text in (rendered, installed):
+        lines = [line.strip() for line in text.splitlines()]
+        assert f"export {url}" in lines, f"{url!r} not in NOTES:\n{text}"
+        assert "export ANTHROPIC_AUTH_TOKEN=unused" in lines, text
+        assert not any("ANTHROPIC_AUTH_TOKEN=<" in line for line in lines), text
+        assert "kubectl get modelroutes -A" in lines, text
+        assert f"kubectl -n {namespace} port-forward svc/switchyard-proxy {port}:{port}" \
+            in lines, text
+        assert "{{" not in text and "<no value>" not in text, text
+
+
+def render_ns(values: dict | None, namespace: str) -> list[dict]:
+    with helm.Chart.load(str(CHART)) as chart:
+        files = chart.render(values, name="switchyard", namespace=namespace, is_install=True)
+    return [d for p, t in files.items() if not p.endswith("NOTES.txt")
+            for d in yaml.safe_load_all(t) if d]
+
+
+def chart_additions(default: list[dict]) -> None:
+    check("values.schema.json: draft-07, loaded by Helm, covers every value, defaults pass",
+          check_schema_file)
+    for label, values, path, words in BAD_VALUES:
+        check(f"schema refuses {label}: template, install --dry-run, lint name "
+              f"'{path or '<root>'}'",
+              lambda v=values, p=path, w=words: expect_schema_error(v, p, w))
+    all_on = check("helm template (every option on, free-form maps)",
+                   lambda: render(ALL_ON)) or []
+    check("helm lint (every option on, strict)", lambda: lint(ALL_ON))
+    validate_all("all-on", all_on)
+    if default:
+        check("default: security contexts of both Deployments", lambda: check_security(default))
+        check("default: resources from values",
+              lambda: check_resources(default, merged({})))
+    if all_on:
+        check("all-on: security contexts of both Deployments", lambda: check_security(all_on))
+        check("all-on: resources from values", lambda: check_resources(all_on, merged(ALL_ON)))
+        check("all-on: HorizontalPodAutoscaler (CPU), Deployment without replicas",
+              lambda: check_hpa(all_on, default))
+        check("all-on: NetworkPolicies (ports, peers, operator → proxy admin)",
+              lambda: check_network_policies(all_on, default))
+    check("NetworkPolicies with empty peer lists admit any source on their ports",
+          check_network_policies_open)
+    check("HPA minReplicas above maxReplicas is refused, naming both", lambda:
+          expect_render_failure({"proxy": {"autoscaling": {"enabled": True, "minReplicas": 5,
+                                                           "maxReplicas": 2}}},
+                                "proxy.autoscaling.minReplicas (5) is above "
+                                "proxy.autoscaling.maxReplicas (2)"))
+    check("HPA without a CPU request is refused", lambda: expect_render_failure(
+        {"proxy": {"autoscaling": {"enabled": True}, "resources": {"requests": None}}},
+        "proxy.autoscaling needs proxy.resources.requests.cpu"))
+    check("drain deadline constants match crds/ ServerSettings, operator sets no server/keys",
+          check_drain_source)
+    check("proxy terminationGracePeriodSeconds = max(value, shutdownGrace + drain + margin)",
+          check_grace)
+    check("NOTES (template and install --dry-run): base URL, auth token, model list; default",
+          lambda: check_notes(None, NAMESPACE, 4000))
+    check("NOTES: other namespace and service port",
+          lambda: check_notes({"proxy": {"service": {"port": 8443}}}, "agents", 8443))
+
+
 # ---------------------------------------------------------------- CRD schemas
 
 def load_crd_schemas() -> dict[tuple[str, str], dict]:
@@ -433,9 +801,7 @@ def main() -> int:
               lambda: check_operator(override, 2, "ai", False))
         check("override: ServiceMonitors, images, pull secrets, extra args",
               lambda: check_overrides(override))
-    check("negative: replicas \"two\" is refused by kubernetes-validate", lambda: assert_raises(
-        lambda: kube_validate(find(render({"proxy": {"replicas": "two"}}),
-                                   "Deployment", "switchyard-proxy"))))
+    chart_additions(default)
 
     schemas = check("CRDs: kubernetes-validate and schemas loaded", load_crd_schemas)
     if schemas:

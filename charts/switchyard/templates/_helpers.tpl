@@ -40,3 +40,25 @@ runAsNonRoot: true
 capabilities:
   drop: ["ALL"]
 {{- end }}
+
+{{/* The Service Claude Code talks to (ANTHROPIC_BASE_URL); NOTES.txt prints it. */}}
+{{- define "switchyard.proxyService" -}}
+switchyard-proxy
+{{- end }}
+
+{{/* The proxies' drain deadline on SIGTERM, in whole seconds: the routing snapshot's
+     `server.shutdownGraceMs` + `server.drainTimeoutMs`. The operator publishes the defaults
+     of `ServerSettings` (crds/src/snapshot.rs; charts/test_chart.py checks these numbers
+     against it), and no value of this chart changes them. */}}
+{{- define "switchyard.proxyDrainSeconds" -}}
+{{- $shutdownGraceMs := 2000 -}}
+{{- $drainTimeoutMs := 600000 -}}
+{{- div (add $shutdownGraceMs $drainTimeoutMs 999) 1000 -}}
+{{- end }}
+
+{{/* The proxy pods' terminationGracePeriodSeconds: the drain deadline plus the margin, or
+     proxy.terminationGracePeriodSeconds when that is longer. */}}
+{{- define "switchyard.proxyTerminationGrace" -}}
+{{- $derived := add (include "switchyard.proxyDrainSeconds" . | int) .Values.proxy.terminationGraceMarginSeconds -}}
+{{- max (int .Values.proxy.terminationGracePeriodSeconds) $derived -}}
+{{- end }}
