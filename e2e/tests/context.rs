@@ -1,5 +1,5 @@
 //! Context truth through the real proxy binary: every request Claude Code recorded
-//! (`shared/fixtures/claude-code`), replayed at windows of 16k, 32k, 64k and 128k against the
+//! (`fixtures/claude-code`), replayed at windows of 16k, 32k, 64k and 128k against the
 //! mock in each vLLM form it imitates and over both backend protocols, either succeeds or gets
 //! `prompt is too long: N tokens > M maximum` with N within 10% of the backend's own count;
 //! never any other 400.
@@ -15,7 +15,7 @@ const WINDOWS: [u32; 4] = [16_384, 32_768, 65_536, 131_072];
 fn fixtures_dir() -> PathBuf {
     std::env::var_os("SWITCHYARD_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures"))
         .join("claude-code")
 }
 

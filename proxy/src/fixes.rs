@@ -1,6 +1,6 @@
 //! Claude Code fixes, applied in the Anthropic domain before any backend protocol is chosen.
 //!
-//! Each fix answers something the real CLI sends (see `shared/fixtures/claude-code/README.md`)
+//! Each fix answers something the real CLI sends (see `fixtures/claude-code/README.md`)
 //! that an open-model backend mishandles.
 
 use crate::anthropic::{

@@ -1,4 +1,4 @@
-//! Golden tests over every request the real Claude Code CLI sent (`shared/fixtures/claude-code`).
+//! Golden tests over every request the real Claude Code CLI sent (`fixtures/claude-code`).
 //!
 //! Each fixture goes through the Claude Code fixes and the OpenAI translation; a compact
 //! summary of the result is compared with `tests/golden/<scenario>__<file>.json`
@@ -19,7 +19,7 @@ fn fixtures_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("SWITCHYARD_FIXTURES") {
         return PathBuf::from(dir).join("claude-code");
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/claude-code")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/claude-code")
 }
 
 fn message_fixtures() -> Vec<(String, Value)> {

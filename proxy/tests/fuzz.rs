@@ -2,7 +2,7 @@
 //! controls: the request parser and translator, the stream translator, the text tool-call
 //! parser, the LiteLLM converter and snapshot validation.
 //!
-//! Corpora are the real Claude Code requests (`shared/fixtures/claude-code`) and the example
+//! Corpora are the real Claude Code requests (`fixtures/claude-code`) and the example
 //! snapshots, mutated (fields dropped, values replaced by other JSON types, huge numbers,
 //! deep nesting, random unicode, truncation), plus generated conversations and chunk
 //! sequences. Case counts are fixed so the whole file runs in well under a minute in a debug
@@ -46,7 +46,7 @@ fn fixtures_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("SWITCHYARD_FIXTURES") {
         return PathBuf::from(dir).join("claude-code");
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/claude-code")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/claude-code")
 }
 
 /// Every `POST /v1/messages` body Claude Code sent.

@@ -46,7 +46,7 @@ fn shared_dir() -> PathBuf {
         Some(dir) => PathBuf::from(dir).join("litellm"),
         None => PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures/litellm"
+            "/../fixtures/litellm"
         )),
     }
 }

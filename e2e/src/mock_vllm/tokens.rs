@@ -43,7 +43,7 @@
 //! Calibration (asserted in the tests): an English paragraph comes to ~1.3
 //! tokens per word; JSON costs more tokens per byte than prose; 1,001 short
 //! chat turns cost about three times their `bytes / 4`; the Claude Code
-//! first request in `shared/fixtures/claude-code/text1` (49 KB of JSON body,
+//! first request in `fixtures/claude-code/text1` (49 KB of JSON body,
 //! 12 tools, rendering to 49 KB of prompt) comes to ~12.6k tokens, where the
 //! real Qwen tokenizer counts ~12k (~4 bytes of rendered prompt per token).
 
@@ -591,13 +591,13 @@ mod tests {
         assert_eq!(token_strs(text).concat(), text);
     }
 
-    /// `$SWITCHYARD_FIXTURES/claude-code`, else the shared fixtures beside the repository.
+    /// `$SWITCHYARD_FIXTURES/claude-code`, else the repository's `fixtures/`.
     fn claude_code_fixture(name: &str) -> Value {
         let dir = match std::env::var_os("SWITCHYARD_FIXTURES") {
             Some(dir) => std::path::PathBuf::from(dir).join("claude-code"),
             None => std::path::PathBuf::from(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/fixtures/claude-code"
+                "/../fixtures/claude-code"
             )),
         };
         let text = std::fs::read_to_string(dir.join(name)).expect("Claude Code fixture");

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use switchyard_api::{Backend, Protocol, Route, RoutingSnapshot, SecretRef, Timeouts};
 
-/// `$SWITCHYARD_FIXTURES/litellm`, else the shared fixtures beside the repository.
+/// `$SWITCHYARD_FIXTURES/litellm`, else the repository's `fixtures/`.
 fn fixtures_dir() -> PathBuf {
     match std::env::var_os("SWITCHYARD_FIXTURES") {
         Some(dir) => PathBuf::from(dir).join("litellm"),
         None => PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures/litellm"
+            "/../fixtures/litellm"
         )),
     }
 }
