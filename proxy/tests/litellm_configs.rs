@@ -44,10 +44,7 @@ fn corpus_dir() -> PathBuf {
 fn shared_dir() -> PathBuf {
     match std::env::var_os("SWITCHYARD_FIXTURES") {
         Some(dir) => PathBuf::from(dir).join("litellm"),
-        None => PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../fixtures/litellm"
-        )),
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/litellm")),
     }
 }
 

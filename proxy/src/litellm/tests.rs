@@ -9,10 +9,7 @@ use switchyard_api::{Backend, Protocol, Route, RoutingSnapshot, SecretRef, Timeo
 fn fixtures_dir() -> PathBuf {
     match std::env::var_os("SWITCHYARD_FIXTURES") {
         Some(dir) => PathBuf::from(dir).join("litellm"),
-        None => PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../fixtures/litellm"
-        )),
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/litellm")),
     }
 }
 
