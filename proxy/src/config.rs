@@ -572,7 +572,7 @@ mod tests {
         ));
         let rt = Runtime::build(snap).unwrap();
         let client = reqwest::Client::new();
-        crate::upstream::authorize(client.post(url), &rt.backends[0])
+        crate::upstream::authorize(client.post(url), url, &rt.backends[0])
             .build()
             .unwrap()
     }

@@ -9,7 +9,7 @@ use crate::access_log::{redacted_content, AccessLog};
 use crate::anthropic::{Content, ContentBlock, MessagesRequest, ThinkingKind};
 use crate::balance::{self, Endpoint, InFlight, Verdict};
 use crate::config::{BackendRuntime, Runtime};
-use crate::context::{self, estimate_prompt_tokens, Budget, Fit, Overflow, TooLong};
+use crate::context::{self, Budget, Fit, Overflow, TooLong};
 use crate::error::{ApiError, ErrorKind};
 use crate::metrics::{BackendLabels, KindLabels};
 use crate::openai::ChatRequest;
@@ -113,15 +113,17 @@ pub fn facts<'a>(
     }
 }
 
+/// Forwards a parsed, admitted request; `estimate` is the caller's prompt estimate of it
+/// (made once, after the context edits).
 pub async fn messages(
     app: &Arc<AppState>,
     rt: &Arc<Runtime>,
     route: &CompiledRoute,
     headers: &HeaderMap,
     req: MessagesRequest,
+    estimate: u64,
     log: &mut AccessLog,
 ) -> Result<Forwarded, ApiError> {
-    let estimate = estimate_prompt_tokens(&req);
     let session = session_id(headers, &req);
     let session_hash = session.as_deref().map(balance::session_hash);
     log.session_id = session;

@@ -29,7 +29,7 @@ pub fn spawn(client: reqwest::Client, rt: &Runtime) -> CancellationToken {
                 loop {
                     let ok = matches!(
                         // With the credentials the backend's URL carried (kept apart from it).
-                        crate::upstream::authorize(client.get(&url), &backend)
+                        crate::upstream::authorize(client.get(&url), &url, &backend)
                             .timeout(every.min(Duration::from_secs(5)))
                             .send()
                             .await,

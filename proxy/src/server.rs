@@ -415,7 +415,7 @@ async fn handle_messages(
     if let Some(answer) = answer_server_tools(&req, estimate, log) {
         return Ok(Forwarded::Complete(answer));
     }
-    forward::messages(app, &rt, route, headers, req, log).await
+    forward::messages(app, &rt, route, headers, req, estimate, log).await
 }
 
 /// Carries out the request's `context_management` edits and returns the prompt estimate.

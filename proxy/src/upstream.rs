@@ -275,12 +275,13 @@ async fn error_text(resp: reqwest::Response) -> String {
     }
 }
 
-/// The backend's credentials on a request built with `client.METHOD(url)` (nothing else set
-/// yet): those its configured URL carried (user info → basic auth, query pairs appended; the
-/// proxy keeps and shows its URLs without them), then `apiKey` unless the client's own
-/// credentials are forwarded. An `apiKey` sent as `authorization` wins over URL user info.
+/// The backend's credentials on a request built with `client.METHOD(url)`: those its
+/// configured URL carried (user info → basic auth, query pairs appended; the proxy keeps and
+/// shows its URLs without them), then `apiKey` unless the client's own credentials are
+/// forwarded. An `apiKey` sent as `authorization` wins over URL user info.
 pub(crate) fn authorize(
     req: reqwest::RequestBuilder,
+    url: &str,
     backend: &BackendRuntime,
 ) -> reqwest::RequestBuilder {
     let key_in_authorization = !backend.spec.forward_client_auth
@@ -288,25 +289,22 @@ pub(crate) fn authorize(
         && backend.spec.protocol == Protocol::Openai;
     let mut req = req;
     if !backend.url_credentials.is_empty() {
-        // The URL is only readable from a built request; a builder without a body clones.
-        let url = req
-            .try_clone()
-            .and_then(|r| r.build().ok())
-            .map(|r| r.url().clone());
-        let creds = url.and_then(|url| {
-            let at = url.as_str();
-            let under = |base: &str| {
-                at.strip_prefix(base)
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
-            };
-            let origin = url.origin().ascii_serialization();
-            backend
-                .url_credentials
-                .iter()
-                .filter(|c| under(&c.base))
-                .max_by_key(|c| c.base.len())
-                .or_else(|| backend.url_credentials.iter().find(|c| c.origin == origin))
-        });
+        let under = |base: &str| {
+            url.strip_prefix(base)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
+        };
+        let creds = backend
+            .url_credentials
+            .iter()
+            .filter(|c| under(&c.base))
+            .max_by_key(|c| c.base.len())
+            .or_else(|| {
+                let origin = reqwest::Url::parse(url)
+                    .ok()?
+                    .origin()
+                    .ascii_serialization();
+                backend.url_credentials.iter().find(|c| c.origin == origin)
+            });
         if let Some(c) = creds {
             if !c.query.is_empty() {
                 let pairs: Vec<(&str, &str)> = c
@@ -402,7 +400,7 @@ pub async fn discover_at(
         });
     }
     let url = format!("{base}/models");
-    let resp = authorize(client.get(&url), backend)
+    let resp = authorize(client.get(&url), &url, backend)
         .header("anthropic-version", "2023-06-01")
         .timeout(Duration::from_secs(10))
         .send()
@@ -448,7 +446,8 @@ async fn vllm_version(
     base: &str,
 ) -> Option<String> {
     let root = base.strip_suffix("/v1").unwrap_or(base);
-    let resp = authorize(client.get(format!("{root}/version")), backend)
+    let url = format!("{root}/version");
+    let resp = authorize(client.get(&url), &url, backend)
         .timeout(Duration::from_secs(3))
         .send()
         .await
@@ -529,7 +528,8 @@ pub async fn send(
     body: Vec<u8>,
     extra_headers: &[(String, String)],
 ) -> Result<reqwest::Response, UpstreamError> {
-    let req = authorize(client.post(format!("{base}{path}")), backend)
+    let url = format!("{base}{path}");
+    let req = authorize(client.post(&url), &url, backend)
         .header("content-type", "application/json")
         .body(body);
     checked(backend, with_headers(req, extra_headers)).await
@@ -841,7 +841,7 @@ async fn count(
     extra_headers: &[(String, String)],
     field: &str,
 ) -> Result<u64, UpstreamError> {
-    let req = authorize(client.post(url), backend)
+    let req = authorize(client.post(url), url, backend)
         .json(body)
         .timeout(COUNT_TIMEOUT);
     let protocol = |detail: String| UpstreamError::Protocol {
