@@ -159,6 +159,30 @@ impl ProxyProcess {
         }
     }
 
+    /// Waits (bounded) until `n` log lines satisfy `matches`, and returns how many do: a
+    /// stream's access line may come after a non-stream's that was sent later.
+    pub fn wait_for_log_lines(
+        &self,
+        matches: impl Fn(&str) -> bool,
+        n: usize,
+        within: Duration,
+    ) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            let count = self
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| matches(l))
+                .count();
+            if count >= n || Instant::now() > deadline {
+                return count;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM and waits (bounded) for exit.
     pub fn terminate(&mut self, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
         let pid = self.child.id().to_string();

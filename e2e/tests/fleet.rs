@@ -286,16 +286,18 @@ async fn keys_and_limits_give_the_right_errors() {
     assert_eq!(resp.status(), 200);
     let text = proxy.metrics().await;
     assert_eq!(sample(&text, "switchyard_requests_total{route=\"main\",backend=\"vllm\",key=\"team-a\",status=\"200\"}"), 3.0, "{text}");
-    // 4 answered requests of "Hello from mock vLLM." (the mock counts one token per chunk).
-    let output = sample(
-        &text,
-        "switchyard_tokens_total{backend=\"vllm\",gen_ai_token_type=\"output\"}",
-    );
-    let input = sample(
-        &text,
-        "switchyard_tokens_total{backend=\"vllm\",gen_ai_token_type=\"input\"}",
-    );
-    assert!(output >= 4.0 && input >= 4.0, "{text}");
+    // The same request answered 3 times on route `main` and once on `other`: tokens are
+    // counted per route, so `main` has exactly three times `other`'s.
+    for kind in ["input", "output"] {
+        let of = |route: &str| {
+            sample(
+                &text,
+                &format!("switchyard_tokens_total{{route=\"{route}\",backend=\"vllm\",gen_ai_token_type=\"{kind}\"}}"),
+            )
+        };
+        assert!(of("other") > 0.0, "{text}");
+        assert_eq!(of("main"), 3.0 * of("other"), "{kind}: {text}");
+    }
     assert!(!text.contains("sk-good-key") && !proxy.log_text().contains("sk-good-key"));
 }
 

@@ -339,12 +339,11 @@ async fn web_search_alone_is_answered_by_the_gateway() {
         m.stats.requests.load(std::sync::atomic::Ordering::SeqCst),
         0
     );
-    assert!(proxy.wait_for_log("request completed", Duration::from_secs(5)));
-    let logged = proxy
-        .log_text()
-        .lines()
-        .filter(|l| l.contains("request completed") && l.contains("claude-haiku-4-5"))
-        .count();
+    let logged = proxy.wait_for_log_lines(
+        |l| l.contains("request completed") && l.contains("claude-haiku-4-5"),
+        2,
+        Duration::from_secs(5),
+    );
     assert_eq!(logged, 2, "{}", proxy.log_text());
 }
 

@@ -105,6 +105,7 @@ impl AccessLog {
                 metrics
                     .tokens
                     .get_or_create(&TokenLabels {
+                        route: route.to_owned(),
                         backend: backend.to_owned(),
                         gen_ai_token_type: kind,
                     })

@@ -25,6 +25,7 @@ pub struct BackendLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TokenLabels {
+    pub route: String,
     pub backend: String,
     /// `input`, `output` or `cache_read`; named after OpenTelemetry GenAI's
     /// `gen_ai.token.type` attribute.
@@ -136,7 +137,7 @@ impl Metrics {
         );
         registry.register(
             "tokens",
-            "Tokens by backend and type (input, output, cache_read)",
+            "Tokens by route, backend and type (input, output, cache_read)",
             tokens.clone(),
         );
         registry.register(
