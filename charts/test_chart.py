@@ -333,6 +333,11 @@ BAD_VALUES: list[tuple[str, dict, str, str]] = [
      "/proxy/podDisruptionBudget/maxUnavailable", "'half' does not match pattern '^[0-9]+%$'"),
     ("podAnnotations value not a string", {"proxy": {"podAnnotations": {"a": 1}}},
      "/proxy/podAnnotations/a", "got number, want string"),
+    ("clientKeys.existingSecret not a string", {"clientKeys": {"existingSecret": True}},
+     "/clientKeys/existingSecret", "got boolean, want string"),
+    ("clientKeys.existingSecret not a Secret name",
+     {"clientKeys": {"existingSecret": "Team_Keys"}},
+     "/clientKeys/existingSecret", "'Team_Keys' does not match pattern"),
 ]
 
 SCHEMA_HEADER = "values don't meet the specifications of the schema(s) in the following chart(s)"
@@ -442,6 +447,7 @@ ALL_ON: dict[str, Any] = {
     },
     "serviceMonitor": {"enabled": True, "interval": "1m30s"},
     "grafanaDashboard": {"enabled": True, "namespace": "grafana"},
+    "clientKeys": {"existingSecret": "team-keys"},
 }
 
 
@@ -485,15 +491,14 @@ def check_drain_source() -> None:
     helpers = (CHART / "templates" / "_helpers.tpl").read_text()
     assert f"$shutdownGraceMs := {grace_ms}" in helpers, "chart's shutdownGraceMs != crds/"
     assert f"$drainTimeoutMs := {drain_ms}" in helpers, "chart's drainTimeoutMs != crds/"
-    # The operator compiles its snapshot with the default `server` settings and no client
-    # `keys` (the chart cannot set them): the grace period and NOTES.txt rely on both.
+    # The operator compiles its snapshot with the default `server` settings (the chart cannot
+    # set them): the grace period relies on it. Client `keys` come from `clientKeys` only.
     op = (ROOT / "operator" / "src" / "controller" / "snapshot.rs").read_text()
     call = op[op.index("compile(&CompileInput {"):]
     call = call[:call.index("});")]
     assert "..Default::default()" in call, call
-    for field in ("server", "keys"):
-        assert not re.search(rf"\b{field}\s*[:,]", call), \
-            f"the operator now sets `{field}` of its snapshot: update the chart ({call})"
+    assert not re.search(r"\bserver\s*[:,]", call), \
+        f"the operator now sets `server` of its snapshot: update the chart ({call})"
 
 
 def grace(values: dict | None) -> int:
@@ -568,6 +573,24 @@ def check_network_policies_open() -> None:
             kube_validate(o)
 
 
+def check_client_keys() -> None:
+    """`clientKeys.existingSecret` → the operator's `--client-keys-secret`; off by default."""
+    def args(values: dict | None) -> list[str]:
+        return container(find(render(values), "Deployment", "switchyard-operator"))["args"]
+    assert not [a for a in args(None) if a.startswith("--client-keys-secret")], args(None)
+    on = args({"clientKeys": {"existingSecret": "team-keys"}})
+    assert "--client-keys-secret=team-keys" in on, on
+
+    # The operator may read and watch that Secret (by name) even without readBackendSecrets.
+    def rules(values: dict) -> list[dict]:
+        return find(render(values), "Role", "switchyard-operator")["rules"]
+    wanted = {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["team-keys"],
+              "verbs": ["get", "list", "watch"]}
+    assert wanted not in rules({}), rules({})
+    assert wanted in rules({"clientKeys": {"existingSecret": "team-keys"},
+                            "operator": {"readBackendSecrets": False}})
+
+
 def check_notes(values: dict | None, namespace: str, port: int) -> None:
     objects = render_ns(values, namespace)
     svc = find(objects, "Service", "switchyard-proxy")
@@ -579,8 +602,16 @@ def check_notes(values: dict | None, namespace: str, port: int) -> None:
     for text in (rendered, installed):
         lines = [line.strip() for line in text.splitlines()]
         assert f"export {url}" in lines, f"{url!r} not in NOTES:\n{text}"
-        assert "export ANTHROPIC_AUTH_TOKEN=unused" in lines, text
-        assert not any("ANTHROPIC_AUTH_TOKEN=<" in line for line in lines), text
+        secret = ((values or {}).get("clientKeys") or {}).get("existingSecret")
+        if secret:
+            assert "export ANTHROPIC_AUTH_TOKEN=<one of your keys>" in lines, text
+            assert "export ANTHROPIC_AUTH_TOKEN=unused" not in lines, text
+            assert 'printf %s "$KEY" | sha256sum | cut -d\' \' -f1' in lines, text
+            assert f"Secret {namespace}/{secret}. A new key and its hash:" in lines, text
+        else:
+            assert "export ANTHROPIC_AUTH_TOKEN=unused" in lines, text
+            assert not any("ANTHROPIC_AUTH_TOKEN=<" in line for line in lines), text
+            assert not any("sha256sum" in line for line in lines), text
         assert "kubectl get modelroutes -A" in lines, text
         assert f"kubectl -n {namespace} port-forward svc/switchyard-proxy {port}:{port}" \
             in lines, text
@@ -634,6 +665,10 @@ def chart_additions(default: list[dict]) -> None:
           lambda: check_notes(None, NAMESPACE, 4000))
     check("NOTES: other namespace and service port",
           lambda: check_notes({"proxy": {"service": {"port": 8443}}}, "agents", 8443))
+    check("NOTES with client keys: a key of yours as the token, how to hash one",
+          lambda: check_notes({"clientKeys": {"existingSecret": "team-keys"}}, NAMESPACE, 4000))
+    check("clientKeys.existingSecret → operator --client-keys-secret (off by default)",
+          check_client_keys)
 
 
 # ---------------------------------------------------------------- CRD schemas
@@ -753,6 +788,8 @@ def check_examples(schemas: dict) -> int:
         text = path.read_text()
         if "apiVersion:" not in text:
             continue  # proxy configs, checked by proxy/tests/examples.rs
+        if "gitops" in path.parts:
+            continue  # Flux objects and kustomize files: charts/test_gitops.py
         for i, obj in enumerate(o for o in yaml.safe_load_all(text) if o):
             name = f"example {path.relative_to(ROOT)}#{i} {obj['kind']}/{obj['metadata']['name']}"
             if obj["apiVersion"].startswith("switchyard.dev/"):

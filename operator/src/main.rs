@@ -39,6 +39,11 @@ struct Args {
     /// Port of each proxy's admin endpoint (`GET /config`).
     #[arg(long, default_value_t = 4001)]
     proxy_admin_port: u16,
+    /// Secret in the snapshot namespace whose `keys.yaml` lists the client keys the proxies
+    /// require (the snapshot's `keys` format: name, sha256, routes, limits). Absent: the
+    /// proxies ask for no key.
+    #[arg(long)]
+    client_keys_secret: Option<String>,
     /// Logs as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -116,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
             snapshot_namespace: args.snapshot_namespace.clone(),
             watch_namespace: args.watch_namespace.clone(),
             proxy_admin_port: args.proxy_admin_port,
+            client_keys_secret: args.client_keys_secret.clone(),
         },
         Arc::new(HttpProbe::default()),
     ));

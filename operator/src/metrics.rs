@@ -27,7 +27,15 @@ pub struct ErrorLabels {
     pub error: &'static str,
 }
 
+/// A backend, by namespace and name (objects the user created: a bounded set).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub namespace: String,
+    pub backend: String,
+}
+
 type HistogramFamily = Family<ControllerLabels, Histogram, fn() -> Histogram>;
+type BackendHistogramFamily = Family<BackendLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
     registry: Registry,
@@ -40,6 +48,10 @@ pub struct Metrics {
     pub proxies_synced: Gauge,
     /// 1 while this replica holds the Lease.
     pub leader: Gauge,
+    /// Successful warm-ups of a serving pod, first request to last answer.
+    pub warmup_duration: BackendHistogramFamily,
+    /// Warm-ups that failed (error answer, refused connection, timeout).
+    pub warmup_failures: Family<BackendLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -82,6 +94,22 @@ impl Default for Metrics {
             "1 while this replica is the leader",
             leader.clone(),
         );
+        let warmup_duration: BackendHistogramFamily = Family::new_with_constructor(|| {
+            // 0.25 s … ~8.5 min: a warm server answers in under a second, a cold one compiling
+            // kernels on first use takes minutes.
+            Histogram::new(exponential_buckets(0.25, 2.0, 12))
+        });
+        registry.register(
+            "warmup_duration_seconds",
+            "Duration of successful warm-ups of a vLLM serving pod",
+            warmup_duration.clone(),
+        );
+        let warmup_failures = Family::<BackendLabels, Counter>::default();
+        registry.register(
+            "warmup_failures",
+            "Warm-ups of a vLLM serving pod that failed (retried with backoff)",
+            warmup_failures.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -91,6 +119,8 @@ impl Default for Metrics {
             proxies_total,
             proxies_synced,
             leader,
+            warmup_duration,
+            warmup_failures,
         }
     }
 }
@@ -111,6 +141,24 @@ impl Metrics {
     pub fn error(&self, controller: &'static str, error: &'static str) {
         self.errors
             .get_or_create(&ErrorLabels { controller, error })
+            .inc();
+    }
+
+    pub fn warmed_up(&self, namespace: &str, backend: &str, took: std::time::Duration) {
+        self.warmup_duration
+            .get_or_create(&BackendLabels {
+                namespace: namespace.to_owned(),
+                backend: backend.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn warmup_failed(&self, namespace: &str, backend: &str) {
+        self.warmup_failures
+            .get_or_create(&BackendLabels {
+                namespace: namespace.to_owned(),
+                backend: backend.to_owned(),
+            })
             .inc();
     }
 
@@ -196,5 +244,31 @@ mod tests {
         assert!(text.contains(
             "switchyard_operator_reconcile_duration_seconds_count{controller=\"backend\"} 1"
         ));
+    }
+
+    #[test]
+    fn warmups_render_by_backend() {
+        let m = Metrics::default();
+        m.warmed_up("ai", "qwen", std::time::Duration::from_millis(1500));
+        m.warmup_failed("ai", "qwen");
+        let text = m.encode();
+        assert!(
+            text.contains(
+                "switchyard_operator_warmup_duration_seconds_sum{namespace=\"ai\",backend=\"qwen\"} 1.5"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "switchyard_operator_warmup_duration_seconds_bucket{le=\"2.0\",namespace=\"ai\",backend=\"qwen\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "switchyard_operator_warmup_failures_total{namespace=\"ai\",backend=\"qwen\"} 1"
+            ),
+            "{text}"
+        );
     }
 }

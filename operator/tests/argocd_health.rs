@@ -19,7 +19,7 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use switchyard_api::crd::condition::{PUBLISHED, STALLED};
-use switchyard_api::crd::{InferenceBackend, ModelRoute};
+use switchyard_api::crd::{InferenceBackend, InferenceBackendStatus, ModelRoute};
 use switchyard_api::{compile, CompileInput};
 use switchyard_operator::build;
 use switchyard_operator::controller::backend::{self, Observed, WorkloadState};
@@ -308,6 +308,7 @@ fn backend_scenarios() -> BTreeMap<&'static str, Option<WorkloadState>> {
         ("progressing_no_observed_generation.yaml", None),
         ("progressing_pods_pending.yaml", Some(state(1, 0, 0, false))),
         ("progressing_loading.yaml", Some(state(2, 2, 1, true))),
+        ("progressing_warmup_failed.yaml", Some(state(2, 2, 1, true))),
         (
             "progressing_stale_generation.yaml",
             Some(state(1, 1, 1, true)),
@@ -356,9 +357,14 @@ fn backend_testdata_is_what_the_operator_writes() {
             continue;
         };
         // The status was written for the generation it names (stale files have a newer one).
+        // The warm-up loop's `status.warmup` is an input of the backend's verdict
+        // (`WarmupFailed`), not part of what the backend controller writes.
         let mut at = ib.clone();
         at.metadata.generation = Some(observed_generation);
-        at.status = None;
+        at.status = written.warmup.clone().map(|w| InferenceBackendStatus {
+            warmup: Some(w),
+            ..Default::default()
+        });
         let desired = build::desired(&at);
         let observed = match (&desired, workload) {
             (None, _) => Observed::External,
@@ -385,6 +391,7 @@ fn backend_testdata_is_what_the_operator_writes() {
         };
         let mut got = written.clone();
         got.conditions.retain(|c| c.type_ != PUBLISHED);
+        got.warmup = None;
         let got_conditions: Vec<_> = got.conditions.iter().map(key).collect();
         let expected_conditions: Vec<_> = expected.conditions.iter().map(key).collect();
         if got_conditions != expected_conditions {

@@ -14,8 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_api::crd::{InferenceBackend, ModelRoute};
 use switchyard_api::{version_of, RoutingSnapshot};
+use switchyard_e2e::mock_vllm::{MockConfig, MockVllm};
 use switchyard_operator::controller::proxy::ProxyProbe;
 use switchyard_operator::controller::snapshot::{publish, Inputs};
+use switchyard_operator::controller::warmup::{self, Warmer};
 use switchyard_operator::controller::{backend, Context, Error, Settings};
 use switchyard_operator::metrics::Metrics;
 use tokio::time::timeout;
@@ -41,6 +43,7 @@ struct Call {
     method: Method,
     path: String,
     query: String,
+    content_type: String,
     body: Value,
     respond: SendResponse<Response<Body>>,
 }
@@ -105,6 +108,12 @@ impl ApiServer {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let query = request.uri().query().unwrap_or_default().to_owned();
+        let content_type = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
         let bytes = request.into_body().collect_bytes().await.unwrap();
         let body = if bytes.is_empty() {
             Value::Null
@@ -115,6 +124,7 @@ impl ApiServer {
             method,
             path,
             query,
+            content_type,
             body,
             respond,
         }
@@ -156,6 +166,7 @@ fn context(probe: FakeProxies) -> (Arc<Context>, ApiServer) {
             snapshot_namespace: SNAPSHOT_NS.into(),
             watch_namespace: None,
             proxy_admin_port: 4001,
+            client_keys_secret: None,
         },
         Arc::new(probe),
     );
@@ -731,4 +742,194 @@ async fn an_unreadable_api_key_refuses_the_backend_not_the_snapshot() {
     )
     .await;
     assert_eq!(result.unwrap(), Duration::from_secs(30));
+}
+
+/// A vLLM pod of backend `qwen` with the warm-up gate, its server on `127.0.0.1:port`.
+fn vllm_pod(port: u16, containers_ready: bool) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "qwen-7d9f-x", "namespace": "ai",
+                     "labels": {"switchyard.dev/backend": "qwen", "app.kubernetes.io/name": "vllm"}},
+        "spec": {
+            "containers": [{"name": "vllm", "ports": [{"name": "http", "containerPort": port}]}],
+            "readinessGates": [{"conditionType": "switchyard.dev/warmed"}],
+        },
+        "status": {
+            "phase": "Running",
+            "podIP": "127.0.0.1",
+            "conditions": [
+                {"type": "ContainersReady", "status": if containers_ready { "True" } else { "False" }},
+                {"type": "Ready", "status": "False", "reason": "ReadinessGatesNotReady"},
+            ],
+        },
+    })
+}
+
+async fn mock_vllm() -> MockVllm {
+    MockVllm::start(
+        MockConfig {
+            served_model_name: "qwen3".into(),
+            ..Default::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+fn warm(pod: Value) -> impl FnOnce(Arc<Context>) -> BoxFuture<'static, Result<Action, Error>> {
+    move |ctx| {
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod).unwrap();
+        Box::pin(warmup::reconcile(Arc::new(pod), Arc::new(Warmer::new(ctx))))
+    }
+}
+
+const BACKEND_PATH: &str = "/apis/switchyard.dev/v1alpha1/namespaces/ai/inferencebackends/qwen";
+const POD_STATUS_PATH: &str = "/api/v1/namespaces/ai/pods/qwen-7d9f-x/status";
+
+#[tokio::test]
+async fn a_ready_pod_is_warmed_up_through_vllm_then_its_gate_opens() {
+    let mock = mock_vllm().await;
+    let (ctx, server) = context(FakeProxies::default());
+    let metrics = ctx.metrics.clone();
+    let ib = qwen(
+        "{model: Qwen/Qwen3-8B, servedModelName: qwen3, warmup: {promptTokens: 512, requests: 2}}",
+    );
+    let ib = serde_json::to_value(&ib).unwrap();
+    let pod = vllm_pod(mock.addr.port(), true);
+    let answer = pod.clone();
+    let action = run(ctx, server, warm(pod), move |mut s| {
+        boxed(async move {
+            s.expect(Method::GET, BACKEND_PATH).await.reply(200, ib);
+            // Sent only after both requests were answered.
+            let call = s.expect(Method::PATCH, POD_STATUS_PATH).await;
+            // Strategic merge: the list is merged by `type`, the kubelet's conditions stay.
+            assert_eq!(call.content_type, "application/strategic-merge-patch+json");
+            let conditions = call.body["status"]["conditions"].as_array().unwrap();
+            assert_eq!(conditions.len(), 1, "{}", call.body);
+            let c = &conditions[0];
+            assert_eq!(c["type"], "switchyard.dev/warmed");
+            assert_eq!(c["status"], "True");
+            assert_eq!(c["reason"], "WarmedUp");
+            let message = c["message"].as_str().unwrap();
+            assert!(
+                message.starts_with("warmed up in ")
+                    && message.ends_with("(2 request(s) of about 512 prompt tokens)"),
+                "{message}"
+            );
+            call.reply(200, answer);
+
+            let call = s
+                .expect(Method::PATCH, &format!("{BACKEND_PATH}/status"))
+                .await;
+            assert_eq!(call.field_manager(), Some("switchyard-operator-warmup"));
+            let warmup = &call.body["status"]["warmup"];
+            assert_eq!(warmup["pod"], "qwen-7d9f-x");
+            assert_eq!(warmup["reason"], "WarmedUp");
+            assert!(warmup["durationMs"].is_u64(), "{warmup}");
+            assert_eq!(
+                call.body["status"].as_object().unwrap().len(),
+                1,
+                "only its own field: {}",
+                call.body
+            );
+            call.echo();
+            s
+        })
+    })
+    .await;
+    assert_eq!(action.unwrap(), Action::await_change());
+
+    // What vLLM received: two chat completions for the served model, not streamed, each with
+    // its own first line (the prefix cache does not answer the second).
+    let bodies = mock.stats.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert_eq!(
+        mock.stats.errors.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    for (i, body) in bodies.iter().enumerate() {
+        assert_eq!(body["model"], "qwen3");
+        assert_eq!(body["stream"], false);
+        assert_eq!(body["max_tokens"], 16);
+        let text = body["messages"][0]["content"].as_str().unwrap();
+        assert!(
+            text.starts_with(&format!("Warm-up request {}.", i + 1)),
+            "{text}"
+        );
+    }
+    let tokens = switchyard_e2e::mock_vllm::count_prompt_tokens(&bodies[0]);
+    assert!((480..=560).contains(&tokens), "{tokens} prompt tokens");
+    let text = metrics.encode();
+    assert!(
+        text.contains(
+            "switchyard_operator_warmup_duration_seconds_count{namespace=\"ai\",backend=\"qwen\"} 1"
+        ),
+        "{text}"
+    );
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_warmup_keeps_the_gate_closed_and_is_retried_with_backoff() {
+    let mock = mock_vllm().await;
+    mock.stats.fail_next(500, 1);
+    let (ctx, server) = context(FakeProxies::default());
+    let metrics = ctx.metrics.clone();
+    let ib = serde_json::to_value(qwen("{model: Qwen/Qwen3-8B, servedModelName: qwen3}")).unwrap();
+    let pod = vllm_pod(mock.addr.port(), true);
+    let answer = pod.clone();
+    let action = run(ctx, server, warm(pod), move |mut s| {
+        boxed(async move {
+            s.expect(Method::GET, BACKEND_PATH).await.reply(200, ib);
+            let call = s.expect(Method::PATCH, POD_STATUS_PATH).await;
+            let c = &call.body["status"]["conditions"][0];
+            assert_eq!(c["type"], "switchyard.dev/warmed");
+            assert_eq!(c["status"], "False");
+            assert_eq!(c["reason"], "WarmupFailed");
+            let message = c["message"].as_str().unwrap();
+            assert!(message.contains("request 1/1: HTTP 500"), "{message}");
+            assert!(c["lastProbeTime"].is_string(), "the retry clock: {c}");
+            call.reply(200, answer);
+            let call = s
+                .expect(Method::PATCH, &format!("{BACKEND_PATH}/status"))
+                .await;
+            assert_eq!(call.body["status"]["warmup"]["reason"], "WarmupFailed");
+            call.echo();
+            s
+        })
+    })
+    .await;
+    assert_eq!(action.unwrap(), Action::requeue(Duration::from_secs(5)));
+    assert_eq!(
+        mock.stats
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    let text = metrics.encode();
+    assert!(
+        text.contains(
+            "switchyard_operator_warmup_failures_total{namespace=\"ai\",backend=\"qwen\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("warmup_duration_seconds_count"), "{text}");
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_loading_pod_costs_no_request() {
+    let mock = mock_vllm().await;
+    let (ctx, server) = context(FakeProxies::default());
+    let pod = vllm_pod(mock.addr.port(), false);
+    let action = run(ctx, server, warm(pod), |s| boxed(async move { s })).await;
+    assert_eq!(action.unwrap(), Action::await_change());
+    assert_eq!(
+        mock.stats
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    mock.shutdown().await;
 }

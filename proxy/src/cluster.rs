@@ -2,7 +2,8 @@
 //!
 //! The operator publishes the compiled snapshot as one ConfigMap (key `snapshot.yaml`, a
 //! YAML `RoutingSnapshot`) and backend API keys as one Secret (keys such as
-//! `backend.<name>.apiKey`, referenced from the snapshot as `apiKey: {secretKey: …}`). A proxy
+//! `backend.<name>.apiKey`, referenced from the snapshot as `apiKey: {secretKey: …}`; and,
+//! with client keys on, `keys.yaml`: the snapshot's `keys`, merged into it here). A proxy
 //! watches exactly those two objects, by name (a `metadata.name` field selector, so its Role can
 //! be limited with `resourceNames`), and swaps each valid change in atomically. An invalid
 //! snapshot, a missing object or an unreachable API server is logged and counted, and the last
@@ -22,10 +23,17 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_api::{FieldError, RoutingSnapshot};
+use switchyard_api::{ClientKey, FieldError, RoutingSnapshot};
 
 /// The ConfigMap key holding the YAML snapshot.
 pub const SNAPSHOT_KEY: &str = "snapshot.yaml";
+/// The credentials Secret key holding the client keys (a YAML list in the snapshot's `keys`
+/// format: name, sha256, routes, limits), merged into the snapshot served. The operator writes
+/// the same name (`switchyard_operator::controller::client_keys::CLIENT_KEYS_KEY`).
+pub const CLIENT_KEYS_KEY: &str = "keys.yaml";
+/// Set to `required` on the ConfigMap while the operator publishes client keys: without them
+/// (a deleted Secret, an empty list) the snapshot is refused rather than served to anyone.
+pub const CLIENT_KEYS_ANNOTATION: &str = "switchyard.dev/client-keys";
 
 /// Where the operator publishes the snapshot and its credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +83,12 @@ pub enum ClusterError {
     NotUtf8 { object: String, key: String },
     #[error("{object} not found, but the snapshot reads {keys} from it")]
     SecretMissing { object: String, keys: String },
+    #[error("{object} has no client keys (`{key}`), but the snapshot requires them ({annotation}); refused so the proxy does not accept anyone")]
+    ClientKeysMissing {
+        object: String,
+        key: &'static str,
+        annotation: &'static str,
+    },
     #[error("{0}")]
     Build(#[from] ConfigError),
     #[error("reading {object}: {source}")]
@@ -161,7 +175,7 @@ pub fn decode(
     let cm = configmap.ok_or_else(|| ClusterError::NotFound {
         object: source.configmap_ref(),
     })?;
-    let snapshot = snapshot_from(source, cm)?;
+    let mut snapshot = snapshot_from(source, cm)?;
     let credentials = match secret {
         Some(s) => credentials_from(source, s)?,
         None => {
@@ -180,7 +194,51 @@ pub fn decode(
             Credentials::new()
         }
     };
+    merge_client_keys(source, &mut snapshot, &credentials, keys_required(cm))?;
     Ok((snapshot, credentials))
+}
+
+fn keys_required(cm: &ConfigMap) -> bool {
+    cm.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CLIENT_KEYS_ANNOTATION))
+        .is_some_and(|v| v == "required")
+}
+
+/// Adds the client keys of the credentials Secret to the snapshot, then checks the whole
+/// (names unique, hashes well-formed, routes served). Errors name the Secret key and the
+/// field, never a hash.
+fn merge_client_keys(
+    source: &Source,
+    snapshot: &mut RoutingSnapshot,
+    credentials: &Credentials,
+    required: bool,
+) -> Result<(), ClusterError> {
+    let object = source.secret_ref();
+    if let Some(text) = credentials.get(CLIENT_KEYS_KEY) {
+        let keys: Vec<ClientKey> = serde_yaml::from_str(text).map_err(|e| ClusterError::Parse {
+            object: object.clone(),
+            key: CLIENT_KEYS_KEY.into(),
+            message: crate::config::describe_yaml_error(&e),
+        })?;
+        snapshot.keys.extend(keys);
+        snapshot
+            .validate()
+            .map_err(|errors| ClusterError::Invalid {
+                object: object.clone(),
+                key: CLIENT_KEYS_KEY.into(),
+                errors,
+            })?;
+    }
+    if required && snapshot.keys.is_empty() {
+        return Err(ClusterError::ClientKeysMissing {
+            object,
+            key: CLIENT_KEYS_KEY,
+            annotation: CLIENT_KEYS_ANNOTATION,
+        });
+    }
+    Ok(())
 }
 
 /// Decodes the objects and builds a runtime from them, carrying endpoint state, budgets and
@@ -324,13 +382,18 @@ enum Change {
 /// The content that decides what is served; compared to skip resyncs that changed nothing.
 #[derive(PartialEq)]
 struct Inputs {
-    snapshot: Option<Option<String>>,
+    snapshot: Option<(Option<String>, bool)>,
     credentials: Option<Result<Credentials, ()>>,
 }
 
 fn inputs(source: &Source, cm: Option<&ConfigMap>, secret: Option<&Secret>) -> Inputs {
     Inputs {
-        snapshot: cm.map(|c| c.data.as_ref().and_then(|d| d.get(SNAPSHOT_KEY).cloned())),
+        snapshot: cm.map(|c| {
+            (
+                c.data.as_ref().and_then(|d| d.get(SNAPSHOT_KEY).cloned()),
+                keys_required(c),
+            )
+        }),
         credentials: secret.map(|s| credentials_from(source, s).map_err(|_| ())),
     }
 }

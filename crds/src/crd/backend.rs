@@ -8,7 +8,7 @@ use crate::snapshot::{
 };
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -163,6 +163,55 @@ pub struct VllmSpec {
     pub distributed: DistributedMode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
+    /// Chat completions sent to each serving group's server before it takes traffic: the
+    /// pod carries the readiness gate `switchyard.dev/warmed`, which the operator sets once
+    /// they were answered. Turning it on or off replaces the pods; the other fields do not.
+    #[serde(default)]
+    pub warmup: Warmup,
+}
+
+/// The warm-up of a serving group: the first requests after `vllm serve` starts are slow
+/// (kernels compiled or autotuned on first use, caches allocated), so each leader (or only)
+/// pod stays out of the Service's ready endpoints, and out of the routing snapshot, until
+/// the operator has sent it `requests` chat completions of about `promptTokens` tokens.
+/// On: the pod gets the readiness gate `switchyard.dev/warmed`, so turning it on or off
+/// replaces the pods; the other fields apply to the next warm-up without a restart.
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Warmup {
+    /// Off: a pod is Ready as soon as vLLM's `/health` passes.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Approximate prompt length of each request (kept below `maxModelLen`).
+    #[serde(default = "default_warmup_prompt_tokens")]
+    #[schemars(range(min = 1, max = 1048576))]
+    pub prompt_tokens: u32,
+    /// Requests sent one after the other; each starts with a different line, so the prefix
+    /// cache does not answer for the later ones.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 32))]
+    pub requests: u32,
+    /// `max_tokens` of each request: a few decode steps.
+    #[serde(default = "default_warmup_max_tokens")]
+    #[schemars(range(min = 1, max = 4096))]
+    pub max_tokens: u32,
+    /// Bound on all the requests of one warm-up; past it the warm-up failed and is retried
+    /// with backoff (`5m`, `90s`).
+    #[serde(default = "default_warmup_timeout")]
+    #[schemars(schema_with = "schema::duration")]
+    pub timeout: String,
+}
+
+impl Default for Warmup {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            prompt_tokens: default_warmup_prompt_tokens(),
+            requests: 1,
+            max_tokens: default_warmup_max_tokens(),
+            timeout: default_warmup_timeout(),
+        }
+    }
 }
 
 /// Checkpoint quantization, as vLLM's `--quantization` names it.
@@ -407,6 +456,24 @@ pub struct InferenceBackendStatus {
     /// The exact command the leader (or only) container runs, shell-quoted, for debugging.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// The last warm-up of a serving group (`spec.vllm.warmup`), written by the operator's
+    /// warm-up loop under its own field manager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<WarmupStatus>,
+}
+
+/// One warm-up of one pod (the leader of its serving group).
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WarmupStatus {
+    pub pod: String,
+    /// `WarmedUp` (the pod takes traffic now) or `WarmupFailed` (retried with backoff).
+    pub reason: String,
+    pub message: String,
+    /// From the first request to the last answer (or to the failure).
+    pub duration_ms: u64,
+    /// When it ended.
+    pub time: Time,
 }
 
 impl InferenceBackend {
@@ -469,6 +536,7 @@ impl VllmSpec {
             pipeline_parallel: 1,
             distributed: DistributedMode::default(),
             network: None,
+            warmup: Warmup::default(),
         }
     }
 }
@@ -483,6 +551,18 @@ fn default_shm_size() -> Quantity {
 
 fn default_startup_budget() -> String {
     "30m".to_owned()
+}
+
+fn default_warmup_prompt_tokens() -> u32 {
+    1024
+}
+
+fn default_warmup_max_tokens() -> u32 {
+    16
+}
+
+fn default_warmup_timeout() -> String {
+    "10m".to_owned()
 }
 
 fn default_cache_mount() -> String {

@@ -51,6 +51,13 @@ pub mod reason {
     pub const NO_PROXIES: &str = "NoProxies";
     /// An external backend: nothing to run, the endpoint is used as given.
     pub const EXTERNAL: &str = "External";
+    /// A pod answered its warm-up requests (pod condition `switchyard.dev/warmed`).
+    pub const WARMED_UP: &str = "WarmedUp";
+    /// A pod's warm-up failed; it is retried with backoff and the pod takes no traffic.
+    pub const WARMUP_FAILED: &str = "WarmupFailed";
+    /// Warm-up was turned off after the pod was created with its readiness gate: the gate is
+    /// opened without a request.
+    pub const WARMUP_DISABLED: &str = "WarmupDisabled";
 }
 
 /// Set (or replace) the condition of type `type_`. The transition time moves only when the

@@ -21,6 +21,9 @@ use switchyard_api::crd::{InferenceBackend, VllmSpec, VLLM_PORT};
 pub const FIELD_MANAGER: &str = "switchyard-operator";
 /// Label selecting a backend's pods.
 pub const BACKEND_LABEL: &str = "switchyard.dev/backend";
+/// Pod condition (and readiness gate) the warm-up loop sets once a serving pod answered its
+/// warm-up requests (`controller::warmup`).
+pub const WARMED_CONDITION: &str = "switchyard.dev/warmed";
 /// Label the LeaderWorkerSet controller puts on every pod: `0` is the leader.
 pub const LWS_WORKER_INDEX_LABEL: &str = "leaderworkerset.sigs.k8s.io/worker-index";
 

@@ -1,12 +1,12 @@
 //! The pod template shared by Deployments and both LeaderWorkerSet roles.
 
 use super::args::{self, Role, RAY_PORT};
-use super::{labels, parse_duration};
+use super::{labels, parse_duration, WARMED_CONDITION};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    HTTPGetAction, HostPathVolumeSource, PersistentVolumeClaimVolumeSource, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SecretKeySelector, SecurityContext, Volume,
-    VolumeMount,
+    HTTPGetAction, HostPathVolumeSource, PersistentVolumeClaimVolumeSource, PodReadinessGate,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SecretKeySelector, SecurityContext,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -112,6 +112,15 @@ pub fn template(ib: &InferenceBackend, spec: &VllmSpec, role: Role) -> (PodTempl
                 .then(|| "ClusterFirstWithHostNet".into()),
             // vLLM finishes in-flight requests on SIGTERM; give it time.
             termination_grace_period_seconds: Some(60),
+            // The pod is Ready (an endpoint the proxies use, a ready replica of the backend)
+            // only once its containers are ready *and* the operator has set this condition
+            // True after the warm-up requests (`controller::warmup`). Only pods that serve
+            // the API are gated: LeaderWorkerSet workers are never sent requests.
+            readiness_gates: (serves && spec.warmup.enabled).then(|| {
+                vec![PodReadinessGate {
+                    condition_type: WARMED_CONDITION.into(),
+                }]
+            }),
             ..Default::default()
         }),
     };

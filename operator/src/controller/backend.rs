@@ -1,9 +1,11 @@
 //! `InferenceBackend` → its vLLM workload and Service (server-side apply, one field manager),
 //! then status in the shape kstatus reads (Argo CD and Flux judge health from it).
 
-use super::{apply_status, error_policy, name_of, namespace_of, Context, Error, FIELD_MANAGER};
+use super::{
+    apply_status, error_policy, name_of, namespace_of, warmup, Context, Error, FIELD_MANAGER,
+};
 use crate::build::{self, lws_resource, Desired, Workload};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -147,6 +149,15 @@ pub fn status(
                         reason::PROGRESSING,
                         format!("{counts}; waiting for the pods to be created"),
                     )
+                } else if let Some(failed) = failed_warmup(ib) {
+                    // Containers ready, gate closed: say why rather than "loading".
+                    (
+                        reason::WARMUP_FAILED,
+                        format!(
+                            "{counts}; the warm-up of pod {} failed, retrying: {}",
+                            failed.pod, failed.message
+                        ),
+                    )
                 } else {
                     let budget = ib
                         .spec
@@ -192,7 +203,18 @@ pub fn status(
         url: ib.base_url(),
         served_model_name: ib.served_model_name().map(str::to_owned),
         command: desired.map(|d| d.command.clone()),
+        // The warm-up loop's field (its own field manager); never written here.
+        warmup: None,
     }
+}
+
+/// The last warm-up the warm-up loop reported, if it failed and warm-up is still on.
+fn failed_warmup(ib: &InferenceBackend) -> Option<&switchyard_api::crd::WarmupStatus> {
+    let on = ib.spec.vllm.as_ref().is_some_and(|v| v.warmup.enabled);
+    ib.status
+        .as_ref()
+        .and_then(|s| s.warmup.as_ref())
+        .filter(|w| on && w.reason == reason::WARMUP_FAILED)
 }
 
 /// When to look again, beyond the watches on the backend and what it owns.
@@ -235,12 +257,14 @@ pub async fn reconcile(ib: Arc<InferenceBackend>, ctx: Arc<Context>) -> Result<A
     Ok(requeue(&observed))
 }
 
-/// The status as this controller last wrote it (other managers' conditions removed).
+/// The status as this controller last wrote it (other managers' conditions and the warm-up
+/// loop's `warmup` removed).
 fn owned_status(status: Option<&InferenceBackendStatus>) -> Option<InferenceBackendStatus> {
     status.map(|s| {
         let mut s = s.clone();
         s.conditions
             .retain(|c| OWNED_CONDITIONS.contains(&c.type_.as_str()));
+        s.warmup = None;
         s
     })
 }
@@ -330,7 +354,9 @@ async fn announce(
     }
 }
 
-/// Runs the backend controller until `shutdown` resolves. `leader_worker_sets`: the API is
+/// Runs the backend controller, and beside it the warm-up loop over its pods
+/// (`controller::warmup`: the readiness gate the pod template carries is opened there, so the
+/// two always run together), until `shutdown` resolves. `leader_worker_sets`: the API is
 /// installed (discovered at start-up), so LeaderWorkerSets are watched too.
 pub async fn run(
     ctx: Arc<Context>,
@@ -365,20 +391,21 @@ pub async fn run(
         };
         controller = controller.owns_with(api, lws_resource(), owned);
     }
-    controller
-        .graceful_shutdown_on(shutdown)
+    let shutdown = shutdown.shared();
+    let backends = controller
+        .graceful_shutdown_on(shutdown.clone())
         .run(
             reconcile,
             |ib, error, ctx| error_policy(CONTROLLER, ib.as_ref(), error, &ctx),
-            ctx,
+            ctx.clone(),
         )
         .for_each(|result| async move {
             match result {
                 Ok((obj, _)) => tracing::debug!(object = %obj, "backend reconciled"),
                 Err(e) => tracing::warn!(error = %e, "backend controller"),
             }
-        })
-        .await;
+        });
+    tokio::join!(backends, warmup::run(ctx, shutdown));
 }
 
 #[cfg(test)]
@@ -527,6 +554,55 @@ mod tests {
             owned_status(ib.status.as_ref()).unwrap().conditions.len(),
             0
         );
+    }
+
+    #[test]
+    fn a_failed_warmup_is_the_ready_verdict_until_the_group_is_ready() {
+        let mut ib = qwen();
+        ib.status = Some(InferenceBackendStatus {
+            warmup: Some(switchyard_api::crd::WarmupStatus {
+                pod: "qwen-7d9f-x".into(),
+                reason: reason::WARMUP_FAILED.into(),
+                message: "warm-up failed after 0.1s: request 1/1: HTTP 500".into(),
+                duration_ms: 100,
+                time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t(0)),
+            }),
+            ..Default::default()
+        });
+        let mut w = WorkloadState {
+            wanted: 2,
+            current: 2,
+            updated: 2,
+            ready: 1,
+            observed: true,
+        };
+        let s = status(&ib, &Observed::Workload(w), None, t(1));
+        let ready = condition(&s, READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", reason::WARMUP_FAILED)
+        );
+        assert_eq!(
+            ready.message,
+            "1/2 serving groups ready; the warm-up of pod qwen-7d9f-x failed, retrying: warm-up failed after 0.1s: request 1/1: HTTP 500"
+        );
+        assert_eq!(
+            condition(&s, RECONCILING).unwrap().reason,
+            reason::WARMUP_FAILED,
+            "retried: still progressing, not stalled"
+        );
+        assert!(s.warmup.is_none(), "the warm-up loop's field");
+        assert!(owned_status(ib.status.as_ref()).unwrap().warmup.is_none());
+
+        w.ready = 2;
+        let s = status(&ib, &Observed::Workload(w), None, t(2));
+        assert_eq!(condition(&s, READY).unwrap().reason, reason::AVAILABLE);
+
+        // Turned off: the old failure is no longer the verdict.
+        ib.spec.vllm.as_mut().unwrap().warmup.enabled = false;
+        w.ready = 1;
+        let s = status(&ib, &Observed::Workload(w), None, t(3));
+        assert_eq!(condition(&s, READY).unwrap().reason, reason::LOADING);
     }
 
     #[test]

@@ -1,11 +1,14 @@
-//! The two reconcilers: `backend` (an `InferenceBackend` into its vLLM workload, Service and
-//! status) and `snapshot` (every route and backend compiled into the routing snapshot, published
-//! to the proxies, with each object's verdict on its status). Both are thin shells around the
-//! pure `build` and `switchyard_api::compile`.
+//! The reconcilers: `backend` (an `InferenceBackend` into its vLLM workload, Service and
+//! status; it also runs `warmup`, which opens each serving pod's readiness gate once the pod
+//! answered its warm-up requests) and `snapshot` (every route and backend compiled into the
+//! routing snapshot, published to the proxies, with each object's verdict on its status).
+//! Both are thin shells around the pure `build` and `switchyard_api::compile`.
 
 pub mod backend;
+pub mod client_keys;
 pub mod proxy;
 pub mod snapshot;
+pub mod warmup;
 
 use crate::metrics::Metrics;
 use kube::api::{Patch, PatchParams};
@@ -16,6 +19,7 @@ use proxy::ProxyProbe;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +37,9 @@ pub struct Settings {
     pub watch_namespace: Option<String>,
     /// Port of each proxy's admin endpoint (`GET /config`).
     pub proxy_admin_port: u16,
+    /// Secret in `snapshot_namespace` whose `keys.yaml` lists the client keys the proxies
+    /// require; `None`: the proxies ask for no key.
+    pub client_keys_secret: Option<String>,
 }
 
 /// Shared by every reconciliation (controller-rs's shape).
@@ -44,6 +51,11 @@ pub struct Context {
     pub probe: Arc<dyn ProxyProbe>,
     /// Consecutive failures per object, for the retry backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The last good client keys (`client_keys`), kept while their Secret is bad.
+    pub(crate) client_keys: Mutex<client_keys::ClientKeysState>,
+    /// The Secret watch was refused (no `list`/`watch` on Secrets): key rotations wait for
+    /// the periodic publish, which backend statuses say.
+    pub(crate) secret_watch_denied: AtomicBool,
 }
 
 impl Context {
@@ -64,6 +76,8 @@ impl Context {
             settings,
             probe,
             failures: Mutex::default(),
+            client_keys: Mutex::default(),
+            secret_watch_denied: AtomicBool::new(false),
         }
     }
 
@@ -77,6 +91,12 @@ impl Context {
 
     fn record_success(&self, key: &str) {
         self.failures.lock().expect("not poisoned").remove(key);
+    }
+
+    /// Consecutive failures of `key` so far.
+    fn failures(&self, key: &str) -> u32 {
+        let failures = self.failures.lock().expect("not poisoned");
+        failures.get(key).copied().unwrap_or(0)
     }
 
     /// Delay before retrying `key` after one more failure: 5 s doubling to 5 min.

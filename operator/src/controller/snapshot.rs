@@ -6,8 +6,12 @@
 //! The snapshot is one object for the whole fleet, so this is a singleton loop rather than a
 //! per-object `Controller`: watches on routes, backends and their EndpointSlices feed
 //! in-memory stores, any change schedules one (debounced) publish over the whole state, and a
-//! timer re-polls the proxies for `proxies synced N/M`.
+//! timer re-polls the proxies for `proxies synced N/M`. Metadata watches on Secrets wake it
+//! too, for the ones backends reference (rotated API keys) and the client-keys Secret, so a
+//! changed key reaches the credentials Secret in about the debounce (0.5 s), not at the next
+//! periodic publish (30 s).
 
+use super::client_keys::{self, Verdict, CLIENT_KEYS_ANNOTATION, CLIENT_KEYS_KEY, REQUIRED};
 use super::proxy::{self, ProxySync};
 use super::{apply_status, Context, Error, FIELD_MANAGER, SNAPSHOT_FIELD_MANAGER};
 use crate::build::snapshot::{
@@ -21,13 +25,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::chrono::{DateTime, Utc};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::{metadata_watcher, watcher, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_api::compile::{snapshot_version, Compiled, Problem, RouteReport};
@@ -151,6 +156,8 @@ struct Publication {
     backend_conflicts: BTreeMap<(String, String), Problem>,
     route_conflicts: BTreeMap<(String, String), Problem>,
     sync: ProxySync,
+    /// Secret changes wake no publish (the watch was refused): said on backends with keys.
+    secret_watch_denied: bool,
 }
 
 /// One publish: compile, write ConfigMap and Secret when their content changed, poll the
@@ -163,34 +170,66 @@ pub async fn publish(inputs: &Inputs, ctx: &Context) -> Result<Duration, Error> 
     let (backends, backend_conflicts) = unique_names(&inputs.backends, "InferenceBackend");
     let (routes, route_conflicts) = unique_names(&inputs.routes, "ModelRoute");
     let (secrets, refused) = read_credentials(ctx, &backends).await?;
-    let compiled = compile(&CompileInput {
+    let verdict = client_keys::current(ctx).await?;
+    let keys = match &verdict {
+        Verdict::Keys(keys) => keys.clone(),
+        Verdict::Off | Verdict::Withhold(_) => Vec::new(),
+    };
+    // With keys, `compile` refuses backends that would forward a client's gateway key.
+    let mut compiled = compile(&CompileInput {
         backends: &backends,
         routes: &routes,
         endpoints: ready_endpoints(&inputs.endpoint_slices, &backends),
         refused,
+        keys,
         ..Default::default()
     });
+    if verdict != Verdict::Off {
+        restrict_keys_to_served_routes(&mut compiled, &verdict);
+    }
+    // The keys travel in the credentials Secret, not the ConfigMap (`client_keys`).
+    let client_keys = std::mem::take(&mut compiled.snapshot.keys);
 
     let ns = &ctx.settings.snapshot_namespace;
     let current = if compiled.snapshot_errors.is_empty() {
-        let values = compiled
+        let mut values: BTreeMap<String, Vec<u8>> = compiled
             .credentials
             .iter()
             .filter_map(|c| Some((c.key.clone(), secrets.get(&c.backend)?.clone())))
             .collect();
+        if verdict != Verdict::Off {
+            let yaml = serde_yaml::to_string(&client_keys).expect("keys serialize");
+            values.insert(CLIENT_KEYS_KEY.into(), yaml.into_bytes());
+        }
         // Credentials first: a proxy that sees the new snapshot must find its keys.
         let secret = credentials_secret(ns, &compiled.snapshot, values);
         write_if_changed(ctx, ns, CREDENTIALS_SECRET, &secret, |old: &Secret| {
             old.data == secret.data
         })
         .await?;
-        let config_map = snapshot_config_map(ns, &compiled.snapshot);
+        let mut config_map = snapshot_config_map(ns, &compiled.snapshot);
+        if verdict != Verdict::Off {
+            config_map
+                .metadata
+                .annotations
+                .get_or_insert_with(BTreeMap::new)
+                .insert(CLIENT_KEYS_ANNOTATION.into(), REQUIRED.into());
+        }
+        let keys_required = |cm: &ConfigMap| {
+            cm.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(CLIENT_KEYS_ANNOTATION))
+                .cloned()
+        };
         write_if_changed(
             ctx,
             ns,
             SNAPSHOT_CONFIGMAP,
             &config_map,
-            |old: &ConfigMap| old.data == config_map.data,
+            |old: &ConfigMap| {
+                old.data == config_map.data && keys_required(old) == keys_required(&config_map)
+            },
         )
         .await?;
         let mut versioned = compiled.snapshot.clone();
@@ -224,6 +263,7 @@ pub async fn publish(inputs: &Inputs, ctx: &Context) -> Result<Duration, Error> 
         backend_conflicts,
         route_conflicts,
         sync,
+        secret_watch_denied: ctx.secret_watch_denied.load(Ordering::Relaxed),
     };
     write_statuses(ctx, inputs, &publication).await?;
     Ok(if sync.total > 0 && !sync.all() {
@@ -231,6 +271,32 @@ pub async fn publish(inputs: &Inputs, ctx: &Context) -> Result<Duration, Error> 
     } else {
         STEADY_POLL
     })
+}
+
+/// Client keys limited to routes this snapshot does not serve keep only the served ones (see
+/// `client_keys::prune`), then the snapshot is checked again. With client keys on and none
+/// usable, the snapshot is not published: an empty key list would open the proxies.
+fn restrict_keys_to_served_routes(compiled: &mut Compiled, verdict: &Verdict) {
+    let served: Vec<String> = compiled
+        .snapshot
+        .routes
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    let served: BTreeSet<&str> = served.iter().map(String::as_str).collect();
+    for note in client_keys::prune(&mut compiled.snapshot.keys, &served) {
+        tracing::warn!("client keys: {note}");
+    }
+    compiled.snapshot_errors = compiled.snapshot.validate().err().unwrap_or_default();
+    if let Verdict::Withhold(why) = verdict {
+        compiled
+            .snapshot_errors
+            .push(client_keys::no_usable_key(why));
+    } else if compiled.snapshot.keys.is_empty() {
+        compiled.snapshot_errors.push(client_keys::no_usable_key(
+            "every key is limited to routes that are not served",
+        ));
+    }
 }
 
 /// API keys of external backends, by backend name; backends whose Secret cannot be read are
@@ -424,6 +490,14 @@ fn problems_text(problems: &[Problem]) -> String {
         .join("; ")
 }
 
+/// Why a snapshot was not published, for status messages: the first snapshot error.
+fn not_published_because(compiled: &Compiled) -> String {
+    compiled
+        .snapshot_errors
+        .first()
+        .map_or_else(|| "no valid route".to_owned(), ToString::to_string)
+}
+
 /// The backend's `Published` condition, or `None` when it already says the same.
 fn backend_condition(
     ib: &InferenceBackend,
@@ -449,13 +523,27 @@ fn backend_condition(
                     }
                     None => format!("in snapshot {version}"),
                 };
+                let watched = ib
+                    .spec
+                    .external
+                    .as_ref()
+                    .and_then(|e| e.api_key_secret_ref.as_ref())
+                    .is_none()
+                    || !p.secret_watch_denied;
+                let message = if watched {
+                    message
+                } else {
+                    format!("{message}; the operator may not list/watch Secrets, so a changed API key reaches the proxies at the next periodic publish (within {}s)", STEADY_POLL.as_secs())
+                };
                 (true, reason::ACCEPTED, message)
             }
             (_, true) => (
                 false,
                 reason::SNAPSHOT_INVALID,
-                "the snapshot was not published (no valid route); proxies keep the previous one"
-                    .to_owned(),
+                format!(
+                    "the snapshot was not published ({}); proxies keep the previous one",
+                    not_published_because(&p.compiled)
+                ),
             ),
             (_, false) => {
                 let first = report
@@ -536,7 +624,10 @@ fn route_status(mr: &ModelRoute, p: &Publication, now: DateTime<Utc>) -> ModelRo
             PUBLISHED,
             false,
             reason::SNAPSHOT_INVALID,
-            "the snapshot was not published; proxies keep the previous one".into(),
+            format!(
+                "the snapshot was not published ({}); proxies keep the previous one",
+                not_published_because(&p.compiled)
+            ),
         );
     } else {
         set(
@@ -634,6 +725,100 @@ where
     (store, events)
 }
 
+/// Which Secret events wake the publisher.
+pub enum SecretFilter {
+    /// Those an `InferenceBackend`'s `spec.external.apiKeySecretRef` names (same namespace).
+    Referenced(Store<InferenceBackend>),
+    /// Every event of the watch (already limited to one Secret by name).
+    Any,
+}
+
+impl SecretFilter {
+    fn wakes(&self, ns: Option<&str>, name: &str) -> bool {
+        match self {
+            SecretFilter::Any => true,
+            SecretFilter::Referenced(backends) => backends.state().iter().any(|ib| {
+                ib.metadata.namespace.as_deref() == ns
+                    && ib
+                        .spec
+                        .external
+                        .as_ref()
+                        .and_then(|e| e.api_key_secret_ref.as_ref())
+                        .is_some_and(|r| r.name == name)
+            }),
+        }
+    }
+}
+
+/// Wake-ups from Secret changes. A metadata watch: the publisher reads the values itself
+/// (`read_credentials`, `client_keys::current`), so none travel on the watch and the
+/// operator holds no copy of every Secret. It needs `list` and `watch` on Secrets (kube's
+/// `metadata_watcher` lists, then watches, with the `PartialObjectMetadata` media type).
+///
+/// Refused (403): said once in the log and on the backends' status; the watch keeps
+/// retrying with backoff (RBAC may be granted later) and the periodic publish re-reads the
+/// Secrets meanwhile. A relist (`InitDone`) wakes too: changes may have been missed.
+pub fn secret_events(
+    api: Api<Secret>,
+    config: watcher::Config,
+    filter: SecretFilter,
+    ctx: Arc<Context>,
+) -> impl Stream<Item = ()> + Send {
+    // Only the backends' watch speaks for their status; each watch logs its own refusal.
+    let for_status = matches!(filter, SecretFilter::Referenced(_));
+    let mut denied = false;
+    metadata_watcher(api, config)
+        .default_backoff()
+        .filter_map(move |event| {
+            let woke = match event {
+                Ok(watcher::Event::Apply(m) | watcher::Event::Delete(m)) => {
+                    filter.wakes(m.metadata.namespace.as_deref(), &m.name_any())
+                }
+                Ok(watcher::Event::InitDone) => {
+                    if std::mem::take(&mut denied) {
+                        tracing::info!(
+                            "Secret watch allowed now: Secret changes wake the publisher again"
+                        );
+                    }
+                    if for_status {
+                        ctx.secret_watch_denied.store(false, Ordering::Relaxed);
+                    }
+                    true
+                }
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => false,
+                Err(e) if forbidden(&e) => {
+                    if !std::mem::replace(&mut denied, true) {
+                        tracing::warn!(
+                            error = %e,
+                            "the operator may not list/watch these Secrets: a changed API key or client key reaches the proxies only at the next periodic publish (within {}s); grant `list` and `watch` on secrets (chart: operator.readBackendSecrets, clientKeys)",
+                            STEADY_POLL.as_secs()
+                        );
+                    }
+                    if for_status {
+                        ctx.secret_watch_denied.store(true, Ordering::Relaxed);
+                    }
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Secret watch");
+                    false
+                }
+            };
+            async move { woke.then_some(()) }
+        })
+}
+
+fn forbidden(e: &watcher::Error) -> bool {
+    let api = match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(a))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(a))
+        | watcher::Error::WatchFailed(kube::Error::Api(a)) => Some(a.code),
+        watcher::Error::WatchError(a) => Some(a.code),
+        _ => None,
+    };
+    api == Some(403)
+}
+
 fn api<K>(ctx: &Context) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
@@ -655,11 +840,34 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send) {
         api::<EndpointSlice>(&ctx),
         watcher::Config::default().labels(BACKEND_LABEL),
     );
-    let mut changes = pin!(futures::stream::select_all([
+    let mut streams = vec![
         backend_events.boxed(),
         route_events.boxed(),
         slice_events.boxed(),
-    ]));
+        // Rotated API keys: without this a changed Secret waited for the next periodic
+        // publish (up to `STEADY_POLL`), failing every request meanwhile once the old key
+        // was revoked.
+        secret_events(
+            api::<Secret>(&ctx),
+            watcher::Config::default(),
+            SecretFilter::Referenced(backends.clone()),
+            ctx.clone(),
+        )
+        .boxed(),
+    ];
+    if let Some(name) = &ctx.settings.client_keys_secret {
+        // By name, so a Role limited with `resourceNames` allows it.
+        streams.push(
+            secret_events(
+                ctx.api::<Secret>(&ctx.settings.snapshot_namespace),
+                watcher::Config::default().fields(&format!("metadata.name={name}")),
+                SecretFilter::Any,
+                ctx.clone(),
+            )
+            .boxed(),
+        );
+    }
+    let mut changes = pin!(futures::stream::select_all(streams));
     let mut shutdown = pin!(shutdown);
     let ready = async {
         let _ = tokio::join!(
@@ -764,6 +972,53 @@ mod tests {
                 ]
             )])
         );
+    }
+
+    #[test]
+    fn a_refused_secret_watch_is_said_on_backends_with_an_api_key() {
+        let forbidden_list =
+            watcher::Error::InitialListFailed(kube::Error::Api(kube::core::ErrorResponse {
+                status: "Failure".into(),
+                message: "secrets is forbidden".into(),
+                reason: "Forbidden".into(),
+                code: 403,
+            }));
+        assert!(forbidden(&forbidden_list));
+        assert!(!forbidden(&watcher::Error::NoResourceVersion));
+
+        let external: InferenceBackend = serde_yaml::from_str(
+            "apiVersion: switchyard.dev/v1alpha1\nkind: InferenceBackend\nmetadata: {name: anthropic, namespace: ai}\nspec:\n  external: {url: 'https://api.anthropic.com/v1', protocol: anthropic, servedModelName: m, apiKeySecretRef: {name: k}}\n",
+        )
+        .unwrap();
+        let route: ModelRoute = serde_yaml::from_str(
+            "apiVersion: switchyard.dev/v1alpha1\nkind: ModelRoute\nmetadata: {name: r, namespace: ai}\nspec: {models: [m], backend: anthropic}\n",
+        )
+        .unwrap();
+        let compiled = compile(&CompileInput {
+            backends: std::slice::from_ref(&external),
+            routes: std::slice::from_ref(&route),
+            ..Default::default()
+        });
+        let mut current = compiled.snapshot.clone();
+        current.version = Some("v".into());
+        let mut p = Publication {
+            compiled,
+            current: Some(current),
+            backend_conflicts: BTreeMap::new(),
+            route_conflicts: BTreeMap::new(),
+            sync: ProxySync::default(),
+            secret_watch_denied: true,
+        };
+        let message =
+            |p: &Publication| backend_condition(&external, p, Utc::now()).unwrap().message;
+        let m = message(&p);
+        assert!(
+            m.starts_with("in snapshot v; the operator may not list/watch Secrets")
+                && m.contains("within 30s"),
+            "{m}"
+        );
+        p.secret_watch_denied = false;
+        assert_eq!(message(&p), "in snapshot v");
     }
 
     #[test]

@@ -603,3 +603,202 @@ async fn initial_load_times_out_with_the_last_reason() {
         "no servable snapshot after 300ms: ConfigMap switchyard/switchyard-snapshot has no `snapshot.yaml` key (keys present: wrong.yaml)"
     );
 }
+
+// ---- client keys (published in the credentials Secret, merged into the snapshot) ----
+
+/// What `printf %s "$KEY" | sha256sum` prints.
+fn sha256_hex(key: &str) -> String {
+    crate::keys::hash_key(key)
+}
+
+fn keys_yaml(keys: &[(&str, &str)]) -> String {
+    keys.iter()
+        .map(|(name, key)| format!("- {{name: {name}, sha256: {}}}\n", sha256_hex(key)))
+        .collect()
+}
+
+fn keyed_cm(version: &str) -> ConfigMap {
+    let mut cm = snapshot_cm(version, true);
+    cm.metadata.annotations = Some(BTreeMap::from([(
+        CLIENT_KEYS_ANNOTATION.to_owned(),
+        "required".to_owned(),
+    )]));
+    cm
+}
+
+fn keyed_secret(api_key: &str, keys: &str, resource_version: &str) -> Secret {
+    secret(
+        &[
+            ("backend.local.apiKey", api_key.as_bytes()),
+            (CLIENT_KEYS_KEY, keys.as_bytes()),
+        ],
+        resource_version,
+    )
+}
+
+#[test]
+fn client_keys_from_the_secret_are_merged_into_the_snapshot() {
+    let yaml = keys_yaml(&[("alice", "alice-key")]);
+    let (snapshot, _) = decode(
+        &source(),
+        Some(&keyed_cm("v1")),
+        Some(&keyed_secret("k", &yaml, "1")),
+    )
+    .unwrap();
+    assert_eq!(snapshot.keys.len(), 1);
+    assert_eq!(snapshot.keys[0].name, "alice");
+    assert_eq!(snapshot.keys[0].sha256, sha256_hex("alice-key"));
+}
+
+#[test]
+fn bad_client_keys_are_refused_naming_the_field_never_the_value() {
+    let plaintext = "sk-plaintext-client-key";
+    let bad = format!("- {{name: alice, sha256: {plaintext}}}\n");
+    let err = decode(
+        &source(),
+        Some(&keyed_cm("v1")),
+        Some(&keyed_secret("k", &bad, "1")),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Secret switchyard/switchyard-credentials key `keys.yaml`: invalid snapshot:\n  - keys[0].sha256: must be 64 hex digits (the SHA-256 of the key, never the key)"
+    );
+    let garbled = format!(
+        "- {{name: alice, sha256: {}, limits: {{concurrent: {plaintext}}}}}\n",
+        sha256_hex("a")
+    );
+    let msg = decode(
+        &source(),
+        Some(&keyed_cm("v1")),
+        Some(&keyed_secret("k", &garbled, "1")),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        msg.starts_with("Secret switchyard/switchyard-credentials key `keys.yaml`: "),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains(plaintext) && !msg.contains(&sha256_hex("a")),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_snapshot_that_requires_client_keys_is_refused_without_them() {
+    // The credentials Secret lost its `keys.yaml` (or lists none): serving would let anyone in.
+    let err = decode(&source(), Some(&keyed_cm("v1")), Some(&key_secret("k"))).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Secret switchyard/switchyard-credentials has no client keys (`keys.yaml`), but the snapshot requires them (switchyard.dev/client-keys); refused so the proxy does not accept anyone"
+    );
+    let err = decode(
+        &source(),
+        Some(&keyed_cm("v1")),
+        Some(&keyed_secret("k", "[]\n", "1")),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, ClusterError::ClientKeysMissing { .. }),
+        "{err}"
+    );
+}
+
+async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}")
+}
+
+/// Through the watch and the real HTTP routers: keys from the credentials Secret are
+/// enforced (401 without, 200 with), a changed set is applied on its watch event keeping the
+/// limiter state of unchanged keys, and `/config` shows the version, no hash.
+#[tokio::test]
+async fn client_keys_in_the_secret_are_enforced_and_reloaded() {
+    let (svc, handle) = tower_test::mock::pair::<
+        http::Request<kube::client::Body>,
+        http::Response<axum::body::Body>,
+    >();
+    let client = Client::new(svc, "default");
+    let (_cm_tx, cm_rx) = mpsc::unbounded_channel();
+    let (secret_tx, secret_rx) = mpsc::unbounded_channel::<Bytes>();
+    let fake = Arc::new(FakeApi {
+        configmap: Mutex::new(Some(keyed_cm("v1"))),
+        secret: Mutex::new(Some(keyed_secret(
+            "k1",
+            &keys_yaml(&[("alice", "alice-key")]),
+            "1",
+        ))),
+        outage: Mutex::default(),
+        watches: Mutex::new(BTreeMap::from([
+            ("configmaps", cm_rx),
+            ("secrets", secret_rx),
+        ])),
+        requests: Mutex::default(),
+    });
+    fake.clone().serve(handle);
+    // Started open (as if from an older snapshot without keys).
+    let start = build(
+        &source(),
+        Some(&snapshot_cm("v0", true)),
+        Some(&key_secret("k0")),
+        None,
+    )
+    .unwrap();
+    assert!(start.keys.is_open());
+    let (app, health) = state(start);
+    let task = tokio::spawn(watch(app.clone(), health, client, source()));
+    eventually("keys applied", || !app.runtime.load().keys.is_open()).await;
+
+    let api = serve(crate::server::api_router(app.clone())).await;
+    let admin = serve(crate::server::admin_router(app.clone())).await;
+    let http = reqwest::Client::new();
+    let models = |key: Option<&'static str>| {
+        let mut req = http.get(format!("{api}/v1/models"));
+        if let Some(k) = key {
+            req = req.header("x-api-key", k);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(models(None).await, 401);
+    assert_eq!(models(Some("wrong-key")).await, 401);
+    assert_eq!(models(Some("alice-key")).await, 200);
+    let config = http
+        .get(format!("{admin}/config"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(config.contains("\"version\":\"v1-"), "{config}");
+    assert!(!config.contains(&sha256_hex("alice-key")), "{config}");
+    let alice = app.runtime.load().keys.get("alice").unwrap().clone();
+
+    // Bob is added: applied on the Secret's watch event; Alice keeps her limiter entry.
+    let mut rotated = keyed_secret(
+        "k1",
+        &keys_yaml(&[("alice", "alice-key"), ("bob", "bob-key")]),
+        "2",
+    );
+    rotated.metadata.resource_version = Some("2".into());
+    secret_tx.send(watch_event("MODIFIED", &rotated)).unwrap();
+    eventually("bob added", || app.runtime.load().keys.get("bob").is_some()).await;
+    assert_eq!(models(Some("bob-key")).await, 200);
+    assert_eq!(models(Some("alice-key")).await, 200);
+    assert!(Arc::ptr_eq(
+        &alice,
+        app.runtime.load().keys.get("alice").unwrap()
+    ));
+
+    // A bad set is refused; the good one keeps serving.
+    let mut bad = keyed_secret("k1", "- {name: bob, sha256: nothex}\n", "3");
+    bad.metadata.resource_version = Some("3".into());
+    secret_tx.send(watch_event("MODIFIED", &bad)).unwrap();
+    eventually("bad keys refused", || reloads(&app, "rejected") == 1).await;
+    assert_eq!(models(Some("bob-key")).await, 200);
+    assert_eq!(models(None).await, 401);
+    task.abort();
+}
