@@ -2,6 +2,7 @@
 
 pub mod snapshot;
 pub mod validate;
+pub mod wire;
 
 pub use snapshot::*;
 pub use validate::FieldError;

@@ -25,15 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_api::{ClientKey, FieldError, RoutingSnapshot};
 
-/// The ConfigMap key holding the YAML snapshot.
-pub const SNAPSHOT_KEY: &str = "snapshot.yaml";
-/// The credentials Secret key holding the client keys (a YAML list in the snapshot's `keys`
-/// format: name, sha256, routes, limits), merged into the snapshot served. The operator writes
-/// the same name (`switchyard_operator::controller::client_keys::CLIENT_KEYS_KEY`).
-pub const CLIENT_KEYS_KEY: &str = "keys.yaml";
-/// Set to `required` on the ConfigMap while the operator publishes client keys: without them
-/// (a deleted Secret, an empty list) the snapshot is refused rather than served to anyone.
-pub const CLIENT_KEYS_ANNOTATION: &str = "switchyard.dev/client-keys";
+pub use switchyard_api::wire::{
+    CLIENT_KEYS_ANNOTATION, CLIENT_KEYS_KEY, CLIENT_KEYS_REQUIRED, SNAPSHOT_KEY,
+};
 
 /// Where the operator publishes the snapshot and its credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,7 +197,7 @@ fn keys_required(cm: &ConfigMap) -> bool {
         .annotations
         .as_ref()
         .and_then(|a| a.get(CLIENT_KEYS_ANNOTATION))
-        .is_some_and(|v| v == "required")
+        .is_some_and(|v| v == CLIENT_KEYS_REQUIRED)
 }
 
 /// Adds the client keys of the credentials Secret to the snapshot, then checks the whole

@@ -15,13 +15,9 @@ use kube::runtime::events::{Event, EventType};
 use std::collections::BTreeSet;
 use switchyard_api::{ClientKey, FieldError, RoutingSnapshot};
 
-/// The key of the set in the user's Secret and in the credentials Secret alike. The proxies
-/// read the same name (`switchyard_proxy::cluster::CLIENT_KEYS_KEY`).
-pub const CLIENT_KEYS_KEY: &str = "keys.yaml";
-/// On the snapshot ConfigMap while client keys are on: a proxy refuses a snapshot that comes
-/// without its keys (a deleted credentials Secret must not open the fleet).
-pub const CLIENT_KEYS_ANNOTATION: &str = "switchyard.dev/client-keys";
-pub const REQUIRED: &str = "required";
+pub use switchyard_api::wire::{
+    CLIENT_KEYS_ANNOTATION, CLIENT_KEYS_KEY, CLIENT_KEYS_REQUIRED as REQUIRED,
+};
 
 /// The last good set and the last problem reported, kept across publishes.
 #[derive(Default)]

@@ -621,7 +621,7 @@ fn keyed_cm(version: &str) -> ConfigMap {
     let mut cm = snapshot_cm(version, true);
     cm.metadata.annotations = Some(BTreeMap::from([(
         CLIENT_KEYS_ANNOTATION.to_owned(),
-        "required".to_owned(),
+        CLIENT_KEYS_REQUIRED.to_owned(),
     )]));
     cm
 }
