@@ -333,13 +333,24 @@ fn unreachable(backend: &BackendRuntime, e: reqwest::Error) -> UpstreamError {
     UpstreamError::Unreachable {
         backend: backend.spec.name.clone(),
         detail: if e.is_connect() {
-            "connection refused or failed".into()
+            format!("connection failed: {}", root_cause(&e))
         } else if e.is_timeout() {
             "timed out".into()
         } else {
             redact_error(e)
         },
     }
+}
+
+/// The innermost cause of a connect error, which names what went wrong ("Connection refused
+/// (os error 111)", "invalid peer certificate: UnknownIssuer") where reqwest's own text only
+/// says the connection failed. It holds no URL: the causes come from the socket and TLS.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 /// Served model and context window, from the config or from the first endpoint of the
