@@ -25,6 +25,11 @@ struct Setup {
 }
 
 async fn setup(fault_url: &str, discover: bool) -> Setup {
+    setup_with(fault_url, discover, FIRST_TOKEN_MS).await
+}
+
+/// `setup` with another `firstTokenMs`, for faults that take a while to reach their limit.
+async fn setup_with(fault_url: &str, discover: bool, first_token_ms: u64) -> Setup {
     let good = mock().await;
     // Discovery goes through the fault backend (its /v1/models and /version) unless it
     // refuses connections.
@@ -39,7 +44,7 @@ async fn setup(fault_url: &str, discover: bool) -> Setup {
          \x20 - name: good\n    baseUrl: '{}'\n    servedModel: qwen3-coder\n    contextWindow: 32768\n\
          routes:\n  - name: fault\n    models: ['fault-*']\n    backend: faulty\n\
          \x20   retries: {{attempts: 1}}\n\
-         \x20   timeouts: {{connectMs: 1000, firstTokenMs: {FIRST_TOKEN_MS}, idleMs: {IDLE_MS}, totalMs: 20000}}\n\
+         \x20   timeouts: {{connectMs: 1000, firstTokenMs: {first_token_ms}, idleMs: {IDLE_MS}, totalMs: 20000}}\n\
          \x20 - name: rest\n    models: ['*']\n    backend: good\n",
         good.base_url()
     ));
@@ -295,7 +300,9 @@ async fn a_body_without_end_is_cut_at_the_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sse_line_without_end_is_cut_at_the_limit() {
     let fb = FaultBackend::start(Fault::EndlessSseLine).await.unwrap();
-    let s = setup(&fb.base_url(), true).await;
+    // Reading 16 MiB through a debug build on a busy CI machine took longer than 1.5 s
+    // (the first-token timeout fired first): this test is about the size limit.
+    let s = setup_with(&fb.base_url(), true, 15_000).await;
     let (status, text, took) = call(&s.proxy, &request("fault-a", true)).await;
     // Cut before or after the stream was committed, depending on the machine's speed.
     let kind = if status == 200 {

@@ -1,26 +1,20 @@
 //! Switchyard translation proxy: serves the Anthropic Messages API in front of vLLM
 //! (OpenAI Chat Completions) and Anthropic-protocol backends.
+//!
+//! Layers, each depending only on those below it (ARCHITECTURE.md has the request's path):
+//! `http` (client and admin APIs) → `forward` (a request's life: plan, attempts, relay) →
+//! `routing` (routes, rules, keys, balancing, outliers) · `upstream` (client, discovery,
+//! health) · `fixes` and `translate` (pure) → `protocol` (wire types), with `config`
+//! (snapshot, reload, cluster mode, LiteLLM import) and `observe` (metrics, access log) beside.
 
-pub mod access_log;
-pub mod anthropic;
-pub mod balance;
-pub mod cluster;
 pub mod config;
-pub mod context;
-pub mod context_edits;
 pub mod error;
 pub mod fixes;
 pub mod forward;
-pub mod health;
-pub mod keys;
-pub mod litellm;
-pub mod metrics;
-pub mod openai;
-pub mod relay;
-pub mod reload;
-pub mod route;
-pub mod serve;
-pub mod server;
-pub mod server_tools;
+pub mod http;
+pub mod observe;
+pub mod protocol;
+pub mod routing;
+pub mod state;
 pub mod translate;
 pub mod upstream;

@@ -5,13 +5,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use switchyard_api::{Protocol, RoutingSnapshot};
-use switchyard_proxy::cluster;
+use switchyard_proxy::config::cluster;
+use switchyard_proxy::config::litellm;
+use switchyard_proxy::config::reload;
 use switchyard_proxy::config::{self, Runtime};
-use switchyard_proxy::health::HealthChecks;
-use switchyard_proxy::litellm;
-use switchyard_proxy::reload;
-use switchyard_proxy::serve;
-use switchyard_proxy::server::{admin_router, api_router, AppState};
+use switchyard_proxy::http::serve;
+use switchyard_proxy::http::{admin_router, api_router};
+use switchyard_proxy::state::AppState;
+use switchyard_proxy::upstream::health::HealthChecks;
 
 /// jemalloc, chosen by measurement: with glibc's malloc the proxy kept its peak (86 MB after
 /// 1,000 streams, 27 MB idle) long after the streams were gone; see bench/README.md.
@@ -107,7 +108,7 @@ fn main() {
             let _ = std::io::stdin().read_line(&mut key);
             println!(
                 "{}",
-                switchyard_proxy::keys::hash_key(key.trim_end_matches(['\n', '\r']))
+                switchyard_proxy::routing::keys::hash_key(key.trim_end_matches(['\n', '\r']))
             );
             return;
         }

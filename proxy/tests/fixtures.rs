@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use switchyard_api::{ParameterPolicy, SystemMessagePlacement, ThinkingStyle};
-use switchyard_proxy::anthropic::MessagesRequest;
-use switchyard_proxy::context::{estimate_prompt_tokens, fit_estimated};
+use switchyard_proxy::fixes::context::{estimate_prompt_tokens, fit_estimated};
+use switchyard_proxy::protocol::anthropic::MessagesRequest;
 use switchyard_proxy::translate::request::{to_openai, BackendShape};
 
 const WINDOW: u32 = 32_768;

@@ -15,10 +15,10 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use switchyard_api::{ParameterPolicy, RoutingSnapshot, SystemMessagePlacement, ThinkingStyle};
-use switchyard_proxy::anthropic::MessagesRequest;
-use switchyard_proxy::context::{estimate_prompt_tokens, fit_estimated};
 use switchyard_proxy::error::{ApiError, ErrorKind};
-use switchyard_proxy::openai::ChatChunk;
+use switchyard_proxy::fixes::context::{estimate_prompt_tokens, fit_estimated};
+use switchyard_proxy::protocol::anthropic::MessagesRequest;
+use switchyard_proxy::protocol::openai::ChatChunk;
 use switchyard_proxy::translate::request::{to_openai, BackendShape};
 use switchyard_proxy::translate::stream::StreamTranslator;
 use switchyard_proxy::translate::text_tools::{Piece, TextToolParser};
@@ -1285,7 +1285,7 @@ proptest! {
         let mut text = if keep_base { bench_litellm().to_owned() } else { String::new() };
         text.push_str(&lines.join("\n"));
         let bytes = apply_bytes(text.into_bytes(), &damage);
-        let _ = switchyard_proxy::litellm::convert(&String::from_utf8_lossy(&bytes));
+        let _ = switchyard_proxy::config::litellm::convert(&String::from_utf8_lossy(&bytes));
     }
 
     /// Mutated example snapshots: parsing and `validate()` never panic.

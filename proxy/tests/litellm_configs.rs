@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use switchyard_api::{Backend, Protocol, Route, RoutingSnapshot};
-use switchyard_proxy::litellm::{convert_with_env, Conversion, LitellmError, MASTER_KEY_NAME};
+use switchyard_proxy::config::litellm::{
+    convert_with_env, Conversion, LitellmError, MASTER_KEY_NAME,
+};
 
 /// The environment every config is converted in; anything else is unset.
 const ENV: &[(&str, &str)] = &[
@@ -194,7 +196,7 @@ fn claude_code_on_spark() {
     assert_eq!(c.snapshot.keys[0].name, MASTER_KEY_NAME);
     assert_eq!(
         c.snapshot.keys[0].sha256,
-        switchyard_proxy::keys::hash_key("sk-test-master")
+        switchyard_proxy::routing::keys::hash_key("sk-test-master")
     );
     for r in &c.snapshot.routes {
         assert_eq!(r.timeouts.first_token_ms, 600_000);
@@ -485,7 +487,7 @@ fn master_key_from_an_unset_variable_is_an_error() {
     let c = convert_text(&text, &[("SWITCHYARD_TEST_UNSET_MASTER_KEY", "sk-now-set")]).unwrap();
     assert_eq!(
         c.snapshot.keys[0].sha256,
-        switchyard_proxy::keys::hash_key("sk-now-set")
+        switchyard_proxy::routing::keys::hash_key("sk-now-set")
     );
 }
 
@@ -762,7 +764,7 @@ fn shared_fixtures() {
     let c = shared("spark-gpt-oss.yaml", &[]);
     assert_eq!(
         c.snapshot.keys[0].sha256,
-        switchyard_proxy::keys::hash_key("sk-1234")
+        switchyard_proxy::routing::keys::hash_key("sk-1234")
     );
     assert_eq!(route_names(&c), ["openai/gpt-oss-120b"]);
 

@@ -2,7 +2,7 @@
 //! `--client-keys-secret`) holds `keys.yaml`, a list in the snapshot's `keys` format (name,
 //! SHA-256 of the key, routes, limits; never a key itself). The publisher reads it, checks it,
 //! and hands the set to the proxies through the credentials Secret (key `keys.yaml`), not the
-//! ConfigMap: the proxies merge it into the snapshot they serve (`proxy/src/cluster.rs`).
+//! ConfigMap: the proxies merge it into the snapshot they serve (`proxy/src/config/cluster.rs`).
 //!
 //! A bad `keys.yaml` (or a missing or unreadable Secret) never opens the proxies: the last good
 //! set stays published, and the problem is logged and sent as an Event on the Secret, naming

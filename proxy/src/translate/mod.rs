@@ -6,8 +6,8 @@ pub mod response;
 pub mod stream;
 pub mod text_tools;
 
-use crate::anthropic::{StopReason, Usage};
-use crate::openai::ChatUsage;
+use crate::protocol::anthropic::{StopReason, Usage};
+use crate::protocol::openai::ChatUsage;
 
 /// How the backend said generation ended.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,6 +63,9 @@ pub fn anthropic_usage(usage: Option<&ChatUsage>, prompt_estimate: u64) -> Usage
 pub fn fills_window(usage: Option<&ChatUsage>, window: Option<u32>) -> bool {
     usage.is_some_and(|u| {
         // Backend-sent figures: saturate rather than overflow.
-        crate::context::reaches_window(u.prompt_tokens.saturating_add(u.completion_tokens), window)
+        crate::fixes::context::reaches_window(
+            u.prompt_tokens.saturating_add(u.completion_tokens),
+            window,
+        )
     })
 }

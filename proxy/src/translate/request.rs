@@ -1,11 +1,11 @@
 //! Anthropic Messages request → OpenAI Chat Completions request (pure).
 
-use crate::anthropic::{
+use crate::error::ApiError;
+use crate::protocol::anthropic::{
     Content, ContentBlock, ImageSource, Message, MessagesRequest, Role, SystemPrompt, ThinkingKind,
     ToolChoice,
 };
-use crate::error::ApiError;
-use crate::openai::{
+use crate::protocol::openai::{
     ChatContent, ChatMessage, ChatRequest, ChatTool, ContentPart, FunctionCall, FunctionDef,
     ImageUrl, StreamOptions, ToolCall,
 };

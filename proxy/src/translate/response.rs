@@ -2,8 +2,8 @@
 
 use super::text_tools::{Piece, TextToolParser};
 use super::{anthropic_usage, stop_reason, Finish};
-use crate::anthropic::{MessageResponse, OutBlock};
-use crate::openai::ChatResponse;
+use crate::protocol::anthropic::{MessageResponse, OutBlock};
+use crate::protocol::openai::ChatResponse;
 use serde_json::Value;
 
 pub fn to_anthropic(

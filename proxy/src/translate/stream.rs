@@ -9,10 +9,10 @@
 
 use super::text_tools::{Piece, TextToolParser};
 use super::{anthropic_usage, fills_window, stop_reason, Finish};
-use crate::anthropic::{MessageResponse, StopReason, Usage};
 use crate::error::ApiError;
 use crate::error::ErrorKind;
-use crate::openai::{ChatChunk, ChatUsage, ToolCallDelta};
+use crate::protocol::anthropic::{MessageResponse, StopReason, Usage};
+use crate::protocol::openai::{ChatChunk, ChatUsage, ToolCallDelta};
 use serde::Serialize;
 use std::collections::BTreeMap;
 

@@ -5,11 +5,11 @@
 //! event (never a hang, never a silent cut). Dropping the body (client gone) drops the
 //! upstream response, which closes its connection: vLLM aborts the request.
 
-use crate::access_log::AccessLog;
-use crate::anthropic::{self, StopReason, Usage};
-use crate::balance::InFlight;
-use crate::context::reaches_window;
-use crate::server::AppState;
+use crate::fixes::context::reaches_window;
+use crate::observe::access_log::AccessLog;
+use crate::protocol::anthropic::{self, StopReason, Usage};
+use crate::routing::balance::InFlight;
+use crate::state::AppState;
 use crate::translate::stream::{error_event, ping, write_sse, StreamTranslator};
 use crate::upstream::{Item, RawEvent, UpstreamError, UpstreamStream};
 use axum::body::{Body, Bytes};
@@ -141,7 +141,7 @@ pub fn sse_response(body: Body) -> Response {
 
 /// The translated OpenAI stream; `first` holds what was written before committing.
 pub fn openai_body(
-    mut chunks: UpstreamStream<crate::openai::ChatChunk>,
+    mut chunks: UpstreamStream<crate::protocol::openai::ChatChunk>,
     mut tr: StreamTranslator,
     first: Vec<u8>,
     mut guard: StreamGuard,
@@ -194,7 +194,7 @@ pub fn openai_body(
 
 /// Applies one upstream item to the translator; true when it carried data.
 fn feed(
-    item: Option<Result<Item<crate::openai::ChatChunk>, UpstreamError>>,
+    item: Option<Result<Item<crate::protocol::openai::ChatChunk>, UpstreamError>>,
     tr: &mut StreamTranslator,
     out: &mut Vec<u8>,
     guard: &mut StreamGuard,
@@ -269,10 +269,8 @@ impl Relay {
     /// Our own `message_start`, when the stream is committed before the backend's.
     pub fn start(&mut self, out: &mut Vec<u8>) {
         self.started = true;
-        let mut msg = anthropic::MessageResponse::new(
-            crate::server::new_id("msg"),
-            self.client_model.clone(),
-        );
+        let mut msg =
+            anthropic::MessageResponse::new(crate::state::new_id("msg"), self.client_model.clone());
         msg.usage = self.usage;
         write_raw(
             out,

@@ -1,5 +1,5 @@
 use super::*;
-use crate::metrics::ResultLabels;
+use crate::observe::metrics::ResultLabels;
 use bytes::Bytes;
 use k8s_openapi::ByteString;
 use serde_json::json;
@@ -608,7 +608,7 @@ async fn initial_load_times_out_with_the_last_reason() {
 
 /// What `printf %s "$KEY" | sha256sum` prints.
 fn sha256_hex(key: &str) -> String {
-    crate::keys::hash_key(key)
+    crate::routing::keys::hash_key(key)
 }
 
 fn keys_yaml(keys: &[(&str, &str)]) -> String {
@@ -752,8 +752,8 @@ async fn client_keys_in_the_secret_are_enforced_and_reloaded() {
     let task = tokio::spawn(watch(app.clone(), health, client, source()));
     eventually("keys applied", || !app.runtime.load().keys.is_open()).await;
 
-    let api = serve(crate::server::api_router(app.clone())).await;
-    let admin = serve(crate::server::admin_router(app.clone())).await;
+    let api = serve(crate::http::api_router(app.clone())).await;
+    let admin = serve(crate::http::admin_router(app.clone())).await;
     let http = reqwest::Client::new();
     let models = |key: Option<&'static str>| {
         let mut req = http.get(format!("{api}/v1/models"));

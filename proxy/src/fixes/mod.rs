@@ -3,10 +3,14 @@
 //! Each fix answers something the real CLI sends (see `fixtures/claude-code/README.md`)
 //! that an open-model backend mishandles.
 
-use crate::anthropic::{
+pub mod context;
+pub mod context_edits;
+pub mod server_tools;
+
+use crate::fixes::server_tools::is_server_tool;
+use crate::protocol::anthropic::{
     Content, ContentBlock, Message, MessagesRequest, Role, SystemPrompt, ToolChoice,
 };
-use crate::server_tools::is_server_tool;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use switchyard_api::SystemMessagePlacement;
@@ -61,7 +65,7 @@ pub fn place_system_messages(req: &mut MessagesRequest, placement: SystemMessage
             out.push(msg);
             continue;
         }
-        let text = content_text(&msg.content);
+        let text = msg.content.all_text();
         match placement {
             SystemMessagePlacement::Hoist => append_system(req, text),
             _ => {
@@ -98,21 +102,6 @@ fn append_system(req: &mut MessagesRequest, text: String) {
             existing.push_str(&text);
         }
         Some(SystemPrompt::Blocks(blocks)) => blocks.push(ContentBlock::text(text)),
-    }
-}
-
-/// All text of a content value, blocks joined by blank lines.
-pub fn content_text(content: &Content) -> String {
-    match content {
-        Content::Text(t) => t.clone(),
-        Content::Blocks(blocks) => blocks
-            .iter()
-            .filter_map(|b| match b {
-                ContentBlock::Text { text, .. } => Some(text.as_str()),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-            .join("\n\n"),
     }
 }
 
@@ -235,7 +224,7 @@ mod tests {
             {"role":"system","content":"env: linux"}]}));
         place_system_messages(&mut r, SystemMessagePlacement::Inline);
         assert_eq!(r.messages.len(), 1);
-        let text = content_text(&r.messages[0].content);
+        let text = r.messages[0].content.all_text();
         assert_eq!(
             text,
             "hi\n\n<system-reminder>\nenv: linux\n</system-reminder>"
@@ -253,7 +242,7 @@ mod tests {
         let roles: Vec<Role> = r.messages.iter().map(|m| m.role).collect();
         assert_eq!(roles, [Role::User, Role::Assistant, Role::User]);
         assert_eq!(
-            content_text(&r.messages[2].content),
+            r.messages[2].content.all_text(),
             "<system-reminder>\nnote\n</system-reminder>\n\nc"
         );
     }
@@ -294,7 +283,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            content_text(c),
+            c.all_text(),
             "Tool `WebFetch` is now loaded and available to call."
         );
     }

@@ -4,10 +4,14 @@
 //! Dropping a stream returned from here drops the HTTP response, which closes the connection;
 //! vLLM sees the disconnect and aborts the request, freeing its KV cache.
 
-use crate::config::BackendRuntime;
-use crate::context::{parse_overflow, Overflow};
+pub mod backend;
+pub mod count_cache;
+pub mod health;
+
 use crate::error::{ApiError, ErrorKind};
-use crate::openai::{ChatChunk, ChatRequest, ModelList};
+use crate::fixes::context::{parse_overflow, Overflow};
+use crate::protocol::openai::{ChatChunk, ChatRequest, ModelList};
+use backend::BackendRuntime;
 use bytes::Bytes;
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};

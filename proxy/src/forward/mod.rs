@@ -5,17 +5,18 @@
 //! the client: on connect failure, timeout, 5xx/429/503/529, or a stream that fails before it
 //! is committed. Once `message_start` is out, failures become an `error` event.
 
-use crate::access_log::{redacted_content, AccessLog};
-use crate::anthropic::{Content, ContentBlock, MessagesRequest, ThinkingKind};
-use crate::balance::{self, Endpoint, InFlight, Verdict};
+pub mod relay;
+
 use crate::config::{BackendRuntime, Runtime};
-use crate::context::{self, Budget, Fit, Overflow, TooLong};
 use crate::error::{ApiError, ErrorKind};
-use crate::metrics::{BackendLabels, KindLabels};
-use crate::openai::ChatRequest;
-use crate::relay::{self, Relay, StreamGuard, Timers};
-use crate::route::{CompiledRoute, RequestFacts};
-use crate::server::{new_id, AppState};
+use crate::fixes::context::{self, Budget, Fit, Overflow, TooLong};
+use crate::observe::access_log::{redacted_content, AccessLog};
+use crate::observe::metrics::{BackendLabels, KindLabels};
+use crate::protocol::anthropic::{Content, ContentBlock, MessagesRequest, ThinkingKind};
+use crate::protocol::openai::ChatRequest;
+use crate::routing::balance::{self, Endpoint, InFlight, Verdict};
+use crate::routing::route::{CompiledRoute, RequestFacts};
+use crate::state::{new_id, AppState};
 use crate::translate::fills_window;
 use crate::translate::request::{to_openai, BackendShape};
 use crate::translate::response::to_anthropic;
@@ -25,6 +26,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
+use relay::{Relay, StreamGuard, Timers};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -532,7 +534,7 @@ impl Attempt<'_> {
                 .dropped_params
                 .get_or_create(&KindLabels {
                     backend: self.name().to_owned(),
-                    kind: crate::metrics::param_class(name),
+                    kind: crate::observe::metrics::param_class(name),
                 })
                 .inc();
         }
@@ -563,7 +565,7 @@ impl Attempt<'_> {
         let timers = Timers::new(self.rt.settings.ping_interval_ms, &self.route.timeouts);
         if !chat.stream {
             let bytes = read_whole(self.backend, resp, &timers, log.started).await?;
-            let chat_resp: crate::openai::ChatResponse =
+            let chat_resp: crate::protocol::openai::ChatResponse =
                 serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Protocol {
                     backend: self.name().to_owned(),
                     detail: e.to_string(),
@@ -650,7 +652,7 @@ impl Attempt<'_> {
     /// HTTP status), then commits the translated stream.
     async fn commit_openai(
         &self,
-        mut chunks: UpstreamStream<crate::openai::ChatChunk>,
+        mut chunks: UpstreamStream<crate::protocol::openai::ChatChunk>,
         mut tr: StreamTranslator,
         timers: Timers,
         in_flight: InFlight,

@@ -9,7 +9,7 @@
 //! fit (`needs_exact_count`), it asks the backend for the exact size first (one round trip:
 //! vLLM's `/tokenize`, or `/v1/messages/count_tokens`), then sends the largest `max_tokens`
 //! that fits, or answers `prompt is too long: N tokens > M maximum` with the real N.
-use crate::anthropic::{Content, ContentBlock, MessagesRequest, SystemPrompt};
+use crate::protocol::anthropic::{Content, ContentBlock, MessagesRequest, SystemPrompt};
 use regex::Regex;
 use std::sync::LazyLock;
 

@@ -8,8 +8,7 @@
 //! the CLI reports a clean tool error instead of a failed request. Alongside custom tools, the
 //! server tools are only removed (`fixes::remove_server_tools`).
 
-use crate::anthropic::{Content, MessagesRequest, Role, StopReason, Tool, Usage};
-use crate::fixes::content_text;
+use crate::protocol::anthropic::{Content, MessagesRequest, Role, StopReason, Tool, Usage};
 use crate::translate::stream::write_sse;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -113,7 +112,7 @@ fn last_user_text(req: &MessagesRequest) -> String {
         .find(|m| m.role == Role::User)
         .map(|m| match &m.content {
             Content::Text(t) => t.clone(),
-            c => content_text(c),
+            c => c.all_text(),
         })
         .unwrap_or_default()
 }

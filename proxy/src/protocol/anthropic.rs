@@ -79,6 +79,21 @@ impl Content {
             Content::Blocks(blocks) => blocks,
         }
     }
+
+    /// All text of this content, blocks joined by blank lines.
+    pub fn all_text(&self) -> String {
+        match self {
+            Content::Text(t) => t.clone(),
+            Content::Blocks(blocks) => blocks
+                .iter()
+                .filter_map(|b| match b {
+                    ContentBlock::Text { text, .. } => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join("\n\n"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -1,9 +1,9 @@
 //! One structured line per request, and the request metrics, written in one place when the
 //! request ends (for streams: when the last event went out or the client left).
 
-use crate::anthropic::{StopReason, Usage};
-use crate::keys::{ConcurrencyPermit, KeyEntry};
-use crate::metrics::{BackendLabels, Metrics, RequestLabels, TokenLabels};
+use crate::observe::metrics::{BackendLabels, Metrics, RequestLabels, TokenLabels};
+use crate::protocol::anthropic::{StopReason, Usage};
+use crate::routing::keys::{ConcurrencyPermit, KeyEntry};
 use regex::Regex;
 use std::sync::Arc;
 use std::sync::LazyLock;
@@ -121,7 +121,7 @@ impl AccessLog {
             route = %self.route,
             rule = self.rule.as_deref(),
             backend = %self.backend,
-            // Endpoints hold shown URLs already (config.rs); this keeps it so whatever sets it.
+            // Endpoints hold shown URLs already (config/); this keeps it so whatever sets it.
             endpoint = %shown_endpoint(&self.endpoint),
             attempts = self.attempts,
             status = self.status,

@@ -10,8 +10,8 @@
 //! Token counts are the proxy's estimate (`context::estimate_prompt_tokens`), the same figure
 //! that clamps `max_tokens`.
 
-use crate::anthropic::{Content, ContentBlock, MessagesRequest, Role};
-use crate::context::estimate_prompt_tokens;
+use crate::fixes::context::estimate_prompt_tokens;
+use crate::protocol::anthropic::{Content, ContentBlock, MessagesRequest, Role};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashSet;

@@ -6,9 +6,9 @@
 //! flight keep the runtime they started with.
 
 use crate::config::Runtime;
-use crate::health::HealthChecks;
-use crate::metrics::{ResultLabels, VersionLabels};
-use crate::server::AppState;
+use crate::observe::metrics::{ResultLabels, VersionLabels};
+use crate::state::AppState;
+use crate::upstream::health::HealthChecks;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

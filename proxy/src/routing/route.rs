@@ -84,7 +84,7 @@ impl WeightedSet {
         while let Some(i) = left.pick(point) {
             order.push(i);
             left = left.without(i);
-            point = crate::balance::mix(point);
+            point = crate::routing::balance::mix(point);
         }
         order
     }
@@ -384,7 +384,7 @@ mod tests {
         let mut second = [0u32; 3];
         let mut sessions_of_a = 0;
         for i in 0..10_000u64 {
-            let plan = r.plan(&facts("x"), crate::balance::mix(i));
+            let plan = r.plan(&facts("x"), crate::routing::balance::mix(i));
             let mut sorted = plan.backends.clone();
             sorted.sort_unstable();
             assert_eq!(sorted, [0, 1, 2], "every target once");

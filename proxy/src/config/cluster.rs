@@ -12,10 +12,10 @@
 //! Decoding (objects → snapshot + credentials) is pure: see [`decode`]. Secret values never
 //! reach a log line, an error message or a `Debug` output.
 
+use crate::config::reload;
 use crate::config::{ConfigError, Credentials, Runtime};
-use crate::health::HealthChecks;
-use crate::reload;
-use crate::server::AppState;
+use crate::state::AppState;
+use crate::upstream::health::HealthChecks;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::runtime::watcher::{self, Event};

@@ -1,0 +1,229 @@
+//! `POST /v1/messages`: body, authentication, parsing, context edits and routing; then
+//! `forward` takes over.
+
+use super::guard::{GuardedBody, REQUEST_ID};
+use crate::config::Runtime;
+use crate::error::{ApiError, ErrorKind};
+use crate::fixes::context::estimate_prompt_tokens;
+use crate::forward::{self, Forwarded};
+use crate::observe::access_log::AccessLog;
+use crate::protocol::anthropic::MessagesRequest;
+use crate::routing::route::CompiledRoute;
+use crate::state::{new_id, AppState};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard_api::ServerSettings;
+use tracing::Instrument;
+
+/// Reads a body up to the configured limit; larger ones get Anthropic's 413.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorKind::RequestTooLarge,
+            format!(
+                "request body exceeds the {} MB limit",
+                limit / (1024 * 1024)
+            ),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // http-body-util's `LengthLimitError`, behind axum's error: its only trace is its text.
+        if e.to_string().contains("length limit") {
+            too_large()
+        } else {
+            ApiError::invalid(format!("request body could not be read: {e}"))
+        }
+    })
+}
+
+/// JSON → type, with the path of the offending field in the message.
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    deserialize(&mut serde_json::Deserializer::from_slice(bytes))
+}
+
+/// Deserializes with the path of the offending field in the error message.
+pub(super) fn deserialize<'de, D, T>(de: D) -> Result<T, ApiError>
+where
+    D: serde::Deserializer<'de, Error = serde_json::Error>,
+    T: serde::Deserialize<'de>,
+{
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::invalid(format!("request body is not valid JSON: {inner}"))
+        } else if path == "." {
+            ApiError::invalid(inner.to_string())
+        } else {
+            ApiError::invalid(format!("{path}: {inner}"))
+        }
+    })
+}
+
+pub(super) async fn messages(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request_id = new_id("req");
+    let span = tracing::info_span!("request", id = %request_id);
+    let mut log = AccessLog::new(request_id.clone(), Instant::now());
+    let result = match app.enter() {
+        Ok(slot) => handle_messages(&app, &headers, body, &mut log)
+            .instrument(span.clone())
+            .await
+            .map(|done| (done, slot)),
+        Err(e) => Err(e),
+    };
+    let mut resp = match result {
+        Ok((Forwarded::Streaming(resp), slot)) => GuardedBody::wrap(resp, slot),
+        Ok((Forwarded::Complete(resp), _slot)) => {
+            log.status = resp.status().as_u16();
+            span.in_scope(|| log.finish(&app.metrics));
+            resp
+        }
+        Err(err) => {
+            log.status = err.kind.status().as_u16();
+            log.error = Some(err.message.clone());
+            span.in_scope(|| log.finish(&app.metrics));
+            err.into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    resp
+}
+
+/// Authentication, parsing and routing; then `forward` takes over.
+async fn handle_messages(
+    app: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: Body,
+    log: &mut AccessLog,
+) -> Result<Forwarded, ApiError> {
+    let rt = app.runtime.load_full();
+    let key = rt.keys.authenticate(headers)?;
+    log.key = key.name().to_owned();
+    // The body before the key's limits: a slow sender holds its connection and a place
+    // under maxInFlight (both bounded by bodyReadTimeoutMs), never one of the key's
+    // concurrency slots or a request of its quota.
+    let bytes = read_body_within(app, headers, body, &rt.settings).await?;
+    let permit = Arc::new(key.admit()?);
+    log.limiters.push((key.clone(), permit));
+    let mut req: MessagesRequest = parse_json(&bytes)?;
+    validate_request(&req)?;
+    log.model = req.model.clone();
+    let route = resolve(&rt, &req.model)?;
+    log.route = route.name.clone();
+    key.authorize_route(&route.name)?;
+    let route_limiter = rt.route_limits.get(&route.name);
+    if let Some(limiter) = route_limiter {
+        let permit = Arc::new(limiter.admit()?);
+        log.limiters.push((limiter.clone(), permit));
+    }
+    let estimate = edit_context(&mut req);
+    key.check_size(estimate)?;
+    if let Some(limiter) = route_limiter {
+        limiter.check_size(estimate)?;
+    }
+    if let Some(answer) = answer_server_tools(&req, estimate, log) {
+        return Ok(Forwarded::Complete(answer));
+    }
+    forward::messages(app, &rt, route, headers, req, estimate, log).await
+}
+
+/// Carries out the request's `context_management` edits and returns the prompt estimate.
+///
+/// Here rather than in `fixes::apply`: the edits shrink the prompt, and everything after this
+/// point must see the shrunk one: the size check against the token quotas, the routing rules
+/// on input tokens and the `max_tokens` clamp in `forward` (which estimate the request they
+/// are given), and `count_tokens`. `fixes` runs per attempt and backend, after those.
+pub(super) fn edit_context(req: &mut MessagesRequest) -> u64 {
+    let applied = crate::fixes::context_edits::apply(req);
+    if applied.cleared_tool_uses > 0 {
+        tracing::debug!(
+            cleared_tool_uses = applied.cleared_tool_uses,
+            cleared_input_tokens = applied.cleared_input_tokens,
+            "context_management: old tool results cleared"
+        );
+    }
+    estimate_prompt_tokens(req)
+}
+
+/// A request whose only tools are Anthropic server tools (Claude Code's WebSearch/WebFetch
+/// call) is answered here: the backend could not run them (see `server_tools`).
+fn answer_server_tools(
+    req: &MessagesRequest,
+    estimate: u64,
+    log: &mut AccessLog,
+) -> Option<Response> {
+    let answer =
+        crate::fixes::server_tools::answer(req, estimate, new_id("msg"), new_id("srvtoolu"))?;
+    tracing::debug!("server tools only: answered by the gateway, backend not called");
+    // No model ran: the access line and the token quotas see no tokens.
+    log.stream = req.stream;
+    log.stop_reason = Some(crate::protocol::anthropic::StopReason::EndTurn);
+    Some(if req.stream {
+        crate::forward::relay::sse_response(Body::from(answer.to_sse()))
+    } else {
+        Json(answer.to_json()).into_response()
+    })
+}
+
+pub(super) fn validate_request(req: &MessagesRequest) -> Result<(), ApiError> {
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid(
+            "messages: at least one message is required",
+        ));
+    }
+    if req.max_tokens == 0 {
+        return Err(ApiError::invalid("max_tokens: must be at least 1"));
+    }
+    Ok(())
+}
+
+pub(super) fn resolve<'a>(rt: &'a Runtime, model: &str) -> Result<&'a CompiledRoute, ApiError> {
+    rt.routes.resolve(model).ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::NotFound,
+            format!("model `{model}` is not served here (no route matches it)"),
+        )
+    })
+}
+
+/// The request body, within `maxBodyBytes` (413) and `bodyReadTimeoutMs` (408).
+pub(super) async fn read_body_within(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    settings: &ServerSettings,
+) -> Result<Bytes, ApiError> {
+    let limit = Duration::from_millis(settings.body_read_timeout_ms);
+    let read = read_body(headers, body, settings.max_body_bytes);
+    match tokio::time::timeout(limit, read).await {
+        Ok(result) => result,
+        Err(_) => {
+            app.refused("body_read_timeout");
+            Err(ApiError::new(
+                ErrorKind::BodyTimeout,
+                format!(
+                    "request body not received within {} ms",
+                    settings.body_read_timeout_ms
+                ),
+            ))
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! `GET /v1/models` and `GET /v1/models/{id}`.
+
+use crate::config::{BackendRuntime, Runtime};
+use crate::error::{ApiError, ErrorKind};
+use crate::protocol::anthropic::ModelInfo;
+use crate::routing::keys::KeyEntry;
+use crate::routing::route::{CompiledRoute, RequestFacts};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// `GET /v1/models` (Claude Code's gateway model discovery, 3 s timeout): built from the
+/// configuration alone, never waiting on a backend.
+///
+/// - Every exact model name of a route, `display_name` the model its backend serves
+///   (`servedModel`, else what discovery already found; the id itself until then).
+/// - Glob routes (`claude-*`, `*`) list no pattern, since a pattern is not a model id.
+///   Instead, each backend's served model is listed when some route matches that name (so
+///   `--upstream` lists e.g. `qwen3-coder`). Claude Code keeps only ids containing "claude"
+///   or "anthropic": name a route's models exactly to offer them in its `/model` picker.
+/// - Only models of routes the caller's key may use.
+fn model_list(rt: &Runtime, key: &KeyEntry) -> Vec<ModelInfo> {
+    let allowed = |model: &str| {
+        rt.routes
+            .resolve(model)
+            .filter(|r| key.allows_route(&r.name))
+    };
+    let mut data: Vec<ModelInfo> = rt
+        .routes
+        .exact_names()
+        .filter_map(|id| {
+            let route = allowed(id)?;
+            let served = first_backend(rt, route, id).and_then(served_model);
+            Some(model_info(id.to_owned(), served))
+        })
+        .collect();
+    for served in rt.backends.iter().filter_map(|b| served_model(b)) {
+        if allowed(&served).is_some() && !data.iter().any(|m| m.id == served) {
+            data.push(model_info(served, None));
+        }
+    }
+    data
+}
+
+/// The backend a plain request for `model` goes to first.
+fn first_backend<'a>(
+    rt: &'a Runtime,
+    route: &CompiledRoute,
+    model: &str,
+) -> Option<&'a BackendRuntime> {
+    let facts = RequestFacts {
+        model,
+        ..Default::default()
+    };
+    let i = *route.plan(&facts, 0).backends.first()?;
+    rt.backends.get(i).map(|b| &**b)
+}
+
+/// The backend's model name, if known without asking it.
+fn served_model(b: &BackendRuntime) -> Option<String> {
+    b.spec
+        .served_model
+        .clone()
+        .or_else(|| b.discovered.get().map(|d| d.served_model.clone()))
+}
+
+fn model_info(id: String, display_name: Option<String>) -> ModelInfo {
+    ModelInfo {
+        kind: "model",
+        display_name: display_name.unwrap_or_else(|| id.clone()),
+        id,
+        created_at: "2025-01-01T00:00:00Z",
+    }
+}
+
+/// Same authentication as `/v1/messages`.
+pub(super) async fn list_models(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let rt = app.runtime.load_full();
+    let key = rt.keys.authenticate(&headers)?;
+    let data = model_list(&rt, &key);
+    let first = data.first().map(|m| m.id.clone());
+    let last = data.last().map(|m| m.id.clone());
+    Ok(Json(
+        json!({"data": data, "has_more": false, "first_id": first, "last_id": last}),
+    ))
+}
+
+pub(super) async fn get_model(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<ModelInfo>, ApiError> {
+    let rt = app.runtime.load_full();
+    let key = rt.keys.authenticate(&headers)?;
+    let route = rt.routes.resolve(&id).filter(|r| key.allows_route(&r.name));
+    if let Some(route) = route {
+        let served = first_backend(&rt, route, &id).and_then(served_model);
+        Ok(Json(model_info(id, served)))
+    } else {
+        Err(ApiError::new(
+            ErrorKind::NotFound,
+            format!("model `{id}` is not served here"),
+        ))
+    }
+}

@@ -1,0 +1,82 @@
+//! What every request shares: the runtime (swapped on reload), the upstream client, metrics,
+//! readiness, the global in-flight cap and the count cache.
+
+use crate::config::Runtime;
+use crate::error::{ApiError, ErrorKind};
+use crate::observe::metrics::{Metrics, ReasonLabels, VersionLabels};
+use crate::upstream;
+use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+pub struct AppState {
+    pub runtime: ArcSwap<Runtime>,
+    pub client: reqwest::Client,
+    pub metrics: Metrics,
+    pub ready: AtomicBool,
+    /// Requests being served now, all keys and routes (`server.maxInFlight`).
+    in_flight: Arc<AtomicUsize>,
+    pub counts: CountCache,
+}
+
+impl AppState {
+    pub fn new(runtime: Runtime) -> Arc<Self> {
+        let metrics = Metrics::new();
+        metrics
+            .config_info
+            .get_or_create(&VersionLabels {
+                version: runtime.version.clone(),
+            })
+            .set(1);
+        Arc::new(Self {
+            runtime: ArcSwap::from_pointee(runtime),
+            client: upstream::client(),
+            metrics,
+            ready: AtomicBool::new(true),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            counts: CountCache::default(),
+        })
+    }
+
+    /// A place under `server.maxInFlight`, held until the answer (a stream: its last byte)
+    /// is sent; over the cap → 529 `overloaded_error` at once, before the body is read.
+    /// Requests being served now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    pub fn enter(&self) -> Result<InFlightSlot, ApiError> {
+        let max = self.runtime.load().settings.max_in_flight;
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let slot = InFlightSlot(self.in_flight.clone());
+        if before < max {
+            return Ok(slot);
+        }
+        self.refused("max_in_flight");
+        Err(ApiError::new(
+            ErrorKind::Overloaded,
+            format!("the gateway is serving its limit of {max} requests; retry shortly"),
+        ))
+    }
+
+    pub fn refused(&self, reason: &'static str) {
+        let labels = ReasonLabels { reason };
+        self.metrics.requests_refused.get_or_create(&labels).inc();
+    }
+}
+
+/// One request's place under `maxInFlight`; given back when dropped.
+pub struct InFlightSlot(pub(crate) Arc<AtomicUsize>);
+
+impl Drop for InFlightSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A fresh id for a request or message (`req_…`, `msg_…`).
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+use crate::upstream::count_cache::CountCache;
