@@ -153,7 +153,8 @@ pub fn openai_body(
         let mut last_data = guard.log.ttft.map(|_| Instant::now());
         yield Ok::<Bytes, Infallible>(Bytes::from(first));
         while !tr.finished() {
-            let mut out = Vec::new();
+            // Room for a few events up front: growing from empty cost four reallocs a token.
+            let mut out = Vec::with_capacity(1024);
             let (wait, deadline) = next_wait(&timers, started, last_data);
             match tokio::time::timeout(wait, chunks.next()).await {
                 Err(_) => match deadline {
