@@ -207,8 +207,7 @@ pub fn client() -> reqwest::Client {
 /// A pooled client; model requests use one per distinct route `connectMs`.
 ///
 /// Redirects are not followed: a model server that redirects a POST is misconfigured (the
-/// 3xx is reported as the backend's error), and reqwest's redirect policy parses every
-/// request's URL twice more (11% of a small request's instructions, bench/PROFILE.md).
+/// 3xx is reported as the backend's error, not silently turned into a GET).
 pub fn client_with_connect_timeout(connect: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
