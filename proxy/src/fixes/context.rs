@@ -62,8 +62,21 @@ fn count_blocks(blocks: &[ContentBlock], bytes: &mut usize, images: &mut u64) {
     }
 }
 
+/// The length of `v` as compact JSON, counted as it is written: no string is built (a Claude
+/// Code request's tool schemas cost 171k instructions as strings, bench/PROFILE.md).
 fn json_len(v: &serde_json::Value) -> usize {
-    serde_json::to_string(v).map_or(0, |s| s.len())
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, v).map_or(0, |()| count.0)
 }
 
 /// The estimate may undercount by this factor before a request that looked safe fails
@@ -259,6 +272,12 @@ pub fn parse_overflow(message: &str) -> Option<Overflow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_len_is_the_compact_serialization_length() {
+        let v = serde_json::json!({"type": "object", "properties": {"q": {"type": "string", "description": "é \"x\""}}});
+        assert_eq!(json_len(&v), serde_json::to_string(&v).unwrap().len());
+    }
 
     #[test]
     fn fits_the_largest_max_tokens_never_more_than_asked() {

@@ -385,6 +385,15 @@ fn rand_u64() -> u64 {
     uuid::Uuid::new_v4().as_u64_pair().0
 }
 
+/// A request body, serialized into a buffer sized from the prompt estimate (≈ 4 bytes a
+/// token) rather than grown by doubling from empty (bench/PROFILE.md).
+fn json_body<T: serde::Serialize>(value: &T, estimate: u64) -> Vec<u8> {
+    let hint = usize::try_from(estimate.saturating_mul(5)).unwrap_or(usize::MAX);
+    let mut out = Vec::with_capacity(hint.clamp(1024, 16 << 20));
+    serde_json::to_writer(&mut out, value).expect("request serializes");
+    out
+}
+
 /// Headers a pass-through backend gets from the client when it forwards client auth.
 fn client_auth_headers(backend: &BackendRuntime, headers: &HeaderMap) -> Vec<(String, String)> {
     if !backend.spec.forward_client_auth {
@@ -608,7 +617,8 @@ impl Attempt<'_> {
         chat: &mut ChatRequest,
         answer: &mut Answer,
     ) -> Result<reqwest::Response, AttemptError> {
-        let body = |chat: &ChatRequest| serde_json::to_vec(chat).expect("request serializes");
+        let prompt = answer.prompt;
+        let body = |chat: &ChatRequest| json_body(chat, prompt);
         let overflow = match self.post("/chat/completions", body(chat), &[]).await {
             Err(UpstreamError::Overflow(o)) => o,
             other => return Ok(other?),
@@ -725,7 +735,8 @@ impl Attempt<'_> {
             },
         };
         apply_fit(&mut req, answer.fit);
-        let body = |req: &MessagesRequest| serde_json::to_vec(req).expect("request serializes");
+        let prompt = answer.prompt;
+        let body = |req: &MessagesRequest| json_body(req, prompt);
         let resp = match self.post("/messages", body(&req), &extra_headers).await {
             Err(UpstreamError::Overflow(o)) => {
                 req.max_tokens = asked;

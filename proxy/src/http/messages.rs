@@ -49,8 +49,12 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
 }
 
 /// JSON → type, with the path of the offending field in the message.
+///
+/// The happy path parses once without path tracking; only a body that fails is parsed again
+/// with it, for the message (tracking wraps the deserializer of every field: bench/PROFILE.md).
 pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    deserialize(&mut serde_json::Deserializer::from_slice(bytes))
+    serde_json::from_slice(bytes)
+        .or_else(|_| deserialize(&mut serde_json::Deserializer::from_slice(bytes)))
 }
 
 /// Deserializes with the path of the offending field in the error message.

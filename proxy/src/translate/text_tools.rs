@@ -80,6 +80,12 @@ impl TextToolParser {
 
     /// Feeds one fragment; completed pieces are appended to `out`.
     pub fn push(&mut self, fragment: &str, out: &mut Vec<Piece>) {
+        // Plain text with nothing pending: every marker, and so every partial one, starts
+        // with `<`, so a fragment without one is text as it is. This is nearly every token.
+        if matches!(self.state, State::Text) && self.buf.is_empty() && !fragment.contains('<') {
+            emit(out, Piece::Text(fragment.to_owned()));
+            return;
+        }
         self.buf.push_str(fragment);
         loop {
             let progressed = match self.state.clone() {
