@@ -903,8 +903,10 @@ pub async fn json_body(
 }
 
 /// The error object of a whole body, if it is one. Fields other than `error` are skipped
-/// without being built.
+/// without being built, and a body without the text `"error"` is not parsed at all: every
+/// good answer used to be parsed twice (5% of a small request, bench/PROFILE.md).
 fn body_error(backend: &str, bytes: &[u8]) -> Option<UpstreamError> {
+    memchr::memmem::find(bytes, b"\"error\"")?;
     #[derive(serde::Deserialize)]
     struct Probe {
         #[serde(default)]
