@@ -147,16 +147,7 @@ impl ProxyProcess {
     /// Waits (bounded) until a log line contains `needle`: a stream's access line is written
     /// as it ends, a moment after the client has read its last byte.
     pub fn wait_for_log(&self, needle: &str, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
-            if self.logs.lock().unwrap().iter().any(|l| l.contains(needle)) {
-                return true;
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_for_log_lines(|l| l.contains(needle), 1, within) > 0
     }
 
     /// Waits (bounded) until `n` log lines satisfy `matches`, and returns how many do: a

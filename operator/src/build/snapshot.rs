@@ -10,7 +10,7 @@ use switchyard_api::RoutingSnapshot;
 
 pub const SNAPSHOT_CONFIGMAP: &str = "switchyard-snapshot";
 pub const CREDENTIALS_SECRET: &str = "switchyard-credentials";
-pub use switchyard_api::wire::SNAPSHOT_KEY;
+use switchyard_api::wire::SNAPSHOT_KEY;
 pub const VERSION_ANNOTATION: &str = "switchyard.dev/snapshot-version";
 
 fn meta(name: &str, namespace: &str, version: &str) -> ObjectMeta {

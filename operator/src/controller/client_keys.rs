@@ -15,9 +15,7 @@ use kube::runtime::events::{Event, EventType};
 use std::collections::BTreeSet;
 use switchyard_api::{ClientKey, FieldError, RoutingSnapshot};
 
-pub use switchyard_api::wire::{
-    CLIENT_KEYS_ANNOTATION, CLIENT_KEYS_KEY, CLIENT_KEYS_REQUIRED as REQUIRED,
-};
+use switchyard_api::wire::CLIENT_KEYS_KEY;
 
 /// The last good set and the last problem reported, kept across publishes.
 #[derive(Default)]

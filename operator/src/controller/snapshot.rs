@@ -11,11 +11,11 @@
 //! changed key reaches the credentials Secret in about the debounce (0.5 s), not at the next
 //! periodic publish (30 s).
 
-use super::client_keys::{self, Verdict, CLIENT_KEYS_ANNOTATION, CLIENT_KEYS_KEY, REQUIRED};
+use super::client_keys::{self, Verdict};
 use super::proxy::{self, ProxySync};
 use super::{apply_status, Context, Error, FIELD_MANAGER, SNAPSHOT_FIELD_MANAGER};
 use crate::build::snapshot::{
-    credentials_secret, snapshot_config_map, CREDENTIALS_SECRET, SNAPSHOT_CONFIGMAP, SNAPSHOT_KEY,
+    credentials_secret, snapshot_config_map, CREDENTIALS_SECRET, SNAPSHOT_CONFIGMAP,
 };
 use crate::build::BACKEND_LABEL;
 use futures::{Stream, StreamExt};
@@ -40,6 +40,9 @@ use switchyard_api::crd::condition::{
     reason, remove_condition, set_condition, PUBLISHED, READY, RECONCILING, STALLED, SYNCED,
 };
 use switchyard_api::crd::{InferenceBackend, ModelRoute, ModelRouteStatus, VLLM_PORT};
+use switchyard_api::wire::{
+    CLIENT_KEYS_ANNOTATION, CLIENT_KEYS_KEY, CLIENT_KEYS_REQUIRED, SNAPSHOT_KEY,
+};
 use switchyard_api::{compile, CompileInput, RoutingSnapshot};
 
 const CONTROLLER: &str = "snapshot";
@@ -213,7 +216,7 @@ pub async fn publish(inputs: &Inputs, ctx: &Context) -> Result<Duration, Error> 
                 .metadata
                 .annotations
                 .get_or_insert_with(BTreeMap::new)
-                .insert(CLIENT_KEYS_ANNOTATION.into(), REQUIRED.into());
+                .insert(CLIENT_KEYS_ANNOTATION.into(), CLIENT_KEYS_REQUIRED.into());
         }
         let keys_required = |cm: &ConfigMap| {
             cm.metadata

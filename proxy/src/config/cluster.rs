@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_api::{ClientKey, FieldError, RoutingSnapshot};
 
-pub use switchyard_api::wire::{
+use switchyard_api::wire::{
     CLIENT_KEYS_ANNOTATION, CLIENT_KEYS_KEY, CLIENT_KEYS_REQUIRED, SNAPSHOT_KEY,
 };
 

@@ -4,7 +4,7 @@ pub mod cluster;
 pub mod litellm;
 pub mod reload;
 
-pub use crate::upstream::backend::{split_url, BackendRuntime, Secret, UrlCredentials};
+use crate::upstream::backend::{split_url, BackendRuntime, Secret};
 
 use crate::routing::balance::{Endpoint, RetryBudgetState};
 use crate::routing::route::RouteTable;

@@ -7,7 +7,7 @@
 
 pub mod relay;
 
-use crate::config::{BackendRuntime, Runtime};
+use crate::config::Runtime;
 use crate::error::{ApiError, ErrorKind};
 use crate::fixes::context::{self, Budget, Fit, Overflow, TooLong};
 use crate::observe::access_log::{redacted_content, AccessLog};
@@ -21,6 +21,7 @@ use crate::translate::fills_window;
 use crate::translate::request::{to_openai, BackendShape};
 use crate::translate::response::to_anthropic;
 use crate::translate::stream::StreamTranslator;
+use crate::upstream::backend::BackendRuntime;
 use crate::upstream::{self, Discovered, Item, UpstreamError, UpstreamStream};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};

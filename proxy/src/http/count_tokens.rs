@@ -1,7 +1,6 @@
 //! `POST /v1/messages/count_tokens`.
 
 use super::messages::{self, deserialize, edit_context, parse_json, resolve, validate_request};
-use crate::config::BackendRuntime;
 use crate::error::ApiError;
 use crate::fixes::context::estimate_prompt_tokens;
 use crate::forward::{self};
@@ -9,6 +8,7 @@ use crate::protocol::anthropic::MessagesRequest;
 use crate::state::AppState;
 use crate::translate::request::{to_openai, BackendShape};
 use crate::upstream;
+use crate::upstream::backend::BackendRuntime;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;

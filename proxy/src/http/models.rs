@@ -1,11 +1,12 @@
 //! `GET /v1/models` and `GET /v1/models/{id}`.
 
-use crate::config::{BackendRuntime, Runtime};
+use crate::config::Runtime;
 use crate::error::{ApiError, ErrorKind};
 use crate::protocol::anthropic::ModelInfo;
 use crate::routing::keys::KeyEntry;
 use crate::routing::route::{CompiledRoute, RequestFacts};
 use crate::state::AppState;
+use crate::upstream::backend::BackendRuntime;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
