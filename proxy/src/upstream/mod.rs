@@ -7,13 +7,13 @@
 pub mod backend;
 pub mod count_cache;
 pub mod health;
+mod sse;
 
 use crate::error::{ApiError, ErrorKind};
 use crate::fixes::context::{parse_overflow, Overflow};
 use crate::protocol::openai::{ChatChunk, ChatRequest, ModelList};
 use backend::BackendRuntime;
 use bytes::Bytes;
-use eventsource_stream::{EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -626,155 +626,99 @@ fn stream_error(backend: &str, data: &str) -> Option<UpstreamError> {
     Some(status_error(backend, status, data, None))
 }
 
-/// The body of an SSE answer as the SSE parser reads it: the transport's error, or an event
-/// over [`MAX_SSE_EVENT_BYTES`].
-#[derive(Debug, thiserror::Error)]
-enum SseBodyError {
-    #[error("{0}")]
-    Transport(#[from] reqwest::Error),
-    #[error("an SSE event larger than {0} bytes")]
-    TooLarge(usize),
-    /// Checked here: the SSE parser's UTF-8 decoding takes an invalid byte for the start of
-    /// a character still to come, and buffers everything after it, for ever.
-    #[error("a line that is not UTF-8")]
-    NotUtf8,
-}
-
-/// Bytes of the current SSE event (since the last empty line), across chunks.
-#[derive(Debug)]
-struct EventSize {
-    since_boundary: usize,
-    line_empty: bool,
-    /// Over the limit, or the body failed otherwise: the stream ends.
-    over: bool,
-}
-
-impl EventSize {
-    fn new() -> Self {
-        Self {
-            since_boundary: 0,
-            line_empty: true,
-            over: false,
-        }
+/// The events of an SSE answer, each mapped by `map` as it is read: bounded in size and
+/// checked to be UTF-8 (`sse.rs`). A cut body is `Interrupted`; after the first error the
+/// stream ends (the response is dropped with it, closing its connection).
+fn sse_items<T, F>(backend: &BackendRuntime, resp: reqwest::Response, map: F) -> UpstreamStream<T>
+where
+    T: Send + 'static,
+    F: FnMut(&str, sse::Event<'_>) -> Result<Item<T>, UpstreamError> + Send + 'static,
+{
+    struct State<F> {
+        body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+        decoder: sse::Decoder,
+        backend: String,
+        map: F,
+        ended: bool,
     }
-
-    /// Counts a chunk; false once the current event has grown over `limit`.
-    fn feed(&mut self, chunk: &[u8], limit: usize) -> bool {
-        for &b in chunk {
-            match b {
-                b'\n' if self.line_empty => self.since_boundary = 0,
-                b'\n' => self.line_empty = true,
-                b'\r' => {}
-                _ => {
-                    self.line_empty = false;
-                    self.since_boundary += 1;
+    let state = State {
+        body: Box::pin(resp.bytes_stream()),
+        decoder: sse::Decoder::new(MAX_SSE_EVENT_BYTES),
+        backend: backend.spec.name.clone(),
+        map,
+        ended: false,
+    };
+    let stream = futures::stream::unfold(state, |mut s| async move {
+        if s.ended {
+            return None;
+        }
+        loop {
+            match s.decoder.next_event() {
+                Some(Ok(ev)) => {
+                    let item = (s.map)(&s.backend, ev);
+                    s.ended = item.is_err();
+                    return Some((item, s));
+                }
+                Some(Err(e)) => {
+                    s.ended = true;
+                    let backend = s.backend.clone();
+                    let err = match e {
+                        sse::SseError::TooLarge(limit) => UpstreamError::TooLarge {
+                            backend,
+                            what: "an SSE event",
+                            limit,
+                        },
+                        e @ sse::SseError::NotUtf8 => UpstreamError::Protocol {
+                            backend,
+                            detail: e.to_string(),
+                        },
+                    };
+                    return Some((Err(err), s));
+                }
+                None => {}
+            }
+            if s.decoder.is_ended() {
+                return None;
+            }
+            match s.body.next().await {
+                None => s.decoder.end(),
+                Some(Ok(chunk)) => s.decoder.feed(&chunk),
+                Some(Err(e)) => {
+                    s.ended = true;
+                    let err = UpstreamError::Interrupted {
+                        backend: s.backend.clone(),
+                        detail: redact_error(e),
+                    };
+                    return Some((Err(err), s));
                 }
             }
         }
-        self.over |= self.since_boundary > limit;
-        !self.over
-    }
-}
-
-/// The response body with every SSE event bounded: over the limit, one error and the end
-/// (the response is dropped with the stream, closing its connection).
-///
-/// Only whole lines are passed on (a partial line waits here): the SSE parser re-reads its
-/// whole buffer on every chunk until a line ends, which is quadratic in a long line.
-fn bounded_sse(
-    resp: reqwest::Response,
-    limit: usize,
-) -> impl Stream<Item = Result<Bytes, SseBodyError>> {
-    let state = (EventSize::new(), Vec::<u8>::new());
-    resp.bytes_stream()
-        .scan(state, move |(size, partial), item| {
-            if size.over {
-                return futures::future::ready(None);
-            }
-            let next = match item {
-                Err(e) => Err(SseBodyError::from(e)),
-                Ok(chunk) if !size.feed(&chunk, limit) => Err(SseBodyError::TooLarge(limit)),
-                Ok(chunk) => whole_lines(partial, chunk),
-            };
-            // The first error is the last item.
-            size.over |= next.is_err();
-            futures::future::ready(Some(next))
-        })
-}
-
-/// The complete lines of `partial` + `chunk`, checked to be UTF-8 (whole lines cannot end
-/// inside a character); what follows the last line end stays in `partial`. No copy when
-/// nothing waits and the chunk ends a line (the usual case).
-fn whole_lines(partial: &mut Vec<u8>, chunk: Bytes) -> Result<Bytes, SseBodyError> {
-    let lines = match chunk.iter().rposition(|b| *b == b'\n') {
-        None => {
-            partial.extend_from_slice(&chunk);
-            return Ok(Bytes::new());
-        }
-        Some(end) if partial.is_empty() && end + 1 == chunk.len() => chunk,
-        Some(end) => {
-            let mut out = std::mem::take(partial);
-            out.extend_from_slice(&chunk[..=end]);
-            partial.extend_from_slice(&chunk[end + 1..]);
-            Bytes::from(out)
-        }
-    };
-    match std::str::from_utf8(&lines) {
-        Ok(_) => Ok(lines),
-        Err(_) => Err(SseBodyError::NotUtf8),
-    }
-}
-
-/// A failure of the SSE body: cut (retryable), over the size limit, or not SSE at all.
-fn sse_error(backend: &str, e: EventStreamError<SseBodyError>) -> UpstreamError {
-    let backend = backend.to_owned();
-    match e {
-        EventStreamError::Transport(SseBodyError::TooLarge(limit)) => UpstreamError::TooLarge {
-            backend,
-            what: "an SSE event",
-            limit,
-        },
-        EventStreamError::Transport(SseBodyError::Transport(e)) => UpstreamError::Interrupted {
-            backend,
-            detail: redact_error(e),
-        },
-        EventStreamError::Transport(e @ SseBodyError::NotUtf8) => UpstreamError::Protocol {
-            backend,
-            detail: format!("malformed SSE: {e}"),
-        },
-        other => UpstreamError::Protocol {
-            backend,
-            detail: format!("malformed SSE: {other}"),
-        },
-    }
+    });
+    Box::pin(stream)
 }
 
 /// OpenAI SSE chunks of a streaming chat completion.
 pub fn chat_chunks(backend: &BackendRuntime, resp: reqwest::Response) -> UpstreamStream<ChatChunk> {
-    let name = backend.spec.name.clone();
-    let events = bounded_sse(resp, MAX_SSE_EVENT_BYTES).eventsource();
-    let stream = events.map(move |ev| match ev {
-        Err(e) => Err(sse_error(&name, e)),
-        Ok(ev) if ev.data == "[DONE]" => Ok(Item::Done),
-        Ok(ev) => match serde_json::from_str::<ChatChunk>(&ev.data) {
+    sse_items(backend, resp, |name, ev| {
+        if ev.data == "[DONE]" {
+            return Ok(Item::Done);
+        }
+        match serde_json::from_str::<ChatChunk>(ev.data) {
             Ok(chunk) if !chunk.choices.is_empty() || chunk.usage.is_some() => {
                 Ok(Item::Data(chunk))
             }
-            Ok(chunk) => match stream_error(&name, &ev.data) {
+            Ok(chunk) => match stream_error(name, ev.data) {
                 Some(e) => Err(e),
                 None => Ok(Item::Data(chunk)),
             },
-            Err(e) => {
-                Err(
-                    stream_error(&name, &ev.data).unwrap_or_else(|| UpstreamError::Protocol {
-                        backend: name.clone(),
-                        detail: format!("bad chunk: {e}"),
-                    }),
-                )
-            }
-        },
-    });
-    Box::pin(stream)
+            Err(e) => Err(
+                stream_error(name, ev.data).unwrap_or_else(|| UpstreamError::Protocol {
+                    backend: name.to_owned(),
+                    detail: format!("bad chunk: {e}"),
+                }),
+            ),
+        }
+    })
 }
 
 /// A raw Anthropic SSE event from a pass-through backend.
@@ -789,24 +733,20 @@ pub fn anthropic_events(
     backend: &BackendRuntime,
     resp: reqwest::Response,
 ) -> UpstreamStream<RawEvent> {
-    let name = backend.spec.name.clone();
-    let stream = bounded_sse(resp, MAX_SSE_EVENT_BYTES)
-        .eventsource()
-        .map(move |ev| match ev {
-            Err(e) => Err(sse_error(&name, e)),
-            Ok(ev) if ev.event == "error" => Err(stream_error(&name, &ev.data).unwrap_or_else(
-                || UpstreamError::Protocol {
-                    backend: name.clone(),
-                    detail: ev.data.clone(),
-                },
-            )),
-            Ok(ev) if ev.event == "message_stop" => Ok(Item::Done),
-            Ok(ev) => Ok(Item::Data(RawEvent {
-                event: ev.event,
-                data: ev.data,
-            })),
-        });
-    Box::pin(stream)
+    sse_items(backend, resp, |name, ev| match ev.event {
+        "error" => Err(
+            stream_error(name, ev.data).unwrap_or_else(|| UpstreamError::Protocol {
+                backend: name.to_owned(),
+                detail: ev.data.to_owned(),
+            }),
+        ),
+        "message_stop" => Ok(Item::Done),
+        // An event without a type is the standard's "message".
+        event => Ok(Item::Data(RawEvent {
+            event: if event.is_empty() { "message" } else { event }.to_owned(),
+            data: ev.data.to_owned(),
+        })),
+    })
 }
 
 /// The exact prompt size from vLLM's `POST /tokenize` (at the server root, beside `/v1`) for
@@ -915,45 +855,4 @@ fn body_error(backend: &str, bytes: &[u8]) -> Option<UpstreamError> {
     let probe: Probe = serde_json::from_slice(bytes).ok()?;
     probe.error.filter(Value::is_object)?;
     stream_error(backend, &String::from_utf8_lossy(bytes))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn event_size_resets_at_empty_lines_only() {
-        let mut size = EventSize::new();
-        assert!(size.feed(b"data: 1\n", 16));
-        assert!(
-            size.feed(b"data: 2\n", 16),
-            "two lines of one event: 14 bytes"
-        );
-        assert!(size.feed(b"\n", 16), "an empty line ends the event");
-        assert!(size.feed(b"data: 3\r\n\r\n", 16));
-        assert!(!EventSize::new().feed(b"data: 1\ndata: 2\ndata: 3\n", 16));
-        let mut size = EventSize::new();
-        assert!(size.feed(b"data: ab", 16));
-        assert!(
-            !size.feed(b"cdefghijk", 16),
-            "one line over the limit across chunks"
-        );
-        assert!(!size.feed(b"\n\n", 16), "stays over");
-    }
-
-    #[test]
-    fn only_whole_utf8_lines_are_passed_on() {
-        let mut partial = Vec::new();
-        let chunk = Bytes::from_static(b"data: 1\n\n");
-        assert_eq!(whole_lines(&mut partial, chunk.clone()).unwrap(), chunk);
-        let out = whole_lines(&mut partial, Bytes::from_static(b"data: \xc3")).unwrap();
-        assert!(out.is_empty(), "a character split across chunks waits");
-        let out = whole_lines(&mut partial, Bytes::from_static(b"\xa9\n\ndata: 2")).unwrap();
-        assert_eq!(&out[..], "data: é\n\n".as_bytes());
-        assert_eq!(partial, b"data: 2");
-        assert!(matches!(
-            whole_lines(&mut Vec::new(), Bytes::from_static(b"data: \xff\n\n")),
-            Err(SseBodyError::NotUtf8)
-        ));
-    }
 }
