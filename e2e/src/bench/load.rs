@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use reqwest::header::HeaderMap;
 use serde_json::json;
 
 use super::procfs::Watched;
@@ -110,12 +111,16 @@ impl Target {
         Bytes::from(serde_json::to_vec(&v).expect("json serialises"))
     }
 
-    fn post(&self, body: Bytes) -> reqwest::RequestBuilder {
-        let req = self
+    /// A POST of `body`, with `extra` headers on top of the usual ones.
+    fn post(&self, body: Bytes, extra: Option<&HeaderMap>) -> reqwest::RequestBuilder {
+        let mut req = self
             .client
             .post(&self.url)
             .header("content-type", "application/json")
             .body(body);
+        if let Some(h) = extra {
+            req = req.headers(h.clone());
+        }
         match self.proto {
             Proto::OpenAi => req.header("authorization", format!("Bearer {}", self.api_key)),
             Proto::Anthropic => req
@@ -159,7 +164,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// One non-streaming request; returns its latency.
 pub async fn small_once(t: &Target, body: Bytes) -> Result<Duration, String> {
     let start = Instant::now();
-    let resp = t.post(body).send().await.map_err(|e| err_text(&e))?;
+    let resp = t.post(body, None).send().await.map_err(|e| err_text(&e))?;
     let status = resp.status();
     let bytes = resp.bytes().await.map_err(|e| err_text(&e))?;
     let elapsed = start.elapsed();
@@ -265,6 +270,8 @@ pub struct StreamOutcome {
     pub ttfb: Option<Duration>,
     /// Time to the first generated token.
     pub ttft: Option<Duration>,
+    /// Time to the end of the stream.
+    pub total: Duration,
     pub tokens: u64,
 }
 
@@ -300,8 +307,28 @@ pub async fn stream_once(
     tokens: &AtomicU64,
     open: Option<&AtomicI64>,
 ) -> Result<StreamOutcome, String> {
+    stream_request(t, t.post(body, None), tokens, open).await
+}
+
+/// [`stream_once`] with `headers` added to the request.
+pub async fn stream_once_with(
+    t: &Target,
+    body: Bytes,
+    headers: &HeaderMap,
+    tokens: &AtomicU64,
+    open: Option<&AtomicI64>,
+) -> Result<StreamOutcome, String> {
+    stream_request(t, t.post(body, Some(headers)), tokens, open).await
+}
+
+async fn stream_request(
+    t: &Target,
+    req: reqwest::RequestBuilder,
+    tokens: &AtomicU64,
+    open: Option<&AtomicI64>,
+) -> Result<StreamOutcome, String> {
     let start = Instant::now();
-    let mut resp = t.post(body).send().await.map_err(|e| err_text(&e))?;
+    let mut resp = req.send().await.map_err(|e| err_text(&e))?;
     let status = resp.status();
     if !status.is_success() {
         let text = resp.text().await.unwrap_or_default();
@@ -333,11 +360,13 @@ pub async fn stream_once(
     if !scanner.done {
         return Err("stream ended before its final event".into());
     }
+    out.total = start.elapsed();
     Ok(out)
 }
 
 /// Bounds of a closed loop: `concurrency` workers each issue one operation after another
-/// until `duration` has passed or `max_ops` were issued in all.
+/// until `duration` has passed or `max_ops` were issued in all. The operation is given the
+/// worker's index (`0..concurrency`).
 #[derive(Debug, Clone)]
 pub struct LoopSpec {
     pub concurrency: usize,
@@ -378,7 +407,7 @@ impl<T> Default for LoopOut<T> {
 pub async fn closed_loop<T, F, Fut>(spec: &LoopSpec, op: F) -> LoopOut<T>
 where
     T: Send + 'static,
-    F: Fn() -> Fut + Send + Sync + 'static,
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<T, String>> + Send + 'static,
 {
     let op = Arc::new(op);
@@ -408,7 +437,7 @@ where
                 } else {
                     now + spec.op_timeout
                 };
-                match tokio::time::timeout_at(limit.into(), op()).await {
+                match tokio::time::timeout_at(limit.into(), op(i)).await {
                     Ok(Ok(v)) => out.ok.push(v),
                     Ok(Err(e)) => {
                         out.errors += 1;

@@ -224,6 +224,55 @@ pub fn table(r: &Results) -> String {
     }));
 
     lines.push(Line::Section(format!(
+        "Claude Code request (text1 fixture; {} closed-loop streams × {} tokens, unpaced; {} s)",
+        p.claude_concurrency,
+        thousands(f64::from(p.claude_tokens)),
+        p.claude_s
+    )));
+    lines.push(row(t, "request body KB", "", |x| {
+        auto(x.claude.as_ref().map(|s| s.body_bytes as f64 / 1024.0))
+    }));
+    lines.push(row(t, "requests completed", "", |x| {
+        x.claude
+            .as_ref()
+            .map(|s| thousands(s.requests as f64))
+            .unwrap_or_else(|| "—".into())
+    }));
+    lines.push(row(t, "TTFT p50 / p99 ms", "", |x| {
+        x.claude
+            .as_ref()
+            .map(|s| pair(s.ttft_p50_ms, s.ttft_p99_ms, 2))
+            .unwrap_or_else(|| "—".into())
+    }));
+    lines.push(row(t, "duration p50 / p99 ms", "", |x| {
+        x.claude
+            .as_ref()
+            .map(|s| pair(s.duration_p50_ms, s.duration_p99_ms, 0))
+            .unwrap_or_else(|| "—".into())
+    }));
+    lines.push(row(t, "tokens/s", "", |x| {
+        auto(x.claude.as_ref().map(|s| s.tokens_per_s))
+    }));
+    lines.push(row(t, "proxy CPU ms/request", "", |x| {
+        auto(x.claude.as_ref().and_then(|s| s.proxy_cpu_ms_per_request))
+    }));
+    lines.push(row(t, "proxy core busy %", "", |x| {
+        opt(x.claude.as_ref().and_then(|s| s.proxy_busy_pct), 0)
+    }));
+    lines.push(row(t, "mock + bench CPU ms/request", "", |x| {
+        x.claude
+            .as_ref()
+            .map(|s| {
+                format!(
+                    "{} + {}",
+                    auto(s.mock_cpu_ms_per_request),
+                    auto(s.bench_cpu_ms_per_request)
+                )
+            })
+            .unwrap_or_else(|| "—".into())
+    }));
+
+    lines.push(Line::Section(format!(
         "Memory and open streams ({} streams, {} tokens {} ms apart)",
         p.hold_streams, p.hold_tokens, p.hold_pace_ms
     )));
@@ -257,7 +306,7 @@ pub fn table(r: &Results) -> String {
     }));
 
     lines.push(Line::Section(
-        "Errors (small@1 / small@64 / stream / paced / hold)".into(),
+        "Errors (small@1 / small@64 / stream / paced / claude / hold)".into(),
     ));
     lines.push(row(t, "errors", "0", |x| {
         let e = [
@@ -265,6 +314,7 @@ pub fn table(r: &Results) -> String {
             x.small64.as_ref().map(|s| s.errors),
             x.stream.as_ref().map(|s| s.errors),
             x.paced.as_ref().map(|s| s.errors),
+            x.claude.as_ref().map(|s| s.errors),
             x.hold.as_ref().map(|s| s.errors),
         ];
         e.iter()
@@ -279,6 +329,7 @@ pub fn table(r: &Results) -> String {
             x.small64.as_ref().map(|s| s.spent.other_cpu_pct),
             x.stream.as_ref().map(|s| s.spent.other_cpu_pct),
             x.paced.as_ref().map(|s| s.spent.other_cpu_pct),
+            x.claude.as_ref().map(|s| s.spent.other_cpu_pct),
             x.hold.as_ref().map(|s| s.spent.other_cpu_pct),
         ];
         opt(windows.into_iter().flatten().reduce(f64::max), 0)
@@ -372,6 +423,10 @@ fn render(r: &Results, lines: &[Line]) -> String {
             (
                 "paced",
                 x.paced.as_ref().and_then(|s| s.first_error.clone()),
+            ),
+            (
+                "claude",
+                x.claude.as_ref().and_then(|s| s.first_error.clone()),
             ),
             ("hold", x.hold.as_ref().and_then(|s| s.first_error.clone())),
         ];

@@ -13,8 +13,13 @@
 //! 2. `small64` – the same at concurrency 64: requests/s, latency, proxy CPU per request;
 //! 3. `stream`  – unpaced streams of N tokens: proxy CPU per streamed token;
 //! 4. `paced`   – 64 concurrent paced streams: time to first token p50/p99, added vs direct;
-//! 5. `hold`    – 1,000 slowly paced streams open at once: RSS at the peak (and idle).
+//! 5. `claude`  – a real Claude Code request (~50 KB, 12 tools) streaming 1,024 tokens, 16
+//!    closed-loop workers: proxy CPU per request, time to first token and total duration
+//!    p50/p99, tokens/s;
+//! 6. `hold`    – 1,000 slowly paced streams open at once: RSS at the peak (and idle).
 
+#[path = "../bench/claude.rs"]
+mod claude;
 #[path = "../bench/load.rs"]
 mod load;
 #[path = "../bench/procfs.rs"]
@@ -29,11 +34,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
+use bytes::Bytes;
 use clap::Parser;
+use reqwest::header::HeaderMap;
 use serde::Serialize;
 
+use claude::ClaudeCode;
 use load::{
-    closed_loop, hold_streams, small_once, stream_once, HoldSpec, LoopSpec, Proto, Samples, Target,
+    closed_loop, hold_streams, small_once, stream_once, stream_once_with, HoldSpec, LoopSpec,
+    Proto, Samples, Target,
 };
 use procfs::{CpuSample, Watched};
 
@@ -70,11 +79,11 @@ struct Args {
     /// Model name sent through the proxies.
     #[arg(long, default_value = "claude-sonnet-4-5")]
     proxy_model: String,
-    /// Short run (well under two minutes in all).
+    /// Short run (about two and a half minutes in all with LiteLLM).
     #[arg(long)]
     quick: bool,
-    /// Comma-separated workloads to run: small1,small64,stream,paced,hold.
-    #[arg(long, default_value = "small1,small64,stream,paced,hold")]
+    /// Comma-separated workloads to run: small1,small64,stream,paced,claude,hold.
+    #[arg(long, default_value = "small1,small64,stream,paced,claude,hold")]
     workloads: String,
     /// Open streams held by the `hold` workload.
     #[arg(long, default_value_t = 1000)]
@@ -107,6 +116,10 @@ struct Plan {
     paced_s: f64,
     paced_tokens: u32,
     paced_pace_ms: u32,
+    claude_s: f64,
+    claude_concurrency: usize,
+    claude_tokens: u32,
+    claude_fixture: &'static str,
     hold_streams: usize,
     hold_tokens: u32,
     hold_pace_ms: u32,
@@ -116,10 +129,10 @@ struct Plan {
 
 impl Plan {
     fn new(quick: bool, concurrency: usize, hold_streams: usize) -> Self {
-        let (warm, s1, s64, st, stok, paced, hdl, hfor) = if quick {
-            (0.5, 2.0, 3.0, 3.0, 500, 4.0, 15.0, 1.0)
+        let (warm, s1, s64, st, stok, paced, cc, hdl, hfor) = if quick {
+            (0.5, 2.0, 3.0, 3.0, 500, 4.0, 10.0, 15.0, 1.0)
         } else {
-            (1.0, 5.0, 10.0, 10.0, 1000, 15.0, 40.0, 3.0)
+            (1.0, 5.0, 10.0, 10.0, 1000, 15.0, 30.0, 40.0, 3.0)
         };
         Plan {
             mode: if quick { "quick" } else { "full" },
@@ -133,6 +146,10 @@ impl Plan {
             paced_s: paced,
             paced_tokens: 20,
             paced_pace_ms: 50,
+            claude_s: cc,
+            claude_concurrency: 16,
+            claude_tokens: 1024,
+            claude_fixture: claude::FIXTURE_PATH,
             hold_streams,
             hold_tokens: 300,
             hold_pace_ms: 200,
@@ -251,6 +268,33 @@ struct StreamResult {
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
+struct ClaudeResult {
+    concurrency: usize,
+    tokens_per_stream: u32,
+    /// Size of the request body this path is sent (Anthropic, or its OpenAI conversion).
+    body_bytes: usize,
+    requests: u64,
+    /// Failed requests, error events, streams without their final event or with fewer
+    /// than `tokens_per_stream` tokens.
+    errors: u64,
+    first_error: Option<String>,
+    requests_per_s: f64,
+    tokens: u64,
+    tokens_per_s: f64,
+    ttft_p50_ms: Option<f64>,
+    ttft_p99_ms: Option<f64>,
+    /// From sending the request to the stream's final event.
+    duration_p50_ms: Option<f64>,
+    duration_p99_ms: Option<f64>,
+    proxy_cpu_ms_per_request: Option<f64>,
+    proxy_cpu_us_per_token: Option<f64>,
+    proxy_busy_pct: Option<f64>,
+    mock_cpu_ms_per_request: Option<f64>,
+    bench_cpu_ms_per_request: Option<f64>,
+    spent: Spent,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
 struct HoldResult {
     streams: usize,
     tokens_per_stream: u32,
@@ -288,6 +332,7 @@ struct TargetResult {
     small64: Option<SmallResult>,
     stream: Option<StreamResult>,
     paced: Option<StreamResult>,
+    claude: Option<ClaudeResult>,
     hold: Option<HoldResult>,
 }
 
@@ -344,7 +389,7 @@ async fn run_small(
     let body = t.body("Hello", 32, false);
     let op = {
         let (t, body) = (t.clone(), body.clone());
-        move || {
+        move |_| {
             let (t, body) = (t.clone(), body.clone());
             async move { small_once(&t, body).await }
         }
@@ -402,7 +447,7 @@ async fn run_streams(t: &Arc<Target>, mock: &Option<Watched>, shape: StreamShape
     let tokens = Arc::new(AtomicU64::new(0));
     let op = {
         let (t, body, tokens) = (t.clone(), body.clone(), tokens.clone());
-        move || {
+        move |_| {
             let (t, body, tokens) = (t.clone(), body.clone(), tokens.clone());
             async move { stream_once(&t, body, &tokens, None).await }
         }
@@ -414,7 +459,7 @@ async fn run_streams(t: &Arc<Target>, mock: &Option<Watched>, shape: StreamShape
     let warm_body = t.body("[[mock:text:20]]", 64, true);
     let warm_op = {
         let (t, tokens) = (t.clone(), tokens.clone());
-        move || {
+        move |_| {
             let (t, body, tokens) = (t.clone(), warm_body.clone(), tokens.clone());
             async move { stream_once(&t, body, &tokens, None).await }
         }
@@ -460,6 +505,100 @@ async fn run_streams(t: &Arc<Target>, mock: &Option<Watched>, shape: StreamShape
         spent,
         ..Default::default()
     }
+}
+
+/// One Claude Code request per worker: its body (for this path) and headers.
+type Requests = Arc<Vec<(Bytes, HeaderMap)>>;
+
+/// Per worker, `cc` as sent to `t`, with the worker's session id.
+fn claude_requests(t: &Target, cc: &ClaudeCode, sessions: &[String]) -> anyhow::Result<Requests> {
+    let reqs = sessions
+        .iter()
+        .map(|s| cc.request(t.proto, &t.model, s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Arc::new(reqs))
+}
+
+/// Closed-loop streams of the recorded Claude Code request; each worker is its own Claude
+/// Code session (own session id), so session affinity plays no part.
+async fn run_claude(
+    t: &Arc<Target>,
+    mock: &Option<Watched>,
+    plan: &Plan,
+    full: &ClaudeCode,
+    warm: &ClaudeCode,
+) -> anyhow::Result<ClaudeResult> {
+    let sessions: Vec<String> = (0..plan.claude_concurrency)
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
+    let reqs = claude_requests(t, full, &sessions)?;
+    let warm_reqs = claude_requests(t, warm, &sessions)?;
+    let body_bytes = reqs[0].0.len();
+    let want = u64::from(plan.claude_tokens);
+    let tokens = Arc::new(AtomicU64::new(0));
+    let op = |reqs: Requests, want: u64| {
+        let (t, tokens) = (t.clone(), tokens.clone());
+        move |worker: usize| {
+            let (t, reqs, tokens) = (t.clone(), reqs.clone(), tokens.clone());
+            async move {
+                let (body, headers) = &reqs[worker];
+                let out = stream_once_with(&t, body.clone(), headers, &tokens, None).await?;
+                if out.tokens < want {
+                    return Err(format!(
+                        "stream ended after {} of {want} tokens",
+                        out.tokens
+                    ));
+                }
+                Ok(out)
+            }
+        }
+    };
+    // Warm-up: the same request (parsing, translation, connections) with a short reply, once
+    // per worker, read to the end.
+    let mut spec = LoopSpec {
+        concurrency: plan.claude_concurrency,
+        duration: Duration::from_secs(120),
+        max_ops: plan.claude_concurrency as u64,
+        op_timeout: Duration::from_secs(120),
+        cancel_at_deadline: false,
+        stagger: Duration::ZERO,
+    };
+    let _ = closed_loop(&spec, op(warm_reqs, 0)).await;
+    tokens.store(0, Ordering::SeqCst);
+    // Streams running at the deadline are read to their end (cutting one would leave a proxy
+    // that does not pass the disconnect on working into the next window), so the window lasts
+    // up to one stream longer than planned.
+    spec.duration = secs(plan.claude_s);
+    spec.max_ops = 1_000_000;
+    let (out, spent) = Meter::new(t, mock)
+        .run(closed_loop(&spec, op(reqs, want)))
+        .await;
+    let n = out.ok.len() as u64;
+    let n_tokens = tokens.load(Ordering::SeqCst);
+    let ttft = Samples::from_durations(out.ok.iter().filter_map(|o| o.ttft));
+    let total = Samples::from_durations(out.ok.iter().map(|o| o.total));
+    let ms = |us: Option<f64>| us.map(|v| v / 1000.0);
+    Ok(ClaudeResult {
+        concurrency: plan.claude_concurrency,
+        tokens_per_stream: plan.claude_tokens,
+        body_bytes,
+        requests: n,
+        errors: out.errors,
+        first_error: out.first_error,
+        requests_per_s: n as f64 / spent.wall_s.max(1e-9),
+        tokens: n_tokens,
+        tokens_per_s: n_tokens as f64 / spent.wall_s.max(1e-9),
+        ttft_p50_ms: ttft.pct_ms(50.0),
+        ttft_p99_ms: ttft.pct_ms(99.0),
+        duration_p50_ms: total.pct_ms(50.0),
+        duration_p99_ms: total.pct_ms(99.0),
+        proxy_cpu_ms_per_request: ms(spent.per(n, spent.proxy_cpu_s)),
+        proxy_cpu_us_per_token: spent.per(n_tokens, spent.proxy_cpu_s),
+        proxy_busy_pct: spent.busy_pct(),
+        mock_cpu_ms_per_request: ms(spent.per(n, spent.mock_cpu_s)),
+        bench_cpu_ms_per_request: ms(spent.per(n, Some(spent.bench_cpu_s))),
+        spent,
+    })
 }
 
 async fn run_hold(t: &Arc<Target>, mock: &Option<Watched>, plan: &Plan) -> HoldResult {
@@ -542,7 +681,7 @@ async fn main() -> anyhow::Result<()> {
     let plan = Plan::new(args.quick, args.concurrency, args.hold_streams);
     let workloads: Vec<&str> = args.workloads.split(',').map(str::trim).collect();
     for w in &workloads {
-        if !["small1", "small64", "stream", "paced", "hold"].contains(w) {
+        if !["small1", "small64", "stream", "paced", "claude", "hold"].contains(w) {
             bail!("unknown workload `{w}`");
         }
     }
@@ -689,6 +828,27 @@ async fn main() -> anyhow::Result<()> {
                 ),
             );
             r.paced = Some(x);
+            pause().await;
+        }
+    }
+    if wants("claude") {
+        let full = ClaudeCode::load(plan.claude_tokens)?;
+        let warm = ClaudeCode::load(20)?;
+        for (t, r) in targets.iter().zip(&mut results) {
+            let x = run_claude(t, &mock, &plan, &full, &warm).await?;
+            say(
+                t,
+                format!(
+                    "claude @{}: {} requests, TTFT p50 {} ms, duration p50 {} ms, proxy {} ms CPU/req, {} errors",
+                    x.concurrency,
+                    x.requests,
+                    report::opt(x.ttft_p50_ms, 1),
+                    report::opt(x.duration_p50_ms, 0),
+                    report::opt(x.proxy_cpu_ms_per_request, 2),
+                    x.errors
+                ),
+            );
+            r.claude = Some(x);
             pause().await;
         }
     }
