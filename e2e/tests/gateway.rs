@@ -146,8 +146,12 @@ async fn model_discovery_lists_exact_routes_with_served_names_without_waiting() 
         &format!("keys:\n  - name: good\n    sha256: {good}\n  - name: narrow\n    sha256: {narrow}\n    routes: [offline]\n"),
     );
     let proxy = ProxyProcess::start(&["--config", cfg.path()]).unwrap();
+    // As Claude Code asks (fixtures/claude-code/discovery): the Anthropic SDK always sends
+    // `anthropic-version`, which selects the Anthropic shape.
     let list = |key: Option<&'static str>| {
-        let mut req = http().get(format!("{}/v1/models?limit=1000", proxy.url()));
+        let mut req = http()
+            .get(format!("{}/v1/models?limit=1000", proxy.url()))
+            .header("anthropic-version", "2023-06-01");
         if let Some(k) = key {
             req = req.header("authorization", format!("Bearer {k}"));
         }

@@ -407,17 +407,27 @@ async fn root_and_models_answer_cleanly() {
     let c = http();
     assert_eq!(c.head(proxy.url()).send().await.unwrap().status(), 200);
     assert_eq!(c.get(proxy.url()).send().await.unwrap().status(), 200);
-    let models: Value = c
-        .get(format!("{}/v1/models?limit=1000", proxy.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = |anthropic: bool| {
+        let req = c.get(format!("{}/v1/models?limit=1000", proxy.url()));
+        let req = if anthropic {
+            req.header("anthropic-version", "2023-06-01")
+        } else {
+            req
+        };
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    // Anthropic clients (they send `anthropic-version`) get Anthropic's shape...
+    let models = list(true).await;
     assert_eq!(models["data"][0]["id"], "qwen3-coder");
     assert_eq!(models["data"][0]["type"], "model");
     assert_eq!(models["has_more"], false);
+    // ...every other client OpenAI's.
+    let models = list(false).await;
+    assert_eq!(models["object"], "list");
+    assert_eq!(models["data"][0]["id"], "qwen3-coder");
+    assert_eq!(models["data"][0]["object"], "model");
+    assert_eq!(models["data"][0]["owned_by"], "switchyard");
+    assert!(models.get("has_more").is_none(), "{models}");
     let health = c
         .get(format!("{}/healthz", proxy.admin_url()))
         .send()

@@ -1,5 +1,7 @@
 //! The client-facing error: every failure leaves the proxy as Anthropic error JSON with the
-//! status code Anthropic would use, so Claude Code's retry and compaction logic applies.
+//! status code Anthropic would use, so Claude Code's retry and compaction logic applies;
+//! OpenAI clients (`/v1/chat/completions`, `/v1/responses`) get the same error in OpenAI's
+//! shape ([`ApiError::openai_response`]).
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -42,6 +44,22 @@ impl ErrorKind {
             ErrorKind::RateLimit => "rate_limit_error",
             ErrorKind::Api => "api_error",
             ErrorKind::Overloaded => "overloaded_error",
+        }
+    }
+
+    /// The kind an Anthropic error `type` names (the proxy's own answers, read back at an
+    /// OpenAI front door); unknown types are `api_error`.
+    pub fn from_anthropic(kind: &str) -> Self {
+        match kind {
+            "invalid_request_error" => ErrorKind::InvalidRequest,
+            "authentication_error" => ErrorKind::Authentication,
+            "permission_error" => ErrorKind::Permission,
+            "not_found_error" => ErrorKind::NotFound,
+            "request_too_large" => ErrorKind::RequestTooLarge,
+            "timeout_error" => ErrorKind::BodyTimeout,
+            "rate_limit_error" => ErrorKind::RateLimit,
+            "overloaded_error" => ErrorKind::Overloaded,
+            _ => ErrorKind::Api,
         }
     }
 
@@ -101,6 +119,15 @@ impl ApiError {
         ))
     }
 
+    /// The error an Anthropic error body (`{"type":"error","error":{"type","message"}}`)
+    /// describes; `None` if it is not one.
+    pub fn from_anthropic_body(body: &serde_json::Value) -> Option<Self> {
+        let err = body.get("error")?;
+        let kind = ErrorKind::from_anthropic(err.get("type")?.as_str()?);
+        let message = err.get("message").and_then(|m| m.as_str()).unwrap_or("");
+        Some(Self::new(kind, message))
+    }
+
     /// The JSON body, shared by HTTP errors and the in-stream `error` event.
     pub fn body(&self) -> serde_json::Value {
         json!({
@@ -110,9 +137,55 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut resp = (self.kind.status(), axum::Json(self.body())).into_response();
+/// OpenAI's error shape, for the OpenAI front doors.
+impl ApiError {
+    /// OpenAI's `type` and `code` for this kind (`openai-python` maps statuses to exception
+    /// classes, and Codex reads `code`). The message is Switchyard's, unchanged.
+    fn openai_type_code(&self) -> (&'static str, Option<&'static str>) {
+        match self.kind {
+            ErrorKind::InvalidRequest | ErrorKind::MethodNotAllowed => {
+                let code = self
+                    .message
+                    .starts_with("prompt is too long")
+                    .then_some("context_length_exceeded");
+                ("invalid_request_error", code)
+            }
+            ErrorKind::RequestTooLarge => ("invalid_request_error", Some("request_too_large")),
+            ErrorKind::Authentication => ("invalid_request_error", Some("invalid_api_key")),
+            ErrorKind::Permission => ("invalid_request_error", Some("permission_denied")),
+            ErrorKind::NotFound => ("invalid_request_error", Some("model_not_found")),
+            ErrorKind::BodyTimeout => ("invalid_request_error", Some("timeout")),
+            ErrorKind::RateLimit => ("rate_limit_error", Some("rate_limit_exceeded")),
+            ErrorKind::Api => ("server_error", None),
+            ErrorKind::Overloaded => ("server_error", Some("overloaded")),
+        }
+    }
+
+    /// The status an OpenAI client gets: Anthropic's 529 is 503 (OpenAI's and HTTP's
+    /// "overloaded"; the SDKs retry both).
+    pub fn openai_status(&self) -> StatusCode {
+        match self.kind {
+            ErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            kind => kind.status(),
+        }
+    }
+
+    /// `{"error": {"message", "type", "param", "code"}}`: the body of an HTTP error and of
+    /// the in-stream error chunk of Chat Completions.
+    pub fn openai_body(&self) -> serde_json::Value {
+        let (kind, code) = self.openai_type_code();
+        json!({
+            "error": { "message": self.message, "type": kind, "param": null, "code": code },
+        })
+    }
+
+    pub fn openai_response(&self) -> Response {
+        let mut resp = (self.openai_status(), axum::Json(self.openai_body())).into_response();
+        self.retry_headers(&mut resp);
+        resp
+    }
+
+    fn retry_headers(&self, resp: &mut Response) {
         if let Some(secs) = self.retry_after {
             resp.headers_mut()
                 .insert("retry-after", HeaderValue::from(secs));
@@ -121,6 +194,13 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert("x-should-retry", HeaderValue::from_static("false"));
         }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.kind.status(), axum::Json(self.body())).into_response();
+        self.retry_headers(&mut resp);
         resp
     }
 }

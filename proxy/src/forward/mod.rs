@@ -64,18 +64,21 @@ pub fn count_upstream_error(app: &AppState, backend: &str, e: &UpstreamError) {
         .inc();
 }
 
-/// The Claude Code session: the `X-Claude-Code-Session-Id` header, else the `session_id`
-/// inside the JSON string `metadata.user_id`.
+/// The client's session, for affinity: Claude Code's `X-Claude-Code-Session-Id` header or
+/// Codex's `session-id`; else the `session_id` inside the JSON string `metadata.user_id`
+/// (Claude Code), else `metadata.user_id` itself (OpenAI clients' `user`, older Claude Code
+/// CLIs' `user_…_session_…`): the same conversation keeps its backend and prefix cache.
 pub fn session_id(headers: &HeaderMap, req: &MessagesRequest) -> Option<String> {
-    if let Some(v) = headers
-        .get("x-claude-code-session-id")
-        .and_then(|v| v.to_str().ok())
-    {
-        return Some(v.to_owned());
+    for name in ["x-claude-code-session-id", "session-id"] {
+        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            return Some(v.to_owned());
+        }
     }
     let user_id = req.metadata.as_ref()?.user_id.as_deref()?;
-    let v: Value = serde_json::from_str(user_id).ok()?;
-    v.get("session_id")?.as_str().map(str::to_owned)
+    match serde_json::from_str::<Value>(user_id) {
+        Ok(v) => v.get("session_id")?.as_str().map(str::to_owned),
+        Err(_) => Some(user_id.to_owned()),
+    }
 }
 
 fn has_images(req: &MessagesRequest) -> bool {

@@ -118,16 +118,46 @@ async fn handle_messages(
     body: Body,
     log: &mut AccessLog,
 ) -> Result<Forwarded, ApiError> {
+    let admitted = admit(app, headers, body, log).await?;
+    let req: MessagesRequest = parse_json(&admitted.body)?;
+    route_and_forward(app, admitted, headers, req, log).await
+}
+
+/// A request past authentication and its key's admission, body read.
+pub(super) struct Admitted {
+    rt: Arc<Runtime>,
+    key: Arc<crate::routing::keys::KeyEntry>,
+    pub body: Bytes,
+}
+
+/// The key, then the body (before the key's limits: a slow sender holds its connection and
+/// a place under maxInFlight, both bounded by bodyReadTimeoutMs, never one of the key's
+/// concurrency slots or a request of its quota), then the key's admission.
+pub(super) async fn admit(
+    app: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: Body,
+    log: &mut AccessLog,
+) -> Result<Admitted, ApiError> {
     let rt = app.runtime.load_full();
     let key = rt.keys.authenticate(headers)?;
     log.key = key.name().to_owned();
-    // The body before the key's limits: a slow sender holds its connection and a place
-    // under maxInFlight (both bounded by bodyReadTimeoutMs), never one of the key's
-    // concurrency slots or a request of its quota.
-    let bytes = read_body_within(app, headers, body, &rt.settings).await?;
+    let body = read_body_within(app, headers, body, &rt.settings).await?;
     let permit = Arc::new(key.admit()?);
     log.limiters.push((key.clone(), permit));
-    let mut req: MessagesRequest = parse_json(&bytes)?;
+    Ok(Admitted { rt, key, body })
+}
+
+/// Validation, the route and its limits, context edits; then `forward` takes over. Every
+/// front door (Messages, Chat Completions, Responses) ends here with a Messages request.
+pub(super) async fn route_and_forward(
+    app: &Arc<AppState>,
+    admitted: Admitted,
+    headers: &HeaderMap,
+    mut req: MessagesRequest,
+    log: &mut AccessLog,
+) -> Result<Forwarded, ApiError> {
+    let Admitted { rt, key, .. } = admitted;
     validate_request(&req)?;
     log.model = req.model.clone();
     let route = resolve(&rt, &req.model)?;

@@ -1,4 +1,5 @@
-//! The client-facing HTTP API (Anthropic Messages) and the admin listener.
+//! The client-facing HTTP API (Anthropic Messages; OpenAI Chat Completions and Responses in
+//! `openai`, through the same path) and the admin listener.
 //!
 //! A request reads top-down: `messages` (keys, limits, parse, route) → `forward` (plan,
 //! endpoint, retries, fallbacks; `fixes` → `translate` → `upstream`) → `relay` for streams.
@@ -12,6 +13,7 @@ pub mod count_tokens;
 pub mod guard;
 pub mod messages;
 pub mod models;
+pub mod openai;
 
 use crate::error::{ApiError, ErrorKind};
 use crate::state::AppState;
@@ -34,6 +36,8 @@ pub fn api_router(state: Arc<AppState>) -> Router {
         .route("/api/hello", get(hello))
         .route("/v1/messages", post(messages))
         .route("/v1/messages/count_tokens", post(count_tokens))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/responses", post(openai::create_response))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{id}", get(get_model))
         // After every route: it applies to the routes registered before it.

@@ -9,6 +9,7 @@ use crate::state::AppState;
 use crate::upstream::backend::BackendRuntime;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -77,36 +78,68 @@ fn model_info(id: String, display_name: Option<String>) -> ModelInfo {
     }
 }
 
+/// Whose shape an answer takes: Anthropic's for clients that send `anthropic-version` (the
+/// Anthropic SDKs and Claude Code always do), OpenAI's for every other client (the openai
+/// SDKs, Codex, Open WebUI, …), errors included.
+fn anthropic_client(headers: &HeaderMap) -> bool {
+    headers.contains_key("anthropic-version")
+}
+
+fn error_for(headers: &HeaderMap, err: ApiError) -> Response {
+    if anthropic_client(headers) {
+        err.into_response()
+    } else {
+        err.openai_response()
+    }
+}
+
+/// OpenAI's model object. `created` is fixed, like Anthropic's `created_at` above: routes
+/// have no creation date.
+fn openai_model(m: &ModelInfo) -> Value {
+    json!({"id": m.id, "object": "model", "created": 1_735_689_600, "owned_by": "switchyard"})
+}
+
 /// Same authentication as `/v1/messages`.
-pub(super) async fn list_models(
-    State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+pub(super) async fn list_models(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let rt = app.runtime.load_full();
-    let key = rt.keys.authenticate(&headers)?;
+    let key = match rt.keys.authenticate(&headers) {
+        Ok(key) => key,
+        Err(e) => return error_for(&headers, e.into()),
+    };
     let data = model_list(&rt, &key);
+    if !anthropic_client(&headers) {
+        let data: Vec<Value> = data.iter().map(openai_model).collect();
+        return Json(json!({"object": "list", "data": data})).into_response();
+    }
     let first = data.first().map(|m| m.id.clone());
     let last = data.last().map(|m| m.id.clone());
-    Ok(Json(
-        json!({"data": data, "has_more": false, "first_id": first, "last_id": last}),
-    ))
+    Json(json!({"data": data, "has_more": false, "first_id": first, "last_id": last}))
+        .into_response()
 }
 
 pub(super) async fn get_model(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<ModelInfo>, ApiError> {
+) -> Response {
     let rt = app.runtime.load_full();
-    let key = rt.keys.authenticate(&headers)?;
+    let key = match rt.keys.authenticate(&headers) {
+        Ok(key) => key,
+        Err(e) => return error_for(&headers, e.into()),
+    };
     let route = rt.routes.resolve(&id).filter(|r| key.allows_route(&r.name));
-    if let Some(route) = route {
-        let served = first_backend(&rt, route, &id).and_then(served_model);
-        Ok(Json(model_info(id, served)))
-    } else {
-        Err(ApiError::new(
+    let Some(route) = route else {
+        let err = ApiError::new(
             ErrorKind::NotFound,
             format!("model `{id}` is not served here"),
-        ))
+        );
+        return error_for(&headers, err);
+    };
+    let served = first_backend(&rt, route, &id).and_then(served_model);
+    let info = model_info(id, served);
+    if anthropic_client(&headers) {
+        Json(info).into_response()
+    } else {
+        Json(openai_model(&info)).into_response()
     }
 }

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 #[derive(Clone)]
 pub struct AccessLog {
     pub request_id: String,
+    /// The API the client spoke: `messages`, `chat_completions` or `responses`.
+    pub api: &'static str,
     pub started: Instant,
     pub session_id: Option<String>,
     pub key: String,
@@ -38,6 +40,7 @@ impl AccessLog {
     pub fn new(request_id: String, started: Instant) -> Self {
         Self {
             request_id,
+            api: "messages",
             started,
             session_id: None,
             key: "anonymous".into(),
@@ -115,6 +118,7 @@ impl AccessLog {
         tracing::info!(
             target: "access",
             request_id = %self.request_id,
+            api = self.api,
             session_id = self.session_id.as_deref(),
             key = %self.key,
             model = %self.model,

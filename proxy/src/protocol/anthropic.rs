@@ -38,6 +38,11 @@ pub struct MessagesRequest {
     pub output_config: Option<OutputConfig>,
     #[serde(flatten)]
     pub extra: Extra,
+    /// Chat Completions parameters of an OpenAI client with no Messages equivalent (`seed`,
+    /// `response_format`, penalties, …): sent as they are to an OpenAI-protocol backend,
+    /// reported as dropped by an Anthropic one. Set by `translate::front` only.
+    #[serde(skip)]
+    pub openai_params: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -1,5 +1,7 @@
-//! Wire types of the two protocols the proxy speaks: Anthropic Messages and OpenAI Chat
-//! Completions. Data only; translation between them is in `translate`.
+//! Wire types of the protocols the proxy speaks: Anthropic Messages, OpenAI Chat Completions
+//! (and, at the front door, Responses), and the server-sent events all of them stream in.
+//! Data and framing only; translation between them is in `translate`.
 
 pub mod anthropic;
 pub mod openai;
+pub mod sse;

@@ -1,6 +1,11 @@
 //! Translation between the Anthropic Messages API and OpenAI Chat Completions. Pure: no I/O,
 //! so every mapping is tested on plain values.
+//!
+//! `request`, `response`, `stream`: a Messages request to an OpenAI-protocol backend and its
+//! answer back. `front`: the OpenAI front doors (Chat Completions, Responses) into the
+//! Messages request the rest of the proxy handles, and its answer back out.
 
+pub mod front;
 pub mod request;
 pub mod response;
 pub mod stream;

@@ -111,6 +111,21 @@ pub fn to_openai(
         effort.as_deref(),
         &mut params,
     );
+    for (k, v) in req.openai_params {
+        match (params.get_mut(&k), v) {
+            // The client's own template switches beside the proxy's thinking switch, which
+            // wins where both set one.
+            (Some(Value::Object(ours)), Value::Object(theirs)) => {
+                for (name, value) in theirs {
+                    ours.entry(name).or_insert(value);
+                }
+            }
+            (Some(_), _) => {}
+            (None, v) => {
+                params.insert(k, v);
+            }
+        }
+    }
     for (k, v) in &shape.parameters.extra_body {
         params.insert(k.clone(), v.clone());
     }

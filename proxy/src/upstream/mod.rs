@@ -7,11 +7,11 @@
 pub mod backend;
 pub mod count_cache;
 pub mod health;
-mod sse;
 
 use crate::error::{ApiError, ErrorKind};
 use crate::fixes::context::{parse_overflow, Overflow};
 use crate::protocol::openai::{ChatChunk, ChatRequest, ModelList};
+use crate::protocol::sse;
 use backend::BackendRuntime;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};

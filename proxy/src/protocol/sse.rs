@@ -1,4 +1,5 @@
-//! Server-sent events read from a backend's body, as the WHATWG HTML standard defines them
+//! Server-sent events (a backend's body, or the proxy's own Messages stream at an OpenAI
+//! front door), as the WHATWG HTML standard defines them
 //! ("Interpreting an event stream", §9.2.6): lines end with CRLF, LF or CR; `data` lines
 //! join with LF; `event` names the type; comments, `id`, `retry` and unknown fields are
 //! ignored; an empty line dispatches; an event never ended by an empty line is dropped.
