@@ -270,7 +270,7 @@ async fn a_stream_cut_after_commit_ends_each_protocol_its_own_way() {
     let last: Value = serde_json::from_str(data.last().unwrap()).expect("no [DONE] after a cut");
     assert!(last["error"]["message"].as_str().is_some(), "{last}");
     assert!(
-        data.iter().any(|d| d.contains("\"content\":\"word0\"")),
+        data.iter().any(|d| d.contains("\"content\":\"chunk0\"")),
         "the tokens before the cut reached the client: {body}"
     );
 
