@@ -540,17 +540,7 @@ impl Attempt<'_> {
             parameters: &self.backend.spec.parameters,
         };
         let translated = to_openai(req, asked, &shape).map_err(AttemptError::Client)?;
-        for name in &translated.dropped {
-            tracing::debug!(field = %name, backend = %self.name(), "field not supported by backend; dropped");
-            self.app
-                .metrics
-                .dropped_params
-                .get_or_create(&KindLabels {
-                    backend: self.name().to_owned(),
-                    kind: crate::observe::metrics::param_class(name),
-                })
-                .inc();
-        }
+        self.count_dropped(&translated.dropped);
         let mut chat = translated.request;
         let budget = context::budget(asked, d.context_window, d.clamps_max_tokens, answer.prompt);
         answer.fit = match budget {
@@ -710,6 +700,21 @@ impl Attempt<'_> {
         .into()
     }
 
+    /// Client fields this backend cannot take: a debug line and a count each.
+    fn count_dropped(&self, names: &[String]) {
+        for name in names {
+            tracing::debug!(field = %name, backend = %self.name(), "field not supported by backend; dropped");
+            self.app
+                .metrics
+                .dropped_params
+                .get_or_create(&KindLabels {
+                    backend: self.name().to_owned(),
+                    kind: crate::observe::metrics::param_class(name),
+                })
+                .inc();
+        }
+    }
+
     async fn anthropic(
         &self,
         mut req: MessagesRequest,
@@ -720,6 +725,12 @@ impl Attempt<'_> {
         let asked = req.max_tokens;
         let extra_headers = self.anthropic_headers();
         req.model = d.served_model.clone();
+        // An OpenAI client's Chat Completions-only parameters have no Messages field here.
+        let dropped: Vec<String> = std::mem::take(&mut req.openai_params)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        self.count_dropped(&dropped);
         for name in &self.backend.spec.parameters.drop {
             req.extra.remove(name);
         }
