@@ -92,14 +92,18 @@ def proxy(mock_vllm):
 
 def start_proxy(upstream, *extra):
     """The real proxy binary in front of `upstream` (a mock's base URL with /v1)."""
+    return start_proxy_with("--upstream", upstream, *extra)
+
+
+def start_proxy_with(*args):
+    """The real proxy binary with `args` (`--upstream URL` or `--config FILE`, and more)."""
     env = dict(os.environ, SWITCHYARD_LOG="info")
     p = Process(
         [
             binary("switchyard-proxy"),
-            "--upstream", upstream,
+            *args,
             "--listen", "127.0.0.1:0",
             "--admin-listen", "127.0.0.1:0",
-            *extra,
         ],
         r"listening api=(\S+) admin=(\S+)",
         env=env,

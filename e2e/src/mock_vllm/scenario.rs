@@ -14,6 +14,7 @@
 //! | `reasoning` | reasoning `Let me think about this.` then `The answer is 42.` |
 //! | `tool[:NAME]` | `I'll run that.` then one tool call (NAME, else `Bash` if offered, else the first tool) |
 //! | `bash:CMD` | one Bash call running CMD |
+//! | `shell:CMD` | one call running CMD in the offered shell tool: Codex's `exec_command` (`{"cmd": CMD}`), else `shell_command` (`{"command": CMD}`), else `shell` (`{"command": ["bash", "-lc", CMD]}`), else Bash |
 //! | `agent:TAG` | one Agent (or Task) call starting an Explore subagent whose prompt is `[[mock:tool]] list the files here (TAG)` |
 //! | `parallel_tools` | reasoning, then two tool calls with interleaved argument fragments |
 //! | `hermes` | an unparsed `<tool_call>` block in the content (no tool parser) |
@@ -355,6 +356,7 @@ pub(crate) fn build_script(input: &ScenarioInput) -> Script {
         }
         "tool" => tool_script(input, arg),
         "bash" => bash_script(input, arg.unwrap_or("ls")),
+        "shell" => shell_script(input, arg.unwrap_or("ls")),
         "agent" => agent_script(input, arg.unwrap_or("")),
         "parallel_tools" => parallel_script(input),
         "hermes" => char_chunks(
@@ -427,6 +429,26 @@ fn tool_script(input: &ScenarioInput, arg: Option<&str>) -> Vec<Piece> {
 fn bash_script(input: &ScenarioInput, command: &str) -> Vec<Piece> {
     let args = serde_json::json!({"command": command, "description": "Run a command"});
     call_script(input, "Bash".into(), args.to_string())
+}
+
+/// `shell:CMD`: CMD in whichever shell tool the client offers, in that tool's argument schema
+/// (Codex 0.171 offers `exec_command`; `fixtures/codex/tool`). Claude Code offers none of
+/// Codex's, so it gets the Bash call of `bash:CMD`.
+fn shell_script(input: &ScenarioInput, command: &str) -> Vec<Piece> {
+    let offered = |name: &str| input.tool_names.iter().any(|n| n == name);
+    let (name, args) = if offered("exec_command") {
+        ("exec_command", serde_json::json!({"cmd": command}))
+    } else if offered("shell_command") {
+        ("shell_command", serde_json::json!({"command": command}))
+    } else if offered("shell") {
+        (
+            "shell",
+            serde_json::json!({"command": ["bash", "-lc", command]}),
+        )
+    } else {
+        return bash_script(input, command);
+    };
+    call_script(input, name.into(), args.to_string())
 }
 
 /// `agent:TAG`: Claude Code's Agent tool (`Task` in older CLIs) starting an Explore subagent
@@ -601,6 +623,64 @@ mod tests {
                 .filter(|p| matches!(p, Piece::ToolArgs { .. }))
                 .count()
                 >= 3
+        );
+    }
+
+    #[test]
+    fn shell_uses_the_offered_shell_tool_and_its_schema() {
+        let call = |tools: &[&str]| {
+            let s = build_script(&input("[[mock:shell:echo hi > a.txt]] go", tools));
+            let name = s.pieces.iter().find_map(|p| match p {
+                Piece::ToolHeader { name, .. } => Some(name.clone()),
+                _ => None,
+            });
+            let args: String = s
+                .pieces
+                .iter()
+                .filter_map(|p| match p {
+                    Piece::ToolArgs { args, .. } => Some(args.as_str()),
+                    _ => None,
+                })
+                .collect();
+            (name.unwrap(), serde_json::from_str::<Value>(&args).unwrap())
+        };
+        let codex = ["exec_command", "write_stdin", "view_image"];
+        assert_eq!(
+            call(&codex),
+            (
+                "exec_command".into(),
+                serde_json::json!({"cmd": "echo hi > a.txt"})
+            )
+        );
+        assert_eq!(
+            call(&["shell_command"]),
+            (
+                "shell_command".into(),
+                serde_json::json!({"command": "echo hi > a.txt"})
+            )
+        );
+        assert_eq!(
+            call(&["view_image", "shell"]),
+            (
+                "shell".into(),
+                serde_json::json!({"command": ["bash", "-lc", "echo hi > a.txt"]})
+            )
+        );
+        let (name, args) = call(&["Read", "Bash"]);
+        assert_eq!(
+            (name.as_str(), &args["command"]),
+            ("Bash", &Value::from("echo hi > a.txt"))
+        );
+        // No tools offered: no call, as for every tool marker.
+        let s = build_script(&input("[[mock:shell:ls]]", &[]));
+        assert_eq!(text_of(&s.pieces), NO_TOOLS);
+        // Without a tool parser the call is left as Hermes text, as vLLM would.
+        let mut raw = input("[[mock:shell:ls]]", &codex);
+        raw.tools_parsed = false;
+        let text = text_of(&build_script(&raw).pieces);
+        assert!(
+            text.contains("<tool_call>") && text.contains("\"exec_command\""),
+            "{text}"
         );
     }
 
