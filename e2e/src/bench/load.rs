@@ -19,7 +19,8 @@ use super::procfs::Watched;
 /// The API a target speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
-    /// OpenAI Chat Completions (`/v1/chat/completions`): the mock, directly.
+    /// OpenAI Chat Completions (`/v1/chat/completions`): the mock, directly, and every path
+    /// in the `openai` workload (the proxies' OpenAI front doors).
     OpenAi,
     /// Anthropic Messages (`/v1/messages`): the proxies.
     Anthropic,
@@ -84,6 +85,24 @@ impl Target {
             url,
             client,
         })
+    }
+
+    /// The same path spoken to in `proto` (same process, model name and key, its own
+    /// connection pool): the proxies' OpenAI front doors for the `openai` workload.
+    pub fn speaking(&self, proto: Proto) -> anyhow::Result<Self> {
+        Target::new(
+            &self.name,
+            &self.base,
+            proto,
+            &self.model,
+            &self.api_key,
+            self.process.clone(),
+        )
+    }
+
+    /// The full URL requests are posted to.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The request body for one user message, pre-serialised once per workload.
@@ -185,10 +204,10 @@ pub async fn small_once(t: &Target, body: Bytes) -> Result<Duration, String> {
 
 /// Counts generated tokens in an SSE body and notices its end.
 ///
-/// A token is a data line whose `"content":` (OpenAI) or `"text":` (Anthropic `text_delta`)
-/// holds a non-empty string: the mock sends one word per chunk, and both proxies forward one
-/// delta per chunk. Whitespace after the colon is allowed (LiteLLM writes JSON with Python's
-/// separators).
+/// A token is a data line whose `"content":` after `"delta"` (OpenAI's
+/// `choices[0].delta.content`) or `"text":` (Anthropic `text_delta`) holds a non-empty string:
+/// the mock sends one word per chunk, and both proxies forward one delta per chunk.
+/// Whitespace after the colon is allowed (LiteLLM writes JSON with Python's separators).
 struct Scanner {
     proto: Proto,
     buf: Vec<u8>,
@@ -235,7 +254,10 @@ impl Scanner {
                 if data.starts_with(b"{\"error\"") || data.starts_with(b"{\"object\":\"error\"") {
                     self.error = Some(short(&String::from_utf8_lossy(data)));
                 }
-                nonempty_string_after(data, b"\"content\":")
+                match find(data, b"\"delta\"") {
+                    Some(at) => nonempty_string_after(&data[at..], b"\"content\":"),
+                    None => 0,
+                }
             }
             Proto::Anthropic => {
                 if find(data, b"\"message_stop\"").is_some() {
@@ -261,6 +283,17 @@ fn nonempty_string_after(data: &[u8], key: &[u8]) -> u64 {
     let Some(at) = find(data, key) else { return 0 };
     let rest = data[at + key.len()..].trim_ascii_start();
     u64::from(rest.len() >= 2 && rest[0] == b'"' && rest[1] != b'"')
+}
+
+/// `out`, or an error if the stream delivered fewer than `want` tokens.
+pub fn at_least(out: StreamOutcome, want: u64) -> Result<StreamOutcome, String> {
+    if out.tokens < want {
+        return Err(format!(
+            "stream ended after {} of {want} tokens",
+            out.tokens
+        ));
+    }
+    Ok(out)
 }
 
 /// What one stream did.
@@ -638,6 +671,32 @@ mod tests {
         assert_eq!(s.feed(a) + s.feed(b), 2);
         assert!(s.done);
         assert!(s.error.is_none());
+    }
+
+    #[test]
+    fn counts_openai_delta_content_only() {
+        let mut s = Scanner::new(Proto::OpenAi);
+        // LiteLLM's spacing, a chunk whose only `content` is outside `delta`, the usage chunk.
+        let body = concat!(
+            "data: {\"choices\": [{\"index\": 0, \"delta\": {\"content\": \"word0\"}}]}\n\n",
+            "data: {\"choices\":[{\"message\":{\"content\":\"not a delta\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"completion_tokens\":1}}\n\n",
+        );
+        assert_eq!(s.feed(body.as_bytes()), 1);
+        assert!(!s.done, "no [DONE] yet");
+        s.feed(b"data: [DONE]\n\n");
+        assert!(s.done);
+    }
+
+    #[test]
+    fn short_stream_is_an_error() {
+        let out = StreamOutcome {
+            tokens: 499,
+            ..Default::default()
+        };
+        assert!(at_least(out.clone(), 500).is_err());
+        assert!(at_least(out, 499).is_ok());
     }
 
     #[test]

@@ -273,6 +273,71 @@ pub fn table(r: &Results) -> String {
     }));
 
     lines.push(Line::Section(format!(
+        "OpenAI Chat Completions in (/v1/chat/completions on every path; \"Hello\" {} s @{c}; \
+         {} streams × {} tokens, unpaced, include_usage, {} s)",
+        p.small64_s, p.stream_concurrency, p.stream_tokens, p.stream_s
+    )));
+    lines.push(row(t, format!("requests/s @{c}"), "40,000/core", |x| {
+        x.openai
+            .as_ref()
+            .map(|o| thousands(o.small64.requests_per_s))
+            .unwrap_or_else(|| "—".into())
+    }));
+    lines.push(row(t, format!("latency @{c} p50 / p99 ms"), "", |x| {
+        x.openai
+            .as_ref()
+            .map(|o| pair(o.small64.p50_ms, o.small64.p99_ms, 2))
+            .unwrap_or_else(|| "—".into())
+    }));
+    lines.push(row(t, format!("proxy CPU µs/request @{c}"), "< 20", |x| {
+        auto(
+            x.openai
+                .as_ref()
+                .and_then(|o| o.small64.proxy_cpu_us_per_request),
+        )
+    }));
+    lines.push(row(t, format!("proxy core busy @{c} %"), "", |x| {
+        opt(x.openai.as_ref().and_then(|o| o.small64.proxy_busy_pct), 0)
+    }));
+    lines.push(row(t, "mock + bench CPU µs/request", "", |x| {
+        x.openai
+            .as_ref()
+            .map(|o| {
+                format!(
+                    "{} + {}",
+                    auto(o.small64.mock_cpu_us_per_request),
+                    auto(o.small64.bench_cpu_us_per_request)
+                )
+            })
+            .unwrap_or_else(|| "—".into())
+    }));
+    lines.push(row(t, "stream tokens/s", "", |x| {
+        auto(x.openai.as_ref().map(|o| o.stream.tokens_per_s))
+    }));
+    lines.push(row(t, "proxy CPU µs/streamed token", "< 0.3", |x| {
+        auto(
+            x.openai
+                .as_ref()
+                .and_then(|o| o.stream.proxy_cpu_us_per_token),
+        )
+    }));
+    lines.push(row(t, "proxy core busy (stream) %", "", |x| {
+        opt(x.openai.as_ref().and_then(|o| o.stream.proxy_busy_pct), 0)
+    }));
+    lines.push(row(t, "mock + bench CPU µs/token", "", |x| {
+        x.openai
+            .as_ref()
+            .map(|o| {
+                format!(
+                    "{} + {}",
+                    auto(o.stream.mock_cpu_us_per_token),
+                    auto(o.stream.bench_cpu_us_per_token)
+                )
+            })
+            .unwrap_or_else(|| "—".into())
+    }));
+
+    lines.push(Line::Section(format!(
         "Memory and open streams ({} streams, {} tokens {} ms apart)",
         p.hold_streams, p.hold_tokens, p.hold_pace_ms
     )));
@@ -306,7 +371,8 @@ pub fn table(r: &Results) -> String {
     }));
 
     lines.push(Line::Section(
-        "Errors (small@1 / small@64 / stream / paced / claude / hold)".into(),
+        "Errors (small@1 / small@64 / stream / paced / claude / hold / openai@64 / openai stream)"
+            .into(),
     ));
     lines.push(row(t, "errors", "0", |x| {
         let e = [
@@ -316,6 +382,8 @@ pub fn table(r: &Results) -> String {
             x.paced.as_ref().map(|s| s.errors),
             x.claude.as_ref().map(|s| s.errors),
             x.hold.as_ref().map(|s| s.errors),
+            x.openai.as_ref().map(|o| o.small64.errors),
+            x.openai.as_ref().map(|o| o.stream.errors),
         ];
         e.iter()
             .map(|v| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into()))
@@ -331,6 +399,8 @@ pub fn table(r: &Results) -> String {
             x.paced.as_ref().map(|s| s.spent.other_cpu_pct),
             x.claude.as_ref().map(|s| s.spent.other_cpu_pct),
             x.hold.as_ref().map(|s| s.spent.other_cpu_pct),
+            x.openai.as_ref().map(|o| o.small64.spent.other_cpu_pct),
+            x.openai.as_ref().map(|o| o.stream.spent.other_cpu_pct),
         ];
         opt(windows.into_iter().flatten().reduce(f64::max), 0)
     }));
@@ -429,6 +499,16 @@ fn render(r: &Results, lines: &[Line]) -> String {
                 x.claude.as_ref().and_then(|s| s.first_error.clone()),
             ),
             ("hold", x.hold.as_ref().and_then(|s| s.first_error.clone())),
+            (
+                "openai@64",
+                x.openai
+                    .as_ref()
+                    .and_then(|o| o.small64.first_error.clone()),
+            ),
+            (
+                "openai stream",
+                x.openai.as_ref().and_then(|o| o.stream.first_error.clone()),
+            ),
         ];
         for (w, e) in errs {
             if let Some(e) = e {

@@ -4,6 +4,9 @@
 //! - `switchyard`: Anthropic Messages through `switchyard-proxy`;
 //! - `litellm`: Anthropic Messages through the LiteLLM proxy.
 //!
+//! The `openai` workload speaks OpenAI Chat Completions (`/v1/chat/completions`) to every
+//! path instead: the mock's own endpoint, Switchyard's OpenAI front door, LiteLLM's native API.
+//!
 //! The servers are started by `bench/run`, which passes their URLs and PIDs; this binary only
 //! generates load (on loopback, nowhere else), reads the proxies' CPU time and RSS from
 //! `/proc`, prints a table and writes the same figures as JSON. See `bench/README.md`.
@@ -16,7 +19,11 @@
 //! 5. `claude`  – a real Claude Code request (~50 KB, 12 tools) streaming 1,024 tokens, 16
 //!    closed-loop workers: proxy CPU per request, time to first token and total duration
 //!    p50/p99, tokens/s;
-//! 6. `hold`    – 1,000 slowly paced streams open at once: RSS at the peak (and idle).
+//! 6. `openai`  – OpenAI Chat Completions in, on every path: small requests at concurrency 64
+//!    (requests/s, latency, proxy CPU per request) and unpaced streams with
+//!    `stream_options.include_usage` (proxy CPU per streamed token, tokens/s), the sizes of
+//!    `small64` and `stream`; a stream without `[DONE]` or short of tokens is an error;
+//! 7. `hold`    – 1,000 slowly paced streams open at once: RSS at the peak (and idle).
 
 #[path = "../bench/claude.rs"]
 mod claude;
@@ -41,8 +48,8 @@ use serde::Serialize;
 
 use claude::ClaudeCode;
 use load::{
-    closed_loop, hold_streams, small_once, stream_once, stream_once_with, HoldSpec, LoopSpec,
-    Proto, Samples, Target,
+    at_least, closed_loop, hold_streams, small_once, stream_once, stream_once_with, HoldSpec,
+    LoopSpec, Proto, Samples, Target,
 };
 use procfs::{CpuSample, Watched};
 
@@ -70,25 +77,25 @@ struct Args {
     /// PID of the LiteLLM proxy (its descendants are counted too).
     #[arg(long, requires = "litellm")]
     litellm_pid: Option<u32>,
-    /// LiteLLM's master key (sent as x-api-key).
+    /// LiteLLM's master key (sent as x-api-key; as a bearer token in the `openai` workload).
     #[arg(long, env = "LITELLM_MASTER_KEY", default_value = "bench")]
     litellm_key: String,
     /// Model name sent on the direct path (the mock's served model name).
     #[arg(long, default_value = "qwen3-coder")]
     direct_model: String,
-    /// Model name sent through the proxies.
+    /// Model name sent through the proxies (both protocols).
     #[arg(long, default_value = "claude-sonnet-4-5")]
     proxy_model: String,
-    /// Short run (about two and a half minutes in all with LiteLLM).
+    /// Short run (about three minutes in all with LiteLLM).
     #[arg(long)]
     quick: bool,
-    /// Comma-separated workloads to run: small1,small64,stream,paced,claude,hold.
-    #[arg(long, default_value = "small1,small64,stream,paced,claude,hold")]
+    /// Comma-separated workloads to run: small1,small64,stream,paced,claude,openai,hold.
+    #[arg(long, default_value = "small1,small64,stream,paced,claude,openai,hold")]
     workloads: String,
     /// Open streams held by the `hold` workload.
     #[arg(long, default_value_t = 1000)]
     hold_streams: usize,
-    /// Concurrency of the `small64` and `paced` workloads.
+    /// Concurrency of the `small64`, `paced` and `openai` (small) workloads.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// Where to write the JSON results.
@@ -294,6 +301,19 @@ struct ClaudeResult {
     spent: Spent,
 }
 
+/// The `openai` workload: OpenAI Chat Completions sent to the path.
+#[derive(Debug, Clone, Default, Serialize)]
+struct OpenAiResult {
+    /// Where the requests went (`/v1/chat/completions` on the path).
+    url: String,
+    model: String,
+    /// Small non-streaming requests at `plan.concurrency` (the shape of `small64`).
+    small64: SmallResult,
+    /// Unpaced streams with `stream_options.include_usage` (the shape of `stream`); a stream
+    /// without `[DONE]` or with fewer tokens than asked is an error.
+    stream: StreamResult,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 struct HoldResult {
     streams: usize,
@@ -333,6 +353,7 @@ struct TargetResult {
     stream: Option<StreamResult>,
     paced: Option<StreamResult>,
     claude: Option<ClaudeResult>,
+    openai: Option<OpenAiResult>,
     hold: Option<HoldResult>,
 }
 
@@ -432,6 +453,9 @@ struct StreamShape {
     tokens: u32,
     pace_ms: u32,
     duration_s: f64,
+    /// A stream with fewer than `tokens` tokens is an error (not only one without its final
+    /// event).
+    all_tokens: bool,
 }
 
 async fn run_streams(t: &Arc<Target>, mock: &Option<Watched>, shape: StreamShape) -> StreamResult {
@@ -445,11 +469,16 @@ async fn run_streams(t: &Arc<Target>, mock: &Option<Watched>, shape: StreamShape
     };
     let body = t.body(&text, shape.tokens + 16, true);
     let tokens = Arc::new(AtomicU64::new(0));
+    let want = if shape.all_tokens {
+        u64::from(shape.tokens)
+    } else {
+        0
+    };
     let op = {
         let (t, body, tokens) = (t.clone(), body.clone(), tokens.clone());
         move |_| {
             let (t, body, tokens) = (t.clone(), body.clone(), tokens.clone());
-            async move { stream_once(&t, body, &tokens, None).await }
+            async move { at_least(stream_once(&t, body, &tokens, None).await?, want) }
         }
     };
     let per_stream = Duration::from_millis(u64::from(shape.tokens) * u64::from(shape.pace_ms));
@@ -543,13 +572,7 @@ async fn run_claude(
             async move {
                 let (body, headers) = &reqs[worker];
                 let out = stream_once_with(&t, body.clone(), headers, &tokens, None).await?;
-                if out.tokens < want {
-                    return Err(format!(
-                        "stream ended after {} of {want} tokens",
-                        out.tokens
-                    ));
-                }
-                Ok(out)
+                at_least(out, want)
             }
         }
     };
@@ -599,6 +622,49 @@ async fn run_claude(
         bench_cpu_ms_per_request: ms(spent.per(n, Some(spent.bench_cpu_s))),
         spent,
     })
+}
+
+/// The `openai` workload on one path: `oai` is the path spoken to in OpenAI Chat Completions
+/// (for `direct`, the same target as always).
+async fn run_openai(oai: &Arc<Target>, mock: &Option<Watched>, plan: &Plan) -> OpenAiResult {
+    let small64 = run_small(oai, mock, plan, plan.concurrency, plan.small64_s).await;
+    say(
+        oai,
+        format!(
+            "openai @{}: {:.0} req/s, p50 {} ms, p99 {} ms, proxy {} µs CPU/req, {} errors",
+            plan.concurrency,
+            small64.requests_per_s,
+            report::opt(small64.p50_ms, 2),
+            report::opt(small64.p99_ms, 2),
+            report::opt(small64.proxy_cpu_us_per_request, 1),
+            small64.errors
+        ),
+    );
+    pause().await;
+    let shape = StreamShape {
+        concurrency: plan.stream_concurrency,
+        tokens: plan.stream_tokens,
+        pace_ms: 0,
+        duration_s: plan.stream_s,
+        all_tokens: true,
+    };
+    let stream = run_streams(oai, mock, shape).await;
+    say(
+        oai,
+        format!(
+            "openai stream: {:.0} tokens/s, proxy {} µs CPU/token, {} streams, {} errors",
+            stream.tokens_per_s,
+            report::opt(stream.proxy_cpu_us_per_token, 3),
+            stream.streams_ok,
+            stream.errors
+        ),
+    );
+    OpenAiResult {
+        url: oai.url().to_string(),
+        model: oai.model.clone(),
+        small64,
+        stream,
+    }
 }
 
 async fn run_hold(t: &Arc<Target>, mock: &Option<Watched>, plan: &Plan) -> HoldResult {
@@ -661,6 +727,10 @@ fn fill_added(results: &mut [TargetResult]) {
             x.added_p50_ms = sub(x.p50_ms, d.p50_ms);
             x.added_p99_ms = sub(x.p99_ms, d.p99_ms);
         }
+        if let (Some(d), Some(x)) = (&direct.openai, &mut r.openai) {
+            x.small64.added_p50_ms = sub(x.small64.p50_ms, d.small64.p50_ms);
+            x.small64.added_p99_ms = sub(x.small64.p99_ms, d.small64.p99_ms);
+        }
         if let (Some(d), Some(x)) = (&direct.paced, &mut r.paced) {
             x.added_ttft_p50_ms = sub(x.ttft_p50_ms, d.ttft_p50_ms);
             x.added_ttft_p99_ms = sub(x.ttft_p99_ms, d.ttft_p99_ms);
@@ -681,7 +751,11 @@ async fn main() -> anyhow::Result<()> {
     let plan = Plan::new(args.quick, args.concurrency, args.hold_streams);
     let workloads: Vec<&str> = args.workloads.split(',').map(str::trim).collect();
     for w in &workloads {
-        if !["small1", "small64", "stream", "paced", "claude", "hold"].contains(w) {
+        if ![
+            "small1", "small64", "stream", "paced", "claude", "openai", "hold",
+        ]
+        .contains(w)
+        {
             bail!("unknown workload `{w}`");
         }
     }
@@ -791,6 +865,7 @@ async fn main() -> anyhow::Result<()> {
                 tokens: plan.stream_tokens,
                 pace_ms: 0,
                 duration_s: plan.stream_s,
+                all_tokens: false,
             };
             let x = run_streams(t, &mock, shape).await;
             say(
@@ -814,6 +889,7 @@ async fn main() -> anyhow::Result<()> {
                 tokens: plan.paced_tokens,
                 pace_ms: plan.paced_pace_ms,
                 duration_s: plan.paced_s,
+                all_tokens: false,
             };
             let x = run_streams(t, &mock, shape).await;
             say(
@@ -849,6 +925,22 @@ async fn main() -> anyhow::Result<()> {
                 ),
             );
             r.claude = Some(x);
+            pause().await;
+        }
+    }
+    if wants("openai") {
+        // Every path spoken to in OpenAI Chat Completions: `direct` already is; the proxies
+        // get a target of their own for their `/v1/chat/completions` (same process, model
+        // name and key, bearer auth).
+        let oai_targets = targets
+            .iter()
+            .map(|t| match t.proto {
+                Proto::OpenAi => Ok(t.clone()),
+                Proto::Anthropic => t.speaking(Proto::OpenAi).map(Arc::new),
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for (t, r) in oai_targets.iter().zip(&mut results) {
+            r.openai = Some(run_openai(t, &mock, &plan).await);
             pause().await;
         }
     }
