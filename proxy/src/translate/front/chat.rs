@@ -29,6 +29,7 @@
 //! with reads also in `cached_tokens`; an error mid-stream is a `{"error": …}` chunk with no
 //! `[DONE]` after it (the `openai` SDKs raise an `APIError` on such a chunk).
 
+use super::{Stop, Usage};
 use crate::error::{ApiError, ErrorKind};
 use crate::protocol::anthropic::{
     Content, ContentBlock, Extra, ImageSource, Message, MessagesRequest, Metadata, OutputConfig,
@@ -242,6 +243,14 @@ fn take(map: &mut Map<String, Value>, key: &str) -> Option<Value> {
     map.remove(key).filter(|v| !v.is_null())
 }
 
+/// A non-empty string at `path`; anything else is refused with `message`.
+fn required(v: Option<Value>, path: impl Display, message: &str) -> Result<String, ApiError> {
+    match v {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        _ => Err(invalid(path, message)),
+    }
+}
+
 fn opt_bool(v: Option<Value>, path: &str) -> Result<Option<bool>, ApiError> {
     v.map(|v| {
         v.as_bool()
@@ -329,6 +338,18 @@ fn thinking(kind: ThinkingKind) -> Thinking {
     }
 }
 
+/// A tool's or tool call's `type` at `path`: absent or `function`.
+fn function_type(kind: Option<Value>, path: &str, what: &str) -> Result<(), ApiError> {
+    match kind {
+        None => Ok(()),
+        Some(Value::String(t)) if t == "function" => Ok(()),
+        Some(t) => Err(invalid(
+            format_args!("{path}.type"),
+            format!("only `function` {what} are supported (got {t})"),
+        )),
+    }
+}
+
 /// `tools` (`{"type": "function", "function": {…}}`) or legacy `functions` (`{…}` directly).
 fn tools(v: Value, field: &str) -> Result<Vec<Tool>, ApiError> {
     let Value::Array(items) = v else {
@@ -344,30 +365,17 @@ fn tools(v: Value, field: &str) -> Result<Vec<Tool>, ApiError> {
         let (mut function, fpath) = if legacy {
             (item, path)
         } else {
-            match take(&mut item, "type") {
-                None => {}
-                Some(Value::String(t)) if t == "function" => {}
-                Some(t) => {
-                    return Err(invalid(
-                        format_args!("{path}.type"),
-                        format!("only `function` tools are supported (got {t})"),
-                    ))
-                }
-            }
+            function_type(take(&mut item, "type"), &path, "tools")?;
             match take(&mut item, "function") {
                 Some(Value::Object(f)) => (f, format!("{path}.function")),
                 _ => return Err(invalid(format_args!("{path}.function"), "field required")),
             }
         };
-        let name = match take(&mut function, "name") {
-            Some(Value::String(n)) if !n.is_empty() => n,
-            _ => {
-                return Err(invalid(
-                    format_args!("{fpath}.name"),
-                    "a non-empty string is required",
-                ))
-            }
-        };
+        let name = required(
+            take(&mut function, "name"),
+            format_args!("{fpath}.name"),
+            "a non-empty string is required",
+        )?;
         let description = match take(&mut function, "description") {
             None => None,
             Some(Value::String(d)) => Some(d),
@@ -568,15 +576,11 @@ impl Turns {
             }
             "tool" => {
                 self.started = true;
-                let id = match take(&mut m, "tool_call_id") {
-                    Some(Value::String(id)) if !id.is_empty() => id,
-                    _ => {
-                        return Err(invalid(
-                            format_args!("messages[{i}].tool_call_id"),
-                            "field required",
-                        ))
-                    }
-                };
+                let id = required(
+                    take(&mut m, "tool_call_id"),
+                    format_args!("messages[{i}].tool_call_id"),
+                    "field required",
+                )?;
                 if !self.calls.contains(&id) {
                     return Err(invalid(
                         format_args!("messages[{i}].tool_call_id"),
@@ -866,32 +870,20 @@ fn tool_call(call: Value, path: &str) -> Result<(String, String, Value), ApiErro
     let Value::Object(mut call) = call else {
         return Err(invalid(path, "must be an object"));
     };
-    let id = match take(&mut call, "id") {
-        Some(Value::String(id)) if !id.is_empty() => id,
-        _ => return Err(invalid(format_args!("{path}.id"), "field required")),
-    };
-    match take(&mut call, "type") {
-        None => {}
-        Some(Value::String(t)) if t == "function" => {}
-        Some(t) => {
-            return Err(invalid(
-                format_args!("{path}.type"),
-                format!("only `function` tool calls are supported (got {t})"),
-            ))
-        }
-    }
+    let id = required(
+        take(&mut call, "id"),
+        format_args!("{path}.id"),
+        "field required",
+    )?;
+    function_type(take(&mut call, "type"), path, "tool calls")?;
     let Some(Value::Object(mut function)) = take(&mut call, "function") else {
         return Err(invalid(format_args!("{path}.function"), "field required"));
     };
-    let name = match take(&mut function, "name") {
-        Some(Value::String(n)) if !n.is_empty() => n,
-        _ => {
-            return Err(invalid(
-                format_args!("{path}.function.name"),
-                "field required",
-            ))
-        }
-    };
+    let name = required(
+        take(&mut function, "name"),
+        format_args!("{path}.function.name"),
+        "field required",
+    )?;
     let apath = format!("{path}.function.arguments");
     let input = match take(&mut function, "arguments") {
         None => Value::Object(Map::new()),
@@ -916,59 +908,26 @@ fn tool_call(call: Value, path: &str) -> Result<(String, String, Value), ApiErro
 
 /// Anthropic `stop_reason` → OpenAI `finish_reason`.
 fn finish_reason(stop_reason: Option<&str>) -> &'static str {
-    match stop_reason {
-        Some("max_tokens" | "model_context_window_exceeded") => "length",
-        Some("tool_use") => "tool_calls",
-        Some("refusal") => "content_filter",
-        // end_turn, stop_sequence, pause_turn, and anything unknown.
-        _ => "stop",
+    match Stop::of(stop_reason) {
+        Stop::Length => "length",
+        Stop::ToolUse => "tool_calls",
+        Stop::Refusal => "content_filter",
+        Stop::Done => "stop",
     }
 }
 
-/// Anthropic usage figures, as far as an answer reported them.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-struct UsageIn {
-    #[serde(default)]
-    input_tokens: Option<u64>,
-    #[serde(default)]
-    output_tokens: Option<u64>,
-    #[serde(default)]
-    cache_creation_input_tokens: Option<u64>,
-    #[serde(default)]
-    cache_read_input_tokens: Option<u64>,
-}
-
-impl UsageIn {
-    /// Figures reported later replace earlier ones (`message_delta` after `message_start`).
-    fn update(&mut self, later: UsageIn) {
-        self.input_tokens = later.input_tokens.or(self.input_tokens);
-        self.output_tokens = later.output_tokens.or(self.output_tokens);
-        self.cache_creation_input_tokens = later
-            .cache_creation_input_tokens
-            .or(self.cache_creation_input_tokens);
-        self.cache_read_input_tokens = later
-            .cache_read_input_tokens
-            .or(self.cache_read_input_tokens);
-    }
-
-    /// OpenAI's `prompt_tokens` counts every prompt token, cached or not; Anthropic's
-    /// `input_tokens` leaves cache reads and writes out.
-    fn openai(&self) -> OutUsage {
-        let cached = self.cache_read_input_tokens.unwrap_or(0);
-        let prompt = self
-            .input_tokens
-            .unwrap_or(0)
-            .saturating_add(cached)
-            .saturating_add(self.cache_creation_input_tokens.unwrap_or(0));
-        let completion = self.output_tokens.unwrap_or(0);
-        OutUsage {
-            prompt_tokens: prompt,
-            completion_tokens: completion,
-            total_tokens: prompt.saturating_add(completion),
-            prompt_tokens_details: CachedTokens {
-                cached_tokens: cached,
-            },
-        }
+/// The usage as OpenAI reports it: cache reads and writes in `prompt_tokens`, reads also
+/// in `cached_tokens`.
+fn out_usage(usage: &Usage) -> OutUsage {
+    let prompt = usage.prompt();
+    let completion = usage.output();
+    OutUsage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: prompt.saturating_add(completion),
+        prompt_tokens_details: CachedTokens {
+            cached_tokens: usage.cache_read(),
+        },
     }
 }
 
@@ -1021,7 +980,7 @@ pub fn response(front: &ChatFront, msg: &Value) -> Value {
     if !reasoning.is_empty() {
         message["reasoning_content"] = Value::String(reasoning);
     }
-    let usage = UsageIn::deserialize(&msg["usage"]).unwrap_or_default();
+    let usage = Usage::deserialize(&msg["usage"]).unwrap_or_default();
     json!({
         "id": front.id,
         "object": "chat.completion",
@@ -1033,7 +992,7 @@ pub fn response(front: &ChatFront, msg: &Value) -> Value {
             "finish_reason": finish_reason(msg["stop_reason"].as_str()),
             "logprobs": null,
         }],
-        "usage": usage.openai(),
+        "usage": out_usage(&usage),
     })
 }
 
@@ -1098,7 +1057,7 @@ struct MessageStartIn {
 #[derive(Deserialize)]
 struct MessageIn {
     #[serde(default)]
-    usage: Option<UsageIn>,
+    usage: Option<Usage>,
 }
 
 #[derive(Deserialize)]
@@ -1156,7 +1115,7 @@ struct MessageDeltaIn {
     #[serde(default)]
     delta: StopIn,
     #[serde(default)]
-    usage: Option<UsageIn>,
+    usage: Option<Usage>,
 }
 
 #[derive(Default, Deserialize)]
@@ -1209,7 +1168,7 @@ pub struct ChatStream {
     blocks: BTreeMap<u64, Block>,
     /// Tool calls started so far: the next call's `index`.
     tool_calls: usize,
-    usage: UsageIn,
+    usage: Usage,
     stop_reason: Option<String>,
     /// Why the stream was ended with an error chunk, for the caller's log.
     failure: Option<ApiError>,
@@ -1224,7 +1183,7 @@ impl ChatStream {
             done: false,
             blocks: BTreeMap::new(),
             tool_calls: 0,
-            usage: UsageIn::default(),
+            usage: Usage::default(),
             stop_reason: None,
             failure: None,
         }
@@ -1316,7 +1275,7 @@ impl ChatStream {
                 self.start(out);
                 self.finish_chunk(out);
                 if self.front.include_usage {
-                    let usage = self.usage.openai();
+                    let usage = out_usage(&self.usage);
                     self.write_chunk(out, &[], Some(Some(&usage)));
                 }
                 out.extend_from_slice(b"data: [DONE]\n\n");
@@ -1545,10 +1504,12 @@ fn api_error(kind_name: &str, message: String) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::translate::request::{to_openai, BackendShape};
-    use crate::translate::stream::StreamTranslator;
+    use crate::translate::front::testkit::{
+        self, block, error_event, feed, message_end, message_start, message_stop, ping, replay,
+        text_block, thinking_block, tool_block, translated, Event,
+    };
     use pretty_assertions::assert_eq;
-    use switchyard_api::{ParameterPolicy, ThinkingStyle};
+    use switchyard_api::ThinkingStyle;
 
     fn convert(body: Value) -> (MessagesRequest, ChatFront) {
         request(body, "chatcmpl-1".into(), 1_700_000_000).unwrap()
@@ -1566,14 +1527,7 @@ mod tests {
 
     /// The request the proxy would send an OpenAI-protocol backend for this one.
     fn backend_request(req: MessagesRequest) -> Value {
-        let policy = ParameterPolicy::default();
-        let shape = BackendShape {
-            served_model: "served",
-            thinking: ThinkingStyle::ChatTemplateKwargs,
-            parameters: &policy,
-        };
-        let max = req.max_tokens;
-        serde_json::to_value(to_openai(req, max, &shape).unwrap().request).unwrap()
+        testkit::backend_request(req, "served", ThinkingStyle::ChatTemplateKwargs)
     }
 
     fn tool_conversation() -> Value {
@@ -2158,108 +2112,19 @@ mod tests {
 
     /// Feeds `(event name, data)` pairs and returns the chunks written.
     fn run(stream: &mut ChatStream, events: &[(&str, Value)]) -> Vec<Value> {
-        let mut out = Vec::new();
-        for (name, data) in events {
-            stream.event(name, &data.to_string(), &mut out);
-        }
-        data_lines(&out)
+        data_lines(&feed(stream, events))
     }
 
-    fn realistic_events() -> Vec<(&'static str, Value)> {
-        vec![
-            (
-                "message_start",
-                json!({"type": "message_start", "message": {"id": "msg_1", "type": "message",
-                "role": "assistant", "model": "served", "content": [], "stop_reason": null,
-                "stop_sequence": null, "usage": {"input_tokens": 50, "output_tokens": 1,
-                "cache_creation_input_tokens": 0, "cache_read_input_tokens": 200}}}),
-            ),
-            ("ping", json!({"type": "ping"})),
-            (
-                "content_block_start",
-                json!({"type": "content_block_start", "index": 0,
-                "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
-            ),
-            (
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 0,
-                "delta": {"type": "thinking_delta", "thinking": "Two files."}}),
-            ),
-            (
-                "content_block_stop",
-                json!({"type": "content_block_stop", "index": 0}),
-            ),
-            (
-                "content_block_start",
-                json!({"type": "content_block_start", "index": 1,
-                "content_block": {"type": "text", "text": ""}}),
-            ),
-            (
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 1,
-                "delta": {"type": "text_delta", "text": "Reading \"both\""}}),
-            ),
-            (
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 1,
-                "delta": {"type": "text_delta", "text": ".\n"}}),
-            ),
-            (
-                "content_block_stop",
-                json!({"type": "content_block_stop", "index": 1}),
-            ),
-            (
-                "content_block_start",
-                json!({"type": "content_block_start", "index": 2,
-                "content_block": {"type": "tool_use", "id": "toolu_a", "name": "read", "input": {}}}),
-            ),
-            (
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 2,
-                "delta": {"type": "input_json_delta", "partial_json": ""}}),
-            ),
-            (
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 2,
-                "delta": {"type": "input_json_delta", "partial_json": "{\"path\": \"a"}}),
-            ),
-            (
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 2,
-                "delta": {"type": "input_json_delta", "partial_json": ".rs\"}"}}),
-            ),
-            (
-                "content_block_stop",
-                json!({"type": "content_block_stop", "index": 2}),
-            ),
-            (
-                "content_block_start",
-                json!({"type": "content_block_start", "index": 3,
-                "content_block": {"type": "tool_use", "id": "toolu_b", "name": "read", "input": {}}}),
-            ),
-            (
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 3,
-                "delta": {"type": "input_json_delta", "partial_json": "{\"path\":"}}),
-            ),
-            (
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 3,
-                "delta": {"type": "input_json_delta", "partial_json": " \"b.rs\"}"}}),
-            ),
-            (
-                "content_block_stop",
-                json!({"type": "content_block_stop", "index": 3}),
-            ),
-            (
-                "message_delta",
-                json!({"type": "message_delta",
-                "delta": {"stop_reason": "tool_use", "stop_sequence": null},
-                "usage": {"input_tokens": 50, "output_tokens": 31,
-                          "cache_creation_input_tokens": 0, "cache_read_input_tokens": 200}}),
-            ),
-            ("message_stop", json!({"type": "message_stop"})),
+    fn realistic_events() -> Vec<Event> {
+        [
+            vec![message_start(50, 200), ping()],
+            thinking_block(0, &["Two files."]),
+            text_block(1, &["Reading \"both\"", ".\n"]),
+            tool_block(2, "toolu_a", "read", &["", "{\"path\": \"a", ".rs\"}"]),
+            tool_block(3, "toolu_b", "read", &["{\"path\":", " \"b.rs\"}"]),
+            message_end("tool_use", 50, 31, 200),
         ]
+        .concat()
     }
 
     /// A chunk as the client should see it.
@@ -2327,10 +2192,9 @@ mod tests {
     #[test]
     fn error_event_mid_stream_ends_the_stream_with_an_error_chunk() {
         let mut events = realistic_events()[..8].to_vec();
-        events.push((
-            "error",
-            json!({"type": "error", "error": {"type": "overloaded_error",
-                "message": "no token from the backend within 30000 ms"}}),
+        events.push(error_event(
+            "overloaded_error",
+            "no token from the backend within 30000 ms",
         ));
         events.extend(realistic_events()[8..].iter().cloned());
         let mut s = ChatStream::new(front(true));
@@ -2361,13 +2225,7 @@ mod tests {
             ("something_new", json!(["server_error", null])),
         ] {
             let mut s = ChatStream::new(front(false));
-            let c = run(
-                &mut s,
-                &[(
-                    "error",
-                    json!({"type": "error", "error": {"type": kind, "message": "m"}}),
-                )],
-            );
+            let c = run(&mut s, &[error_event(kind, "m")]);
             assert_eq!(
                 c.len(),
                 1,
@@ -2426,21 +2284,10 @@ mod tests {
     #[test]
     fn a_tool_input_given_whole_in_the_block_start_is_sent_as_its_arguments() {
         let mut s = ChatStream::new(front(false));
-        let chunks = run(
-            &mut s,
-            &[
-                (
-                    "content_block_start",
-                    json!({"type": "content_block_start", "index": 0,
-                    "content_block": {"type": "tool_use", "id": "t", "name": "f", "input": {"q": 1}}}),
-                ),
-                (
-                    "content_block_stop",
-                    json!({"type": "content_block_stop", "index": 0}),
-                ),
-                ("message_stop", json!({"type": "message_stop"})),
-            ],
-        );
+        let whole = json!({"type": "tool_use", "id": "t", "name": "f", "input": {"q": 1}});
+        let mut events = block(0, whole, vec![]);
+        events.push(message_stop());
+        let chunks = run(&mut s, &events);
         assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
         assert_eq!(
             chunks[2]["choices"][0]["delta"],
@@ -2448,21 +2295,6 @@ mod tests {
         );
         assert_eq!(chunks[3]["choices"][0]["finish_reason"], "stop");
         assert_eq!(chunks[4], json!("[DONE]"));
-    }
-
-    /// Anthropic SSE bytes → `(event name, data)` pairs.
-    fn anthropic_events(sse: &[u8]) -> Vec<(String, String)> {
-        std::str::from_utf8(sse)
-            .unwrap()
-            .split_terminator("\n\n")
-            .map(|frame| {
-                let (name, data) = frame.split_once('\n').unwrap();
-                (
-                    name.strip_prefix("event: ").unwrap().to_owned(),
-                    data.strip_prefix("data: ").unwrap().to_owned(),
-                )
-            })
-            .collect()
     }
 
     #[test]
@@ -2473,9 +2305,7 @@ mod tests {
             json!({"command": "grep -rn \"fn main\" src/ | head -n 5", "timeout": 30}),
             json!({"path": "src/lib.rs", "edits": [{"old": "a\tb", "new": "ü 🙂 \\n"}]}),
         ];
-        let mut translator =
-            StreamTranslator::new("msg_1".into(), "served".into(), 10, false, vec![]);
-        let mut sse = Vec::new();
+        let mut chunks = Vec::new();
         for (k, input) in inputs.iter().enumerate() {
             let args = input.to_string();
             let cut = args.len() / 3;
@@ -2488,22 +2318,18 @@ mod tests {
                     call["type"] = json!("function");
                     call["function"]["name"] = json!("tool");
                 }
-                let chunk = json!({"choices": [{"index": 0, "delta": {"tool_calls": [call]},
-                    "finish_reason": null}]});
-                translator.on_chunk(serde_json::from_value(chunk).unwrap(), &mut sse);
+                chunks.push(
+                    json!({"choices": [{"index": 0, "delta": {"tool_calls": [call]},
+                    "finish_reason": null}]}),
+                );
             }
         }
-        let last = json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 20}});
-        translator.on_chunk(serde_json::from_value(last).unwrap(), &mut sse);
-        translator.finish(&mut sse);
-
-        let mut s = ChatStream::new(front(true));
-        let mut out = Vec::new();
-        for (name, data) in anthropic_events(&sse) {
-            s.event(&name, &data, &mut out);
-        }
-        let chunks = data_lines(&out);
+        chunks.push(
+            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 20}}),
+        );
+        let sse = translated("served", 10, chunks);
+        let chunks = data_lines(&replay(&mut ChatStream::new(front(true)), &sse));
         let mut args = vec![String::new(); inputs.len()];
         let mut ids = vec![Value::Null; inputs.len()];
         for c in &chunks {

@@ -59,6 +59,7 @@
 //! `context_length_exceeded` for "prompt is too long", which Codex reports as the context window
 //! being full; `rate_limit_exceeded`), nothing after.
 
+use super::{Stop, Usage};
 use crate::error::ApiError;
 use crate::protocol::anthropic::{
     Content, ContentBlock, Extra, ImageSource, Message, MessagesRequest, Metadata, OutputConfig,
@@ -774,13 +775,7 @@ fn input_item(i: usize, item: Value, turns: &mut Turns, calls: &mut Calls) -> Re
             }
         }
         "function_call" | "custom_tool_call" | "local_shell_call" => {
-            let call_id = match opt_str(&item, "call_id", &p)? {
-                Some(id) => id,
-                // `local_shell_call` items may carry the call's id in `id` only.
-                None if kind == "local_shell_call" => req_str(&item, "id", &p)?,
-                None => return Err(invalid(&format!("{p}call_id"), "field required")),
-            }
-            .to_owned();
+            let call_id = call_id(&item, &p, kind == "local_shell_call")?;
             let (name, input) = match kind.as_str() {
                 "function_call" => {
                     let arguments = opt_str(&item, "arguments", &p)?.unwrap_or("{}");
@@ -817,12 +812,7 @@ fn input_item(i: usize, item: Value, turns: &mut Turns, calls: &mut Calls) -> Re
             );
         }
         "function_call_output" | "custom_tool_call_output" | "local_shell_call_output" => {
-            let call_id = match opt_str(&item, "call_id", &p)? {
-                Some(id) => id,
-                None if kind == "local_shell_call_output" => req_str(&item, "id", &p)?,
-                None => return Err(invalid(&format!("{p}call_id"), "field required")),
-            }
-            .to_owned();
+            let call_id = call_id(&item, &p, kind == "local_shell_call_output")?;
             calls.output(&call_id, i)?;
             let (content, is_error) = match item.remove("output") {
                 None | Some(Value::Null) => (None, None),
@@ -867,6 +857,15 @@ fn input_item(i: usize, item: Value, turns: &mut Turns, calls: &mut Calls) -> Re
         }
     }
     Ok(())
+}
+
+/// A call or output item's `call_id`; `local_shell` items may carry it in `id` only.
+fn call_id(item: &Map<String, Value>, p: &str, local_shell: bool) -> Result<String, ApiError> {
+    match opt_str(item, "call_id", p)? {
+        Some(id) => Ok(id.to_owned()),
+        None if local_shell => Ok(req_str(item, "id", p)?.to_owned()),
+        None => Err(invalid(&format!("{p}call_id"), "field required")),
+    }
 }
 
 /// A call item's tool name as the model knows it (namespaced tools flattened).
@@ -1154,57 +1153,27 @@ impl Item {
     }
 }
 
-/// Token counts as Anthropic reports them.
-#[derive(Debug, Clone, Copy, Default)]
-struct UsageCounts {
-    input: u64,
-    output: u64,
-    cache_read: u64,
-    cache_creation: u64,
-}
-
-impl UsageCounts {
-    /// Takes every figure `usage` holds (absent or null ones keep their value).
-    fn update(&mut self, usage: Option<&Value>) {
-        let Some(usage) = usage else { return };
-        for (key, slot) in [
-            ("input_tokens", &mut self.input),
-            ("output_tokens", &mut self.output),
-            ("cache_read_input_tokens", &mut self.cache_read),
-            ("cache_creation_input_tokens", &mut self.cache_creation),
-        ] {
-            if let Some(n) = usage.get(key).and_then(Value::as_u64) {
-                *slot = n;
-            }
-        }
-    }
-
-    fn to_json(self) -> Value {
-        let input = self
-            .input
-            .saturating_add(self.cache_read)
-            .saturating_add(self.cache_creation);
-        json!({
-            "input_tokens": input,
-            "input_tokens_details": {
-                "cached_tokens": self.cache_read,
-                "cache_write_tokens": self.cache_creation,
-            },
-            "output_tokens": self.output,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": input.saturating_add(self.output),
-        })
-    }
+/// The usage as a Response reports it: `input_tokens` with cache reads and writes.
+fn usage_json(usage: &Usage) -> Value {
+    let input = usage.prompt();
+    json!({
+        "input_tokens": input,
+        "input_tokens_details": {
+            "cached_tokens": usage.cache_read(),
+            "cache_write_tokens": usage.cache_creation(),
+        },
+        "output_tokens": usage.output(),
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": input.saturating_add(usage.output()),
+    })
 }
 
 /// The Response status for an Anthropic stop reason, and why it is incomplete.
 fn status_for(stop_reason: Option<&str>) -> (&'static str, Option<&'static str>) {
-    match stop_reason {
-        Some("max_tokens" | "model_context_window_exceeded") => {
-            ("incomplete", Some("max_output_tokens"))
-        }
-        Some("refusal") => ("incomplete", Some("content_filter")),
-        _ => ("completed", None),
+    match Stop::of(stop_reason) {
+        Stop::Length => ("incomplete", Some("max_output_tokens")),
+        Stop::Refusal => ("incomplete", Some("content_filter")),
+        Stop::Done | Stop::ToolUse => ("completed", None),
     }
 }
 
@@ -1300,9 +1269,8 @@ pub fn response(front: &ResponsesFront, msg: &Value) -> Value {
             item.done(front, s)
         })
         .collect();
-    let mut usage = UsageCounts::default();
-    usage.update(msg.get("usage"));
-    let mut obj = response_object(front, status, &output, Some(usage.to_json()));
+    let usage = usage_json(&Usage::read(msg.get("usage")));
+    let mut obj = response_object(front, status, &output, Some(usage));
     obj.incomplete_details = reason.map(|r| json!({ "reason": r }));
     serde_json::to_value(&obj).expect("a Response object serializes")
 }
@@ -1396,7 +1364,7 @@ pub struct ResponsesStream {
     /// Items done, in output order.
     output: Vec<Value>,
     next_output: usize,
-    usage: UsageCounts,
+    usage: Usage,
     stop_reason: Option<String>,
 }
 
@@ -1411,7 +1379,7 @@ impl ResponsesStream {
             pending: None,
             output: Vec::new(),
             next_output: 0,
-            usage: UsageCounts::default(),
+            usage: Usage::default(),
             stop_reason: None,
         }
     }
@@ -1447,8 +1415,8 @@ impl ResponsesStream {
             "message_start" => {
                 self.start(out);
                 if let Ok(v) = serde_json::from_str::<Value>(data) {
-                    self.usage
-                        .update(v.get("message").and_then(|m| m.get("usage")));
+                    let usage = v.get("message").and_then(|m| m.get("usage"));
+                    self.usage.update(Usage::read(usage));
                 }
             }
             "content_block_start" => {
@@ -1471,7 +1439,7 @@ impl ResponsesStream {
             "message_delta" => {
                 if let Ok(v) = serde_json::from_str::<Value>(data) {
                     self.start(out);
-                    self.usage.update(v.get("usage"));
+                    self.usage.update(Usage::read(v.get("usage")));
                     if let Some(reason) = v
                         .get("delta")
                         .and_then(|d| d.get("stop_reason"))
@@ -1480,14 +1448,7 @@ impl ResponsesStream {
                         self.stop_reason = Some(reason.to_owned());
                     }
                     let (status, _) = status_for(self.stop_reason.as_deref());
-                    self.flush(
-                        if status == "incomplete" {
-                            "incomplete"
-                        } else {
-                            "completed"
-                        },
-                        out,
-                    );
+                    self.flush(status, out);
                 }
             }
             "message_stop" => self.finish(out),
@@ -1786,19 +1747,12 @@ impl ResponsesStream {
             self.close(item, out);
         }
         let (status, reason) = status_for(self.stop_reason.as_deref());
-        self.flush(
-            if status == "incomplete" {
-                "incomplete"
-            } else {
-                "completed"
-            },
-            out,
-        );
+        self.flush(status, out);
         let mut response = response_object(
             &self.front,
             status,
             &self.output,
-            Some(self.usage.to_json()),
+            Some(usage_json(&self.usage)),
         );
         response.incomplete_details = reason.map(|r| json!({ "reason": r }));
         let kind = if status == "incomplete" {
@@ -1850,10 +1804,12 @@ fn error_code(kind: &str, message: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::translate::request::{to_openai, BackendShape};
-    use crate::translate::stream::StreamTranslator;
+    use crate::translate::front::testkit::{
+        backend_request, backend_translation, block, error_event, feed, message_end, message_start,
+        ping, replay, text_block, thinking_block, tool_block, translated, Event,
+    };
     use std::path::Path;
-    use switchyard_api::{ParameterPolicy, SystemMessagePlacement, ThinkingStyle};
+    use switchyard_api::{SystemMessagePlacement, ThinkingStyle};
 
     /// Compares `got` with `tests/golden/responses/<name>`; `UPDATE_GOLDEN=1` rewrites it.
     fn golden(name: &str, got: &str) {
@@ -2018,14 +1974,8 @@ mod tests {
         let (mut req, _) = translate(codex_request());
         let messages = serde_json::to_value(&req).unwrap();
         crate::fixes::apply(&mut req, SystemMessagePlacement::Inline);
-        let policy = ParameterPolicy::default();
-        let shape = BackendShape {
-            served_model: "Qwen/Qwen3-Coder-30B-A3B-Instruct",
-            thinking: ThinkingStyle::ChatTemplateKwargs,
-            parameters: &policy,
-        };
-        let max = req.max_tokens;
-        let chat = to_openai(req, max, &shape).unwrap();
+        let served = "Qwen/Qwen3-Coder-30B-A3B-Instruct";
+        let chat = backend_translation(req, served, ThinkingStyle::ChatTemplateKwargs);
         assert!(chat.dropped.is_empty(), "{:?}", chat.dropped);
         let chat = serde_json::to_value(&chat.request).unwrap();
         assert_eq!(chat["parallel_tool_calls"], false);
@@ -2469,13 +2419,17 @@ mod tests {
         ev.iter().map(|(n, _)| n.as_str()).collect()
     }
 
+    /// Asserts the event names: `response.created`, `response.in_progress`, then `rest`.
+    fn assert_opened_then(ev: &[(String, Value)], rest: &[&str]) {
+        let opening = ["response.created", "response.in_progress"];
+        let want: Vec<&str> = opening.iter().chain(rest).copied().collect();
+        assert_eq!(names(ev), want);
+    }
+
     /// Runs Anthropic events (name, data) through a stream.
     fn run(front: ResponsesFront, anthropic: &[(&str, Value)], cut: bool) -> Vec<u8> {
         let mut s = ResponsesStream::new(front);
-        let mut out = Vec::new();
-        for (name, data) in anthropic {
-            s.event(name, &data.to_string(), &mut out);
-        }
+        let mut out = feed(&mut s, anthropic);
         if cut {
             s.cut(&mut out);
         }
@@ -2490,193 +2444,121 @@ mod tests {
         let mut items: BTreeMap<u64, Value> = BTreeMap::new();
         let mut done: BTreeMap<u64, Value> = BTreeMap::new();
         for (name, d) in ev {
-            let oi = d["output_index"].as_u64();
-            fn item<'a>(
-                items: &'a mut BTreeMap<u64, Value>,
-                oi: Option<u64>,
-                name: &str,
-            ) -> &'a mut Value {
-                items
-                    .get_mut(&oi.unwrap())
-                    .unwrap_or_else(|| panic!("{name} before its item"))
-            }
-            match name.as_str() {
-                "response.output_item.added" => {
-                    assert!(items.insert(oi.unwrap(), d["item"].clone()).is_none());
-                }
-                "response.content_part.added" => {
-                    let it = item(&mut items, oi, name);
-                    assert_eq!(it["type"], "message");
-                    it["content"]
-                        .as_array_mut()
-                        .unwrap()
-                        .push(d["part"].clone());
-                }
-                "response.output_text.delta" => {
-                    let it = item(&mut items, oi, name);
-                    assert_eq!(it["id"], d["item_id"]);
-                    let part = &mut it["content"][d["content_index"].as_u64().unwrap() as usize];
-                    let text =
-                        part["text"].as_str().unwrap().to_owned() + d["delta"].as_str().unwrap();
-                    part["text"] = json!(text);
-                    assert_eq!(d["logprobs"], json!([]));
-                }
-                "response.reasoning_summary_part.added" => {
-                    let it = item(&mut items, oi, name);
-                    assert_eq!(it["type"], "reasoning");
-                    it["summary"]
-                        .as_array_mut()
-                        .unwrap()
-                        .push(d["part"].clone());
-                }
-                "response.reasoning_summary_text.delta" => {
-                    let it = item(&mut items, oi, name);
-                    let part = &mut it["summary"][d["summary_index"].as_u64().unwrap() as usize];
-                    let text =
-                        part["text"].as_str().unwrap().to_owned() + d["delta"].as_str().unwrap();
-                    part["text"] = json!(text);
-                }
-                "response.function_call_arguments.delta" => {
-                    let it = item(&mut items, oi, name);
-                    assert_eq!(it["type"], "function_call");
-                    let args =
-                        it["arguments"].as_str().unwrap().to_owned() + d["delta"].as_str().unwrap();
-                    it["arguments"] = json!(args);
-                }
-                "response.custom_tool_call_input.delta" => {
-                    let it = item(&mut items, oi, name);
-                    assert_eq!(it["type"], "custom_tool_call");
-                    let input =
-                        it["input"].as_str().unwrap().to_owned() + d["delta"].as_str().unwrap();
-                    it["input"] = json!(input);
-                }
-                "response.output_item.done" => {
-                    let it = item(&mut items, oi, name).clone();
-                    let fin = &d["item"];
-                    assert_eq!(it["id"], fin["id"]);
-                    assert_eq!(it["type"], fin["type"]);
-                    match fin["type"].as_str().unwrap() {
-                        "message" => assert_eq!(it["content"], fin["content"]),
-                        "reasoning" => assert_eq!(it["summary"], fin["summary"]),
-                        "function_call" => assert_eq!(it["arguments"], fin["arguments"]),
-                        "custom_tool_call" => assert_eq!(it["input"], fin["input"]),
-                        _ => {}
-                    }
-                    assert!(done.insert(oi.unwrap(), fin.clone()).is_none());
-                }
-                _ => {}
+            if name == "response.output_item.done" {
+                check_done(added(&mut items, name, d), &d["item"]);
+                let oi = d["output_index"].as_u64().unwrap();
+                assert!(done.insert(oi, d["item"].clone()).is_none());
+            } else {
+                apply(&mut items, name, d);
             }
         }
         assert_eq!(items.len(), done.len(), "every added item is done");
         done.into_values().collect()
     }
 
-    fn anthropic_stream() -> Vec<(&'static str, Value)> {
-        vec![
-            (
-                "message_start",
-                json!({"type": "message_start", "message": {"id": "msg_1",
-                "type": "message", "role": "assistant", "model": "served", "content": [],
-                "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 900,
-                "output_tokens": 1, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 100}}}),
+    /// The added item an event (`name`, data `d`) is about, by its `output_index`.
+    fn added<'a>(items: &'a mut BTreeMap<u64, Value>, name: &str, d: &Value) -> &'a mut Value {
+        items
+            .get_mut(&d["output_index"].as_u64().unwrap())
+            .unwrap_or_else(|| panic!("{name} before its item"))
+    }
+
+    /// Appends a delta event's `delta` text to the string at `slot`.
+    fn append(slot: &mut Value, d: &Value) {
+        let text = slot.as_str().unwrap().to_owned() + d["delta"].as_str().unwrap();
+        *slot = json!(text);
+    }
+
+    /// The added item of type `kind` an event is about.
+    fn typed<'a>(
+        items: &'a mut BTreeMap<u64, Value>,
+        name: &str,
+        d: &Value,
+        kind: &str,
+    ) -> &'a mut Value {
+        let it = added(items, name, d);
+        assert_eq!(it["type"], kind, "{name}");
+        it
+    }
+
+    /// One event (not `output_item.done`) applied to the items as an SDK accumulates them.
+    fn apply(items: &mut BTreeMap<u64, Value>, name: &str, d: &Value) {
+        let at = |key: &str| d[key].as_u64().unwrap() as usize;
+        let push = |list: &mut Value| list.as_array_mut().unwrap().push(d["part"].clone());
+        match name {
+            "response.output_item.added" => {
+                let oi = d["output_index"].as_u64().unwrap();
+                assert!(items.insert(oi, d["item"].clone()).is_none());
+            }
+            "response.content_part.added" => push(&mut typed(items, name, d, "message")["content"]),
+            "response.output_text.delta" => {
+                let it = added(items, name, d);
+                assert_eq!(it["id"], d["item_id"]);
+                append(&mut it["content"][at("content_index")]["text"], d);
+                assert_eq!(d["logprobs"], json!([]));
+            }
+            "response.reasoning_summary_part.added" => {
+                push(&mut typed(items, name, d, "reasoning")["summary"])
+            }
+            "response.reasoning_summary_text.delta" => append(
+                &mut added(items, name, d)["summary"][at("summary_index")]["text"],
+                d,
             ),
-            (
-                "content_block_start",
-                json!({"type": "content_block_start", "index": 0,
-                "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+            "response.function_call_arguments.delta" => {
+                append(&mut typed(items, name, d, "function_call")["arguments"], d)
+            }
+            "response.custom_tool_call_input.delta" => {
+                append(&mut typed(items, name, d, "custom_tool_call")["input"], d)
+            }
+            _ => {}
+        }
+    }
+
+    /// An `output_item.done` item matches what its deltas built.
+    fn check_done(built: &Value, fin: &Value) {
+        assert_eq!(built["id"], fin["id"]);
+        assert_eq!(built["type"], fin["type"]);
+        let key = match fin["type"].as_str().unwrap() {
+            "message" => "content",
+            "reasoning" => "summary",
+            "function_call" => "arguments",
+            "custom_tool_call" => "input",
+            _ => return,
+        };
+        assert_eq!(built[key], fin[key]);
+    }
+
+    fn anthropic_stream() -> Vec<Event> {
+        let mut events = [
+            vec![message_start(900, 100)],
+            thinking_block(0, &["The tests ", "live in \"tests/\"."]),
+            text_block(1, &["Running ", "the tests.\n"]),
+            tool_block(
+                2,
+                "call_9",
+                "shell",
+                &["{\"command\": [\"cargo\",", " \"test\"]}"],
             ),
-            (
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 0,
-                "delta": {"type": "thinking_delta", "thinking": "The tests "}}),
+            tool_block(
+                3,
+                "call_10",
+                "apply_patch",
+                &["{\"input\": \"*** Begin Patch\\n", "*** End Patch\\n\"}"],
             ),
-            (
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 0,
-                "delta": {"type": "thinking_delta", "thinking": "live in \"tests/\"."}}),
-            ),
-            (
-                "content_block_stop",
-                json!({"type": "content_block_stop", "index": 0}),
-            ),
-            (
-                "content_block_start",
-                json!({"type": "content_block_start", "index": 1,
-                "content_block": {"type": "text", "text": ""}}),
-            ),
-            (
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 1,
-                "delta": {"type": "text_delta", "text": "Running "}}),
-            ),
-            ("ping", json!({"type": "ping"})),
-            (
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 1,
-                "delta": {"type": "text_delta", "text": "the tests.\n"}}),
-            ),
-            (
-                "content_block_stop",
-                json!({"type": "content_block_stop", "index": 1}),
-            ),
-            (
-                "content_block_start",
-                json!({"type": "content_block_start", "index": 2,
-                "content_block": {"type": "tool_use", "id": "call_9", "name": "shell", "input": {}}}),
-            ),
-            (
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 2,
-                "delta": {"type": "input_json_delta", "partial_json": "{\"command\": [\"cargo\","}}),
-            ),
-            (
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 2,
-                "delta": {"type": "input_json_delta", "partial_json": " \"test\"]}"}}),
-            ),
-            (
-                "content_block_stop",
-                json!({"type": "content_block_stop", "index": 2}),
-            ),
-            (
-                "content_block_start",
-                json!({"type": "content_block_start", "index": 3,
-                "content_block": {"type": "tool_use", "id": "call_10", "name": "apply_patch", "input": {}}}),
-            ),
-            (
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 3,
-                "delta": {"type": "input_json_delta", "partial_json": "{\"input\": \"*** Begin Patch\\n"}}),
-            ),
-            (
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 3,
-                "delta": {"type": "input_json_delta", "partial_json": "*** End Patch\\n\"}"}}),
-            ),
-            (
-                "content_block_stop",
-                json!({"type": "content_block_stop", "index": 3}),
-            ),
-            (
-                "message_delta",
-                json!({"type": "message_delta",
-                "delta": {"stop_reason": "tool_use", "stop_sequence": null},
-                "usage": {"input_tokens": 900, "output_tokens": 42,
-                    "cache_creation_input_tokens": 0, "cache_read_input_tokens": 100}}),
-            ),
-            ("message_stop", json!({"type": "message_stop"})),
+            message_end("tool_use", 900, 42, 100),
         ]
+        .concat();
+        events.insert(7, ping()); // between the text's deltas
+        events
     }
 
     #[test]
     fn stream_gives_the_exact_event_sequence() {
         let out = run(tool_front(), &anthropic_stream(), false);
         let ev = events(&out);
-        assert_eq!(
-            names(&ev),
-            [
-                "response.created",
-                "response.in_progress",
+        assert_opened_then(
+            &ev,
+            &[
                 "response.output_item.added",
                 "response.reasoning_summary_part.added",
                 "response.reasoning_summary_text.delta",
@@ -2701,7 +2583,7 @@ mod tests {
                 "response.custom_tool_call_input.done",
                 "response.output_item.done",
                 "response.completed",
-            ]
+            ],
         );
         let created = &ev[0].1["response"];
         assert_eq!(created["status"], "in_progress");
@@ -2774,10 +2656,7 @@ mod tests {
     fn error_mid_stream_fails_the_response_and_ends_it() {
         let mut anthropic = anthropic_stream();
         anthropic.truncate(13); // inside the tool call's arguments
-        anthropic.push((
-            "error",
-            json!({"type": "error", "error": {"type": "overloaded_error", "message": "Backend idle for 30s"}}),
-        ));
+        anthropic.push(error_event("overloaded_error", "Backend idle for 30s"));
         anthropic.extend(anthropic_stream().into_iter().skip(13)); // ignored: the answer ended
         let out = run(tool_front(), &anthropic, false);
         let ev = events(&out);
@@ -2821,50 +2700,47 @@ mod tests {
             ("rate_limit_error", "slow down", "rate_limit_exceeded"),
             ("api_error", "backend reset", "server_error"),
         ] {
-            let out = run(
-                tool_front(),
-                &[(
-                    "error",
-                    json!({"type": "error", "error": {"type": kind, "message": message}}),
-                )],
-                false,
-            );
+            let out = run(tool_front(), &[error_event(kind, message)], false);
             let ev = events(&out);
-            assert_eq!(
-                names(&ev),
-                [
-                    "response.created",
-                    "response.in_progress",
-                    "error",
-                    "response.failed"
-                ]
-            );
+            assert_opened_then(&ev, &["error", "response.failed"]);
             assert_eq!(ev[3].1["response"]["error"]["code"], code);
         }
+    }
+
+    /// Events as a minimal producer writes them: no `type` in the data (the name says it).
+    fn bare(events: Vec<Event>) -> Vec<Event> {
+        events
+            .into_iter()
+            .map(|(name, mut data)| {
+                data.as_object_mut().unwrap().remove("type");
+                (name, data)
+            })
+            .collect()
+    }
+
+    /// A bare `message_delta` (its `delta`, and `usage` unless null) and `message_stop`.
+    fn sparse_end(delta: Value, usage: Value) -> Vec<Event> {
+        let mut data = json!({"delta": delta});
+        if !usage.is_null() {
+            data["usage"] = usage;
+        }
+        vec![("message_delta", data), ("message_stop", json!({}))]
     }
 
     #[test]
     fn max_tokens_stream_is_incomplete() {
         let anthropic = [
-            (
+            vec![(
                 "message_start",
                 json!({"type": "message_start", "message": {"usage": {"input_tokens": 10}}}),
+            )],
+            bare(text_block(0, &["Once upon"])),
+            sparse_end(
+                json!({"stop_reason": "max_tokens"}),
+                json!({"output_tokens": 2}),
             ),
-            (
-                "content_block_start",
-                json!({"index": 0, "content_block": {"type": "text", "text": ""}}),
-            ),
-            (
-                "content_block_delta",
-                json!({"index": 0, "delta": {"type": "text_delta", "text": "Once upon"}}),
-            ),
-            ("content_block_stop", json!({"index": 0})),
-            (
-                "message_delta",
-                json!({"delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 2}}),
-            ),
-            ("message_stop", json!({})),
-        ];
+        ]
+        .concat();
         let ev = events(&run(tool_front(), &anthropic, false));
         assert_eq!(
             names(&ev)[ev.len() - 2..],
@@ -2926,17 +2802,15 @@ mod tests {
         s.cut(&mut out);
         s.event("message_stop", "{}", &mut out);
         let ev = events(&out);
-        assert_eq!(
-            names(&ev),
-            [
-                "response.created",
-                "response.in_progress",
+        assert_opened_then(
+            &ev,
+            &[
                 "response.output_item.added",
                 "response.content_part.added",
                 "response.output_text.delta",
                 "error",
-                "response.failed"
-            ]
+                "response.failed",
+            ],
         );
         assert_eq!(ev[4].1["delta"], "ok");
         assert_eq!(ev[6].1["response"]["error"]["code"], "server_error");
@@ -2944,15 +2818,7 @@ mod tests {
 
         // A stream with no events at all that is cut still says so properly.
         let ev = events(&run(tool_front(), &[], true));
-        assert_eq!(
-            names(&ev),
-            [
-                "response.created",
-                "response.in_progress",
-                "error",
-                "response.failed"
-            ]
-        );
+        assert_opened_then(&ev, &["error", "response.failed"]);
         // An empty name is read from the data's `type`.
         let ev = events(&run(
             tool_front(),
@@ -2962,14 +2828,7 @@ mod tests {
             ],
             false,
         ));
-        assert_eq!(
-            names(&ev),
-            [
-                "response.created",
-                "response.in_progress",
-                "response.completed"
-            ]
-        );
+        assert_opened_then(&ev, &["response.completed"]);
     }
 
     #[test]
@@ -2977,39 +2836,34 @@ mod tests {
         let front = answer_front(json!({"model": "m", "input": "hi", "include": [],
             "tools": [{"type": "namespace", "name": "mcp__db__", "tools": [
                 {"type": "function", "name": "query"}]}, {"type": "local_shell"}]}));
+        let local_shell = json!({"type": "input_json_delta",
+            "partial_json": "{\"command\": [\"ls\", \"-a\"], \"timeout_ms\": 500}"});
         let anthropic = [
-            (
-                "content_block_start",
-                json!({"index": 0, "content_block": {"type": "thinking", "thinking": ""}}),
+            bare(
+                [
+                    block(
+                        0,
+                        json!({"type": "thinking", "thinking": ""}),
+                        vec![json!({"type": "signature_delta", "signature": "s"})],
+                    ),
+                    block(
+                        1,
+                        json!({"type": "tool_use", "id": "c1", "name": "mcp__db__query",
+                        "input": {"sql": "select 1"}}),
+                        vec![],
+                    ),
+                    block(
+                        2,
+                        json!({"type": "tool_use", "id": "c2", "name": "local_shell",
+                        "input": {}}),
+                        vec![local_shell],
+                    ),
+                ]
+                .concat(),
             ),
-            (
-                "content_block_delta",
-                json!({"index": 0, "delta": {"type": "signature_delta", "signature": "s"}}),
-            ),
-            ("content_block_stop", json!({"index": 0})),
-            (
-                "content_block_start",
-                json!({"index": 1, "content_block": {"type": "tool_use",
-                "id": "c1", "name": "mcp__db__query", "input": {"sql": "select 1"}}}),
-            ),
-            ("content_block_stop", json!({"index": 1})),
-            (
-                "content_block_start",
-                json!({"index": 2, "content_block": {"type": "tool_use",
-                "id": "c2", "name": "local_shell", "input": {}}}),
-            ),
-            (
-                "content_block_delta",
-                json!({"index": 2, "delta": {"type": "input_json_delta",
-                "partial_json": "{\"command\": [\"ls\", \"-a\"], \"timeout_ms\": 500}"}}),
-            ),
-            ("content_block_stop", json!({"index": 2})),
-            (
-                "message_delta",
-                json!({"delta": {"stop_reason": "tool_use"}}),
-            ),
-            ("message_stop", json!({})),
-        ];
+            sparse_end(json!({"stop_reason": "tool_use"}), Value::Null),
+        ]
+        .concat();
         let ev = events(&run(front.clone(), &anthropic, false));
         let output = &ev.last().unwrap().1["response"]["output"];
         assert_eq!(
@@ -3042,42 +2896,28 @@ mod tests {
     /// Responses events: the pipeline the HTTP handler runs.
     #[test]
     fn vllm_chunks_through_both_translators() {
-        let chunk = |v: Value| serde_json::from_value(v).unwrap();
         let delta =
-            |d: Value| chunk(json!({"choices": [{"index": 0, "delta": d, "finish_reason": null}]}));
-        let mut tr = StreamTranslator::new("msg_1".into(), "m".into(), 50, false, vec![]);
-        let mut anthropic = Vec::new();
-        for c in [
-            delta(json!({"reasoning_content": "Think."})),
-            delta(json!({"content": "Hi "})),
-            delta(json!({"content": "there"})),
-            delta(
-                json!({"tool_calls": [{"index": 0, "id": "call_a", "type": "function",
+            |d: Value| json!({"choices": [{"index": 0, "delta": d, "finish_reason": null}]});
+        let anthropic = translated(
+            "m",
+            50,
+            vec![
+                delta(json!({"reasoning_content": "Think."})),
+                delta(json!({"content": "Hi "})),
+                delta(json!({"content": "there"})),
+                delta(
+                    json!({"tool_calls": [{"index": 0, "id": "call_a", "type": "function",
                 "function": {"name": "shell", "arguments": "{\"command\""}}]}),
-            ),
-            delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": ": [\"ls\"]}"}}]})),
-            chunk(
+                ),
+                delta(
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": ": [\"ls\"]}"}}]}),
+                ),
                 json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
                 "usage": {"prompt_tokens": 50, "completion_tokens": 9, "total_tokens": 59}}),
-            ),
-        ] {
-            tr.on_chunk(c, &mut anthropic);
-        }
-        tr.finish(&mut anthropic);
+            ],
+        );
         let mut s = ResponsesStream::new(tool_front());
-        let mut out = Vec::new();
-        for block in std::str::from_utf8(&anthropic)
-            .unwrap()
-            .split("\n\n")
-            .filter(|b| !b.is_empty())
-        {
-            let (name, data) = block.split_once('\n').unwrap();
-            s.event(
-                name.strip_prefix("event: ").unwrap(),
-                data.strip_prefix("data: ").unwrap(),
-                &mut out,
-            );
-        }
+        let out = replay(&mut s, &anthropic);
         assert!(s.finished());
         let ev = events(&out);
         let r = &ev.last().unwrap().1["response"];
@@ -3126,17 +2966,9 @@ mod tests {
         out
     }
 
-    fn chat_for(req: MessagesRequest) -> Value {
-        let mut req = req;
+    fn chat_for(mut req: MessagesRequest) -> Value {
         crate::fixes::apply(&mut req, SystemMessagePlacement::Inline);
-        let policy = ParameterPolicy::default();
-        let shape = BackendShape {
-            served_model: "qwen3-coder",
-            thinking: ThinkingStyle::Auto,
-            parameters: &policy,
-        };
-        let max = req.max_tokens;
-        serde_json::to_value(to_openai(req, max, &shape).unwrap().request).unwrap()
+        backend_request(req, "qwen3-coder", ThinkingStyle::Auto)
     }
 
     /// Every request the real Codex CLI sent goes through to a Chat Completions request vLLM
