@@ -940,3 +940,485 @@ async fn binary_prints_listen_line() {
     assert_eq!(v["data"][0]["max_model_len"], 4096);
     child.kill().await.unwrap();
 }
+
+// ---------------------------------------------------------------------------
+// `/v1/responses` (vLLM 0.34's `vllm/entrypoints/openai/responses/`).
+
+fn responses_req(input: Value) -> Value {
+    json!({"model": "qwen3-coder", "input": input})
+}
+
+fn responses_bash_tool() -> Value {
+    json!({"type": "function", "name": "Bash", "description": "Run a command",
+        "parameters": {"type": "object", "properties": {"command": {"type": "string"}}}})
+}
+
+/// Event types of a Responses SSE body, checking that each frame's `event:`
+/// line matches its `type` and that `sequence_number`s count from 0.
+fn responses_events(text: &str) -> Vec<(String, Value)> {
+    let events = sse_events(text);
+    for (i, (name, data)) in events.iter().enumerate() {
+        assert_eq!(data["type"], name.as_str(), "event line matches type");
+        assert_eq!(data["sequence_number"], i, "sequence_number of {name}");
+    }
+    assert!(!text.contains("[DONE]"), "no [DONE] on /v1/responses");
+    events
+}
+
+#[tokio::test]
+async fn responses_text_whole() {
+    let mock = start(MockConfig::default()).await;
+    let body = json!({"model": "qwen3-coder", "instructions": "Be brief.",
+        "input": "hi [[mock:text:5]]"});
+    let r = post(&mock, "/v1/responses", &body).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let raw = r.text().await.unwrap();
+    let v: Value = serde_json::from_str(&raw).unwrap();
+    let id = v["id"].as_str().unwrap();
+    assert!(id.starts_with("resp_") && id.len() == 37, "{id}");
+    assert_eq!(v["object"], "response");
+    assert_eq!(v["status"], "completed");
+    assert_eq!(v["model"], "qwen3-coder");
+    assert_eq!(v["instructions"], "Be brief.");
+    assert_eq!(v["incomplete_details"], Value::Null);
+    assert_eq!(
+        v["tool_choice"], "none",
+        "check_tool_usage: no tools -> none"
+    );
+    assert_eq!(v["tools"], json!([]));
+    assert_eq!(v["temperature"], 1.0);
+    assert_eq!(v["truncation"], "disabled");
+    assert_eq!(v["background"], false);
+    assert!(v.get("metrics").is_none(), "metrics excluded while None");
+    // Field order of `ResponsesResponse`.
+    assert!(raw.starts_with(r#"{"id":"resp_"#), "{raw}");
+    assert!(raw.find(r#""created_at""#) < raw.find(r#""output""#));
+    let output = v["output"].as_array().unwrap();
+    assert_eq!(output.len(), 1);
+    let msg = &output[0];
+    assert!(msg["id"].as_str().unwrap().starts_with("msg_"));
+    assert_eq!(msg["type"], "message");
+    assert_eq!(msg["role"], "assistant");
+    assert_eq!(msg["status"], "completed");
+    assert_eq!(
+        msg["content"],
+        json!([{"annotations": [], "text": "word0 word1 word2 word3 word4",
+            "type": "output_text", "logprobs": null}])
+    );
+    // Usage: the prompt counted as the equivalent chat request (instructions
+    // as the system message), one token per scripted piece.
+    let chat_equiv = json!({"model": "qwen3-coder", "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hi [[mock:text:5]]"}]});
+    let prompt = count_prompt_tokens(&chat_equiv);
+    let tokenized: Value = post(&mock, "/tokenize", &chat_equiv)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tokenized["count"], prompt);
+    assert_eq!(
+        v["usage"],
+        json!({"input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0,
+                "input_tokens_per_turn": [], "cached_tokens_per_turn": []},
+            "output_tokens": 5,
+            "output_tokens_details": {"reasoning_tokens": 0, "tool_output_tokens": 0,
+                "output_tokens_per_turn": [], "tool_output_tokens_per_turn": []},
+            "total_tokens": prompt + 5})
+    );
+    // The budget reported is `min(max_output_tokens, max_model_len - prompt)`.
+    assert_eq!(v["max_output_tokens"], 32768 - prompt);
+    assert_eq!(mock.stats.requests_to("/v1/responses"), 1);
+    assert_eq!(mock.stats.bodies.lock().unwrap()[0], body);
+}
+
+#[tokio::test]
+async fn responses_text_streamed() {
+    let mock = start(MockConfig::default()).await;
+    let mut body = responses_req(json!([
+        {"role": "user", "content": [{"type": "input_text", "text": "[[mock:text:3]]"}]}]));
+    body["stream"] = json!(true);
+    body["max_output_tokens"] = json!(100);
+    let r = post(&mock, "/v1/responses", &body).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/event-stream; charset=utf-8"
+    );
+    let text = r.text().await.unwrap();
+    assert!(
+        text.starts_with("event: response.created\ndata: {"),
+        "{text}"
+    );
+    let events = responses_events(&text);
+    let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    let created = &events[0].1["response"];
+    assert_eq!(created["status"], "in_progress");
+    assert_eq!(created["output"], json!([]));
+    assert_eq!(created["usage"], Value::Null);
+    assert_eq!(created["max_output_tokens"], 100);
+    let added = &events[2].1;
+    let item_id = added["item"]["id"].as_str().unwrap();
+    assert_eq!(
+        added["item"],
+        json!({"id": item_id, "content": [], "role": "assistant", "status": "in_progress",
+            "type": "message", "phase": null})
+    );
+    assert_eq!(
+        events[3].1["part"],
+        json!({"annotations": [], "text": "", "type": "output_text", "logprobs": []})
+    );
+    let deltas: Vec<&str> = events[4..7]
+        .iter()
+        .map(|(_, d)| d["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(deltas, ["word0", " word1", " word2"]);
+    assert_eq!(events[4].1["item_id"], item_id);
+    assert_eq!(events[4].1["logprobs"], json!([]));
+    assert_eq!(events[7].1["text"], "word0 word1 word2");
+    let part = json!({"annotations": [], "text": "word0 word1 word2", "type": "output_text",
+        "logprobs": null});
+    assert_eq!(events[8].1["part"], part);
+    assert_eq!(events[9].1["item"]["status"], "completed");
+    assert_eq!(events[9].1["item"]["content"], json!([part.clone()]));
+    let done = &events[10].1["response"];
+    assert_eq!(done["id"], created["id"]);
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["output"], json!([events[9].1["item"].clone()]));
+    assert_eq!(done["usage"]["output_tokens"], 3);
+    let prompt = count_prompt_tokens(&json!({"messages": [
+        {"role": "user", "content": [{"type": "text", "text": "[[mock:text:3]]"}]}]}));
+    assert_eq!(done["usage"]["input_tokens"], prompt);
+}
+
+#[tokio::test]
+async fn responses_budget_exhausted_is_incomplete() {
+    let mock = start(MockConfig::default()).await;
+    let mut body = responses_req(json!("[[mock:text:10]]"));
+    body["max_output_tokens"] = json!(4);
+    let v: Value = post(&mock, "/v1/responses", &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "incomplete");
+    assert_eq!(
+        v["incomplete_details"],
+        json!({"reason": "max_output_tokens"})
+    );
+    assert_eq!(v["output"][0]["status"], "incomplete");
+    assert_eq!(v["usage"]["output_tokens"], 4);
+    body["stream"] = json!(true);
+    let text = post(&mock, "/v1/responses", &body)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let events = responses_events(&text);
+    let (last, data) = events.last().unwrap();
+    assert_eq!(last, "response.incomplete");
+    assert_eq!(data["response"]["status"], "incomplete");
+    let item_done = &events[events.len() - 2].1;
+    assert_eq!(item_done["item"]["status"], "incomplete");
+}
+
+#[tokio::test]
+async fn responses_function_call() {
+    let mock = start(MockConfig::default()).await;
+    let mut body = responses_req(json!("[[mock:tool]] list files"));
+    body["tools"] = json!([responses_bash_tool()]);
+    let v: Value = post(&mock, "/v1/responses", &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["tool_choice"], "auto");
+    assert_eq!(
+        v["tools"],
+        json!([{"name": "Bash", "parameters": responses_bash_tool()["parameters"],
+            "strict": null, "type": "function", "defer_loading": null,
+            "description": "Run a command"}])
+    );
+    let output = v["output"].as_array().unwrap();
+    assert_eq!(output.len(), 2, "{v}");
+    assert_eq!(output[0]["type"], "message");
+    assert_eq!(output[0]["content"][0]["text"], "I'll run that.");
+    assert_eq!(output[0]["status"], "completed");
+    let call = &output[1];
+    assert_eq!(call["type"], "function_call");
+    assert!(call["id"].as_str().unwrap().starts_with("fc_"));
+    assert!(call["call_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("chatcmpl-tool-"));
+    assert_eq!(call["name"], "Bash");
+    assert_eq!(call["status"], "completed");
+    let args: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args["command"], "ls -la");
+    // The prompt includes the tool rendered in chat form.
+    let chat_equiv = json!({"messages": [{"role": "user", "content": "[[mock:tool]] list files"}],
+        "tools": [{"type": "function", "function": {"name": "Bash",
+            "description": "Run a command", "parameters": responses_bash_tool()["parameters"]}}]});
+    assert_eq!(v["usage"]["input_tokens"], count_prompt_tokens(&chat_equiv));
+
+    // Streamed: 0.34 streams the arguments on the non-Harmony path.
+    body["stream"] = json!(true);
+    let text = post(&mock, "/v1/responses", &body)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let events = responses_events(&text);
+    let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+    let first_call = kinds
+        .iter()
+        .position(|k| *k == "response.function_call_arguments.delta")
+        .unwrap();
+    assert_eq!(kinds[first_call - 1], "response.output_item.added");
+    assert_eq!(
+        &kinds[first_call - 4..first_call - 1],
+        [
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done"
+        ]
+    );
+    let added = &events[first_call - 1].1;
+    assert_eq!(added["output_index"], 1);
+    assert_eq!(added["item"]["type"], "function_call");
+    assert_eq!(added["item"]["arguments"], "");
+    assert_eq!(added["item"]["status"], "in_progress");
+    let n = kinds.len();
+    assert_eq!(
+        &kinds[n - 3..],
+        [
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.completed"
+        ]
+    );
+    let streamed: String = events
+        .iter()
+        .filter(|(k, _)| k == "response.function_call_arguments.delta")
+        .map(|(_, d)| d["delta"].as_str().unwrap())
+        .collect();
+    let args_done = &events[n - 3].1;
+    assert_eq!(args_done["arguments"], streamed);
+    assert_eq!(args_done["name"], "Bash");
+    assert_eq!(events[n - 2].1["item"]["arguments"], streamed);
+    assert_eq!(events[n - 2].1["item"]["call_id"], added["item"]["call_id"]);
+    assert_eq!(
+        events[n - 1].1["response"]["output"][1],
+        events[n - 2].1["item"]
+    );
+}
+
+#[tokio::test]
+async fn responses_reasoning_and_tool_loop_input() {
+    let mock = start(MockConfig::default()).await;
+    let body = responses_req(json!("[[mock:reasoning]]"));
+    let v: Value = post(&mock, "/v1/responses", &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rs = &v["output"][0];
+    assert_eq!(rs["type"], "reasoning");
+    assert!(rs["id"].as_str().unwrap().starts_with("rs_"));
+    assert_eq!(rs["summary"], json!([]));
+    assert_eq!(
+        rs["content"],
+        json!([{"text": "Let me think about this.", "type": "reasoning_text"}])
+    );
+    assert_eq!(rs["status"], Value::Null);
+    assert_eq!(v["output"][1]["content"][0]["text"], "The answer is 42.");
+    assert_eq!(v["usage"]["output_tokens_details"]["reasoning_tokens"], 5);
+
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let text = post(&mock, "/v1/responses", &streamed)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let events = responses_events(&text);
+    let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        &kinds[2..5],
+        [
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.reasoning_text.delta"
+        ]
+    );
+    assert_eq!(
+        events[3].1["part"],
+        json!({"text": "", "type": "reasoning_text"})
+    );
+    let done = kinds
+        .iter()
+        .position(|k| *k == "response.reasoning_text.done")
+        .unwrap();
+    assert_eq!(events[done].1["text"], "Let me think about this.");
+    assert_eq!(kinds[done + 1], "response.content_part.done");
+    assert_eq!(kinds[done + 2], "response.output_item.done");
+    assert_eq!(events[done + 2].1["item"]["status"], "completed");
+    assert_eq!(kinds[done + 3], "response.output_item.added");
+    assert_eq!(events[done + 3].1["output_index"], 1);
+
+    // A tool loop sent back as items: the last turn is the tool output.
+    let body = responses_req(json!([
+        {"role": "user", "content": "[[mock:tool]]"},
+        {"type": "function_call", "call_id": "call_1", "name": "Bash",
+            "arguments": "{\"command\": \"ls\"}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "README.md"}]));
+    let mut body = body;
+    body["tools"] = json!([responses_bash_tool()]);
+    let v: Value = post(&mock, "/v1/responses", &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["output"][0]["content"][0]["text"],
+        "Tool result received: README.md"
+    );
+}
+
+#[tokio::test]
+async fn responses_store_is_off() {
+    let mock = start(MockConfig::default()).await;
+    let mut body = responses_req(json!("hi"));
+    body["previous_response_id"] = json!("resp_abc");
+    let (status, err) = error_of(&mock, "/v1/responses", &body).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        err,
+        json!({"error": {"message": "Response with id 'resp_abc' not found.",
+            "type": "invalid_request_error", "param": "response_id", "code": 404}})
+    );
+    // `store: true` is the default and silently ignored...
+    let first: Value = post(&mock, "/v1/responses", &responses_req(json!("hi")))
+        .await
+        .json()
+        .await
+        .unwrap();
+    // ...so even a response just returned cannot be retrieved or chained.
+    let id = first["id"].as_str().unwrap();
+    let r = http()
+        .get(format!("{}/v1/responses/{id}", mock.root_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["error"]["message"],
+        format!("Response with id '{id}' not found.")
+    );
+    body["previous_response_id"] = json!(id);
+    assert_eq!(error_of(&mock, "/v1/responses", &body).await.0, 404);
+    // `background` needs the store.
+    let mut bg = responses_req(json!("hi"));
+    bg["background"] = json!(true);
+    let (status, err) = error_of(&mock, "/v1/responses", &bg).await;
+    assert_eq!(status, 400);
+    assert_eq!(err["error"]["type"], "invalid_request_error");
+    assert_eq!(err["error"]["param"], "background");
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("This vLLM engine does not support `store=True`"));
+    bg["store"] = json!(false);
+    let (status, err) = error_of(&mock, "/v1/responses", &bg).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        err["error"]["message"],
+        "background can only be used when `store` is true (parameter=background)"
+    );
+}
+
+#[tokio::test]
+async fn responses_errors() {
+    let mock = start(MockConfig {
+        max_model_len: 64,
+        ..MockConfig::default()
+    })
+    .await;
+    let mut body = responses_req(json!("hi"));
+    body["model"] = json!("gpt-4");
+    let (status, err) = error_of(&mock, "/v1/responses", &body).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        err,
+        json!({"error": {"message": "The model `gpt-4` does not exist. Valid aliases: qwen3-coder.",
+            "type": "NotFoundError", "param": "model", "code": 404}})
+    );
+    let (status, err) = error_of(&mock, "/v1/responses", &json!({"model": "qwen3-coder"})).await;
+    assert_eq!(status, 400);
+    assert_eq!(err["error"]["type"], "Bad Request");
+    assert_eq!(err["error"]["param"], "body.input");
+    let mut body = responses_req(json!("hi"));
+    body["tool_choice"] = json!("required");
+    let (_, err) = error_of(&mock, "/v1/responses", &body).await;
+    assert_eq!(
+        err["error"]["message"],
+        "Tool choice 'required' must be specified with 'tools' parameter. (parameter=tool_choice)"
+    );
+    let mut body = responses_req(json!("hi"));
+    body["max_output_tokens"] = json!(100);
+    let (_, err) = error_of(&mock, "/v1/responses", &body).await;
+    assert_eq!(
+        err["error"]["message"],
+        "max_output_tokens=100 cannot be greater than max_model_len=64. Please request fewer output tokens. (parameter=max_output_tokens, value=100)"
+    );
+    let (status, err) = error_of(
+        &mock,
+        "/v1/responses",
+        &responses_req(json!("word ".repeat(200))),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        err["error"]["message"],
+        "This model's maximum context length is 64 tokens. However, your prompt contains at least 65 input tokens, which exceeds this limit even without any output tokens. Please reduce the length of the input prompt. (parameter=input_tokens, value=65)"
+    );
+    // Injected failures and crashes work as on the other routes.
+    let (status, err) = error_of(
+        &mock,
+        "/v1/responses",
+        &responses_req(json!("[[mock:error:503]]")),
+    )
+    .await;
+    assert_eq!(status, 503);
+    assert_eq!(err["error"]["type"], "Service Unavailable");
+    let mut die = responses_req(json!("[[mock:die:2]]"));
+    die["stream"] = json!(true);
+    let r = post(&mock, "/v1/responses", &die).await;
+    assert_eq!(r.status(), 200);
+    let cut = r.text().await;
+    assert!(cut.is_err(), "the stream is cut");
+    assert_eq!(
+        mock.stats.aborted.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    assert_eq!(mock.stats.requests_to("/v1/responses"), 7);
+}

@@ -25,7 +25,12 @@
 //!   with the prompt ([`MockConfig::prefill_per_1k_tokens`]);
 //! - `/v1/messages`: inline `role: "system"` messages accepted and merged,
 //!   billing header dropped, Anthropic error types, `message_start` with
-//!   `type`/`role`, `message_delta` with `stop_sequence`, no `ping`.
+//!   `type`/`role`, `message_delta` with `stop_sequence`, no `ping`;
+//! - `/v1/responses`: the non-Harmony path's `response.*` SSE events
+//!   (tool-call arguments streamed, as 0.34 does), `resp_` ids, usage with
+//!   `input_tokens_details`/`output_tokens_details`; the response store off
+//!   (`VLLM_ENABLE_RESPONSES_API_STORE` unset), so `previous_response_id`
+//!   is a 404.
 //!
 //! Replies are scripted: a marker such as `[[mock:tool]]` in the last user
 //! message picks a scenario (the list is in `scenario.rs`).
@@ -40,12 +45,16 @@
 //! - `generate` — applies `max_tokens` and `stop` to a script.
 //! - `chat` — `/v1/chat/completions`, streaming and not.
 //! - `anthropic` — `/v1/messages` and `/v1/messages/count_tokens`.
+//! - `responses` — `/v1/responses` (OpenAI Responses API, non-Harmony path;
+//!   the response store is off, as by default, so `previous_response_id`,
+//!   `GET /v1/responses/{id}` and `background` are refused).
 //! - `stats` — counters and recorded requests for tests.
 
 mod anthropic;
 mod chat;
 pub mod errors;
 mod generate;
+mod responses;
 mod scenario;
 mod stats;
 mod tokens;
@@ -314,6 +323,12 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route(responses::PATH, post(responses::create))
+        .route("/v1/responses/{response_id}", get(responses::retrieve))
+        .route(
+            "/v1/responses/{response_id}/cancel",
+            post(responses::cancel),
+        )
         .route("/mock/stats", get(mock_stats))
         .route("/mock/reset", post(mock_reset))
         .route("/mock/fail_next", post(mock_fail_next))
@@ -446,7 +461,7 @@ struct FailNext {
 }
 
 /// `POST /mock/fail_next?status=503&count=1`: the next `count` model calls
-/// (`/v1/chat/completions`, `/v1/messages`) answer `status` as the
+/// (`/v1/chat/completions`, `/v1/messages`, `/v1/responses`) answer `status` as the
 /// `[[mock:error:CODE]]` scenario would, then the mock serves normally again.
 async fn mock_fail_next(State(st): State<Arc<AppState>>, Query(q): Query<FailNext>) -> Json<Value> {
     let status = q.status.unwrap_or(503);

@@ -2,8 +2,10 @@
 //!
 //! A marker is `[[mock:NAME]]` or `[[mock:NAME:ARG]]`, searched in the text of
 //! the last user message (string content or text parts; for Anthropic
-//! requests also inside `tool_result` blocks).  When the last turn is a tool
-//! result and carries no marker, the reply is
+//! requests also inside `tool_result` blocks; for `/v1/responses` a string
+//! `input`, or the last user message item with its `input_text` parts, and
+//! trailing `function_call_output` items as tool results).  When the last
+//! turn is a tool result and carries no marker, the reply is
 //! `Tool result received: <first 60 chars of the tool content>` so agent tool
 //! loops terminate.
 //!
@@ -25,7 +27,7 @@
 //! | `error:CODE` | HTTP CODE with a vLLM-shaped error body (`503`: `QueueOverflowError`, type `Service Unavailable`) |
 //! | `error_once:CODE` | the first request carrying this marker since `/mock/reset` gets `error:CODE`; later ones get the default reply (a retry succeeds) |
 //! | (admin) `POST /mock/fail_next?status=503&count=N` | the next N model calls, whatever their markers, get `error:STATUS` |
-//! | `usage_null` | default text, but no usage (stream: no usage chunk) |
+//! | `usage_null` | default text, but no usage (stream: no usage chunk; `/v1/responses`: `usage: null`) |
 //! | `echo` | `roles: system,user,...` of the received messages |
 //! | `stop` | `alpha beta STOP gamma`, cut by the request's `stop` sequences |
 //!

@@ -14,7 +14,8 @@ const KEEP: usize = 1000;
 /// Counters and recorded request bodies/headers of a running mock.
 #[derive(Debug, Default)]
 pub struct MockStats {
-    /// `/v1/chat/completions` and `/v1/messages` requests received (valid or not).
+    /// `/v1/chat/completions`, `/v1/messages` and `/v1/responses` requests
+    /// received (valid or not); [`MockStats::requests_to`] splits them by path.
     pub requests: AtomicU64,
     /// Responses (streams or handlers) dropped before they finished, i.e. the
     /// client went away.
@@ -34,7 +35,7 @@ pub struct MockStats {
     fail_next_count: AtomicU64,
     /// Requests that carried an `error_once:CODE` marker since the last reset.
     error_once_seen: AtomicU64,
-    /// Received request bodies (chat + messages), oldest first.  Bodies that
+    /// Received request bodies (chat, messages, responses), oldest first.  Bodies that
     /// are not JSON are recorded as a JSON string.
     pub bodies: Mutex<Vec<Value>>,
     /// Header snapshots, index-aligned with `bodies`: `{"path": ..., "headers": {name: value}}`.
@@ -93,6 +94,15 @@ impl MockStats {
         self.errors.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// How many of the recorded requests (the last 1000) went to `path`
+    /// (e.g. `/v1/responses`).
+    pub fn requests_to(&self, path: &str) -> usize {
+        lock(&self.headers)
+            .iter()
+            .filter(|h| h["path"] == path)
+            .count()
+    }
+
     /// The last recorded request body, if any.
     pub fn last_body(&self) -> Option<Value> {
         lock(&self.bodies).last().cloned()
@@ -141,6 +151,7 @@ impl MockStats {
             "aborted": self.aborted.load(Ordering::SeqCst),
             "tokenize_calls": self.tokenize_calls.load(Ordering::SeqCst),
             "count_tokens_calls": self.count_tokens_calls.load(Ordering::SeqCst),
+            "responses_requests": self.requests_to("/v1/responses"),
             "bodies": tail(&self.bodies),
             "headers": tail(&self.headers),
             "ignored_fields": lock(&self.ignored_fields).iter().cloned().collect::<Vec<_>>(),

@@ -22,8 +22,10 @@ use serde_json::Value;
 use super::errors::{ApiError, Loc, PyVal, PydanticError};
 use super::tokens::count_prompt_tokens;
 use super::{MockConfig, VllmRelease};
-use schema::{body_loc, lax_bool, lax_int};
-pub(crate) use schema::{validate_chat_schema, validate_tokenize};
+use schema::body_loc;
+pub(crate) use schema::{
+    lax_bool, lax_int, validate_chat_schema, validate_responses_schema, validate_tokenize,
+};
 
 /// `tool_choice` after vLLM's `check_tool_usage` defaulting.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -605,7 +605,7 @@ fn literal_list(items: &[&str]) -> String {
 }
 
 /// pydantic's lax-mode boolean coercion.
-pub(super) fn lax_bool(v: &Value) -> Option<bool> {
+pub(crate) fn lax_bool(v: &Value) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
         Value::Number(n) => match n.as_i64() {
@@ -622,7 +622,7 @@ pub(super) fn lax_bool(v: &Value) -> Option<bool> {
     }
 }
 
-pub(super) fn lax_int(v: Option<&Value>) -> Option<i64> {
+pub(crate) fn lax_int(v: Option<&Value>) -> Option<i64> {
     match v? {
         Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
         Value::String(s) => s.trim().parse().ok(),
@@ -707,6 +707,181 @@ pub(crate) fn validate_chat_schema(body: &Value) -> Result<Vec<String>, ApiError
     Ok(obj
         .keys()
         .filter(|k| !KNOWN_CHAT_FIELDS.contains(&k.as_str()))
+        .cloned()
+        .collect())
+}
+
+/// Top-level fields of vLLM 0.34's `ResponsesRequest`
+/// (`vllm/entrypoints/openai/responses/protocol.py`); others are ignored with
+/// a warning (`OpenAIBaseModel`), which the mock records.
+const KNOWN_RESPONSES_FIELDS: &[&str] = &[
+    "background",
+    "include",
+    "input",
+    "instructions",
+    "max_output_tokens",
+    "max_tool_calls",
+    "metadata",
+    "model",
+    "logit_bias",
+    "parallel_tool_calls",
+    "previous_response_id",
+    "prompt",
+    "reasoning",
+    "include_reasoning",
+    "service_tier",
+    "store",
+    "stream",
+    "temperature",
+    "text",
+    "tool_choice",
+    "tools",
+    "top_logprobs",
+    "top_p",
+    "top_k",
+    "min_p",
+    "truncation",
+    "user",
+    "skip_special_tokens",
+    "spaces_between_special_tokens",
+    "include_stop_str_in_output",
+    "presence_penalty",
+    "frequency_penalty",
+    "prompt_cache_key",
+    "prompt_cache_options",
+    "prompt_cache_retention",
+    "safety_identifier",
+    "watermarking",
+    "request_id",
+    "session_id",
+    "media_io_kwargs",
+    "mm_processor_kwargs",
+    "priority",
+    "mm_payload",
+    "return_mm_kwargs",
+    "cache_salt",
+    "enable_response_messages",
+    "previous_input_messages",
+    "structured_outputs",
+    "repetition_penalty",
+    "seed",
+    "stop",
+    "stop_token_ids",
+    "ignore_eos",
+    "thinking_token_budget",
+    "vllm_xargs",
+    "kv_transfer_params",
+    "ec_transfer_params",
+    "chat_template_kwargs",
+];
+
+/// pydantic field checks of `ResponsesRequest` (0.34) that a proxy can
+/// trip; returns the ignored fields.  The `model_validator(mode="before")`
+/// hooks that raise `VLLMValidationError` are not here: that exception is
+/// not a `ValueError`, so pydantic does not wrap it and it reaches the app's
+/// `VLLMError` handler as a plain 400 (see `responses.rs`).
+pub(crate) fn validate_responses_schema(body: &Value) -> Result<Vec<String>, ApiError> {
+    let Some(obj) = body.as_object() else {
+        return Err(ApiError::validation(&[PydanticError::new(
+            "model_attributes_type",
+            body_loc(&[]),
+            "Input should be a valid dictionary or object to extract fields from",
+            PyVal::from(body),
+        )]));
+    };
+    let mut fc = FieldChecker {
+        body,
+        errors: Vec::new(),
+    };
+    // `input: str | list[ResponseInputOutputItem]` (required).
+    match body.get("input") {
+        None => fc.missing(&[Loc::from("input")], body),
+        Some(Value::String(_)) => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                if !item.is_object() {
+                    fc.err(
+                        "model_type",
+                        &[Loc::from("input"), Loc::from("list[...]"), Loc::Index(i)],
+                        "Input should be a valid dictionary or instance of ResponseFunctionToolCall",
+                        item,
+                    );
+                }
+            }
+        }
+        Some(v) => {
+            fc.err(
+                "string_type",
+                &[Loc::from("input"), Loc::from("str")],
+                "Input should be a valid string",
+                v,
+            );
+            fc.err(
+                "list_type",
+                &[Loc::from("input"), Loc::from("list[...]")],
+                "Input should be a valid list",
+                v,
+            );
+        }
+    }
+    for key in ["model", "instructions", "previous_response_id", "user"] {
+        fc.opt_str(body, key, &[]);
+    }
+    for key in [
+        "background",
+        "store",
+        "stream",
+        "parallel_tool_calls",
+        "ignore_eos",
+        "skip_special_tokens",
+        "include_stop_str_in_output",
+    ] {
+        fc.opt_bool(key);
+    }
+    for key in [
+        "max_output_tokens",
+        "max_tool_calls",
+        "top_logprobs",
+        "top_k",
+        "seed",
+    ] {
+        fc.opt_int(key);
+    }
+    for key in [
+        "temperature",
+        "top_p",
+        "min_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "repetition_penalty",
+    ] {
+        fc.opt_number(key);
+    }
+    for key in [
+        "metadata",
+        "reasoning",
+        "text",
+        "chat_template_kwargs",
+        "logit_bias",
+    ] {
+        fc.opt_dict(key);
+    }
+    match body.get("tools") {
+        None | Some(Value::Array(_)) => {}
+        Some(v) => fc.err(
+            "list_type",
+            &[Loc::from("tools")],
+            "Input should be a valid list",
+            v,
+        ),
+    }
+    fc.stop();
+    if !fc.errors.is_empty() {
+        return Err(ApiError::validation(&fc.errors));
+    }
+    Ok(obj
+        .keys()
+        .filter(|k| !KNOWN_RESPONSES_FIELDS.contains(&k.as_str()))
         .cloned()
         .collect())
 }
