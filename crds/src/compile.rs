@@ -298,20 +298,12 @@ fn compile_route(
         retries: spec.retries.clone(),
         timeouts: spec.timeouts.clone(),
         limits: spec.limits.clone(),
+        responses_api: spec.responses_api,
     };
     let mut problems = Vec::new();
 
     // References first, with a message that says whether the backend is missing or refused.
-    let mut names: Vec<String> = route
-        .default_targets()
-        .into_iter()
-        .map(|t| t.backend)
-        .collect();
-    for rule in &route.rules {
-        names.extend(rule.targets().into_iter().map(|t| t.backend));
-    }
-    names.extend(route.fallbacks.iter().cloned());
-    names.extend(route.context_fallbacks.iter().cloned());
+    let names = route.backend_names();
     let known: BTreeSet<&str> = backends.iter().map(|b| b.name.as_str()).collect();
     let mut missing = BTreeSet::new();
     for n in &names {

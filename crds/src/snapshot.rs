@@ -268,6 +268,31 @@ pub struct Route {
     /// `keys`). Over a limit → 429 with `retry-after`.
     #[serde(default, skip_serializing_if = "Limits::is_unlimited")]
     pub limits: Limits,
+    /// How OpenAI Responses requests (`POST /v1/responses`, Codex) reach this route's
+    /// backends.
+    #[serde(default, skip_serializing_if = "ResponsesApi::is_translate")]
+    pub responses_api: ResponsesApi,
+}
+
+/// How a route serves OpenAI's Responses API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ResponsesApi {
+    /// Translated into the Messages request every door shares (fixes, context clamp, text
+    /// tool calls, any backend protocol); no response state is kept.
+    #[default]
+    Translate,
+    /// Sent unchanged (but the model name) to backends that serve `/v1/responses`
+    /// themselves (vLLM does), which then answer what the proxy does not translate:
+    /// `previous_response_id`, hosted tools, gpt-oss Harmony items. OpenAI-protocol
+    /// backends only.
+    Forward,
+}
+
+impl ResponsesApi {
+    pub fn is_translate(&self) -> bool {
+        *self == ResponsesApi::Translate
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -403,6 +428,24 @@ impl Route {
     /// The route's default targets (`backend` shorthand or `targets`).
     pub fn default_targets(&self) -> Vec<Target> {
         targets_of(self.backend.as_deref(), &self.targets)
+    }
+
+    /// Every backend the route can send to: targets, rules' targets, fallbacks and context
+    /// fallbacks, in that order, each once.
+    pub fn backend_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .default_targets()
+            .into_iter()
+            .map(|t| t.backend)
+            .collect();
+        for rule in &self.rules {
+            names.extend(rule.targets().into_iter().map(|t| t.backend));
+        }
+        names.extend(self.fallbacks.iter().cloned());
+        names.extend(self.context_fallbacks.iter().cloned());
+        let mut seen = std::collections::HashSet::new();
+        names.retain(|n| seen.insert(n.clone()));
+        names
     }
 }
 

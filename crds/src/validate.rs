@@ -1,6 +1,6 @@
 //! Checks a snapshot beyond what its schema says, naming the exact field at fault.
 
-use crate::snapshot::{RoutingSnapshot, Target};
+use crate::snapshot::{Protocol, ResponsesApi, RoutingSnapshot, Target};
 use std::collections::HashSet;
 
 /// One problem in a snapshot, with the path of the field that has it.
@@ -146,6 +146,23 @@ impl RoutingSnapshot {
                             format!("no backend named `{f}`"),
                         ));
                     }
+                }
+            }
+            if r.responses_api == ResponsesApi::Forward {
+                let speaks_anthropic = |n: &String| {
+                    self.backends
+                        .iter()
+                        .any(|b| &b.name == n && b.protocol != Protocol::Openai)
+                };
+                for name in r.backend_names().iter().filter(|n| speaks_anthropic(n)) {
+                    errors.push(FieldError::new(
+                        at("responsesApi"),
+                        format!(
+                            "`forward` sends Responses requests unchanged, but backend `{name}` \
+                             speaks the Anthropic protocol; use `translate` or only \
+                             OpenAI-protocol backends"
+                        ),
+                    ));
                 }
             }
             if r.retries.attempts == 0 {
@@ -329,6 +346,27 @@ routes:
             ]
         );
         assert!(errs[4].message.contains("known: a"), "{}", errs[4]);
+    }
+
+    #[test]
+    fn responses_forwarding_needs_openai_backends_everywhere_the_route_goes() {
+        let yaml = |fallback_protocol: &str| {
+            format!(
+                "backends:\n  - {{name: vllm, baseUrl: 'http://v/v1'}}\n  \
+                 - {{name: spare, baseUrl: 'http://s/v1', protocol: {fallback_protocol}}}\n\
+                 routes: [{{name: codex, models: ['*'], backend: vllm, fallbacks: [spare], \
+                 responsesApi: forward}}]\n"
+            )
+        };
+        parse(&yaml("openai")).validate().unwrap();
+        let errs = parse(&yaml("anthropic")).validate().unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "routes[0].responsesApi");
+        assert!(
+            errs[0].message.contains("backend `spare`"),
+            "{}",
+            errs[0].message
+        );
     }
 
     #[test]

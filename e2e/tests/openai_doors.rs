@@ -4,6 +4,7 @@
 //! The official SDKs and the Codex CLI drive the same doors in `e2e/clients/`.
 
 use serde_json::{json, Value};
+use std::time::Duration;
 use switchyard_e2e::mock_vllm::{MockConfig, MockVllm};
 use switchyard_e2e::proxy_process::ProxyProcess;
 use switchyard_e2e::testkit::{hash_key, http, sse_events, TempFile};
@@ -280,4 +281,101 @@ async fn a_stream_cut_after_commit_ends_each_protocol_its_own_way() {
     let events = sse_events(&body);
     assert_eq!(events.last().unwrap().0, "response.failed", "{body}");
     assert!(!events.iter().any(|(n, _)| n == "response.completed"));
+}
+
+/// A route with `responsesApi: forward` in front of the mock's own `/v1/responses` (vLLM
+/// 0.34's), a dead backend first in the plan.
+fn start_forwarding(m: &MockVllm) -> (ProxyProcess, TempFile) {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/v1", dead.local_addr().unwrap());
+    drop(dead);
+    let cfg = TempFile::new(&format!(
+        "server:\n  commitAfterMs: 100\n\
+         backends:\n  - name: gone\n    baseUrl: {dead_url}\n    servedModel: qwen3-coder\n\
+         \x20 - name: vllm\n    baseUrl: {}\n\
+         routes:\n  - name: codex\n    models: ['gpt-local']\n    backend: gone\n    \
+         fallbacks: [vllm]\n    responsesApi: forward\n",
+        m.base_url()
+    ));
+    let proxy = ProxyProcess::start(&["--config", cfg.path()]).unwrap();
+    (proxy, cfg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarding_route_sends_responses_to_vllms_own_api() {
+    let m = mock().await;
+    let (proxy, _cfg) = start_forwarding(&m);
+    let req = json!({"model": "gpt-local", "stream": true, "prompt_cache_key": "thread-7",
+        "input": [{"type": "message", "role": "user", "content": "[[mock:text:3]]"}]});
+    let (status, body) = post(&proxy, "/v1/responses", "any", &req).await;
+    assert_eq!(status, 200, "{body}");
+    let events = sse_events(&body);
+    assert_eq!(events.first().unwrap().0, "response.created");
+    let done = &events.last().unwrap();
+    assert_eq!(done.0, "response.completed", "{body}");
+    assert_eq!(
+        done.1["response"]["model"], "gpt-local",
+        "the client's name"
+    );
+    let text: String = events
+        .iter()
+        .filter(|(n, _)| n == "response.output_text.delta")
+        .filter_map(|(_, d)| d["delta"].as_str())
+        .collect();
+    assert_eq!(text, "word0 word1 word2");
+    // vLLM got the body as sent, but for the served model; nothing went to chat/completions.
+    let sent = m.stats.last_body().unwrap();
+    assert_eq!(sent["model"], "qwen3-coder");
+    assert_eq!(sent["prompt_cache_key"], "thread-7");
+    assert_eq!(m.stats.requests_to("/v1/responses"), 1);
+    assert_eq!(m.stats.requests_to("/v1/chat/completions"), 0);
+
+    let mut whole = req.clone();
+    whole["stream"] = json!(false);
+    let (status, body) = post(&proxy, "/v1/responses", "any", &whole).await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["model"], "gpt-local");
+    assert_eq!(v["output"][0]["content"][0]["text"], "word0 word1 word2");
+
+    // What only the backend can answer is its answer: vLLM keeps no responses by default.
+    let mut follow = whole.clone();
+    follow["previous_response_id"] = v["id"].clone();
+    let (status, body) = post(&proxy, "/v1/responses", "any", &follow).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("not found"), "{body}");
+
+    let answered = |l: &str| {
+        l.contains("api=\"responses\"")
+            && l.contains("backend=vllm")
+            && l.contains("output_tokens=3")
+    };
+    assert_eq!(
+        proxy.wait_for_log_lines(answered, 2, Duration::from_secs(10)),
+        2,
+        "both answers counted with their usage: {}",
+        proxy.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_stream_cut_by_the_backend_ends_with_response_failed() {
+    let m = mock().await;
+    let (proxy, _cfg) = start_forwarding(&m);
+    let req = json!({"model": "gpt-local", "stream": true, "input": "[[mock:die:2]]"});
+    let (status, body) = post(&proxy, "/v1/responses", "any", &req).await;
+    assert_eq!(status, 200, "{body}");
+    let events = sse_events(&body);
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names[names.len() - 2..],
+        ["error", "response.failed"],
+        "{body}"
+    );
+    let seq: Vec<u64> = events
+        .iter()
+        .filter_map(|(_, d)| d["sequence_number"].as_u64())
+        .collect();
+    assert!(seq.windows(2).all(|w| w[0] < w[1]), "increasing: {seq:?}");
+    assert_eq!(events.last().unwrap().1["response"]["model"], "gpt-local");
 }

@@ -48,6 +48,10 @@ struct Cli {
     /// Protocol of --upstream: `openai` (Chat Completions) or `anthropic` (/v1/messages).
     #[arg(long, default_value = "openai", value_parser = config::parse_protocol, requires = "upstream")]
     upstream_protocol: Protocol,
+    /// Send OpenAI Responses requests (`/v1/responses`, Codex) to --upstream unchanged
+    /// instead of translating them: for a vLLM whose own Responses API you want (gpt-oss).
+    #[arg(long, requires = "upstream")]
+    forward_responses: bool,
     /// Served model name of --upstream (discovered from /v1/models when omitted).
     #[arg(long, requires = "upstream")]
     served_model: Option<String>,
@@ -181,13 +185,19 @@ fn load(cli: &Cli) -> anyhow::Result<RoutingSnapshot> {
     Ok(match (&cli.config, &cli.litellm_config, &cli.upstream) {
         (Some(path), _, _) => config::load_file(path)?,
         (None, Some(path), _) => load_litellm(path, true).map_err(anyhow::Error::msg)?,
-        (None, None, Some(url)) => config::single_upstream(
-            url,
-            cli.upstream_protocol,
-            cli.served_model.clone(),
-            cli.context_window,
-            cli.upstream_api_key_env.clone(),
-        ),
+        (None, None, Some(url)) => {
+            let mut snapshot = config::single_upstream(
+                url,
+                cli.upstream_protocol,
+                cli.served_model.clone(),
+                cli.context_window,
+                cli.upstream_api_key_env.clone(),
+            );
+            if cli.forward_responses {
+                snapshot.routes[0].responses_api = switchyard_api::ResponsesApi::Forward;
+            }
+            snapshot
+        }
         (None, None, None) => {
             unreachable!("clap requires --config, --litellm-config or --upstream")
         }

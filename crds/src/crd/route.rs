@@ -3,7 +3,7 @@
 //! is the object's name.
 
 use super::schema;
-use crate::snapshot::{Limits, RetryPolicy, Rule as RouteRule, Target, Timeouts};
+use crate::snapshot::{Limits, ResponsesApi, RetryPolicy, Rule as RouteRule, Target, Timeouts};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -63,6 +63,11 @@ pub struct ModelRouteSpec {
     #[serde(default)]
     #[schemars(schema_with = "schema::structural::<Limits>")]
     pub limits: Limits,
+    /// How OpenAI Responses requests (Codex) reach the backends: `translate` (default: through
+    /// the proxy's translation, any backend) or `forward` (unchanged to backends that serve
+    /// `/v1/responses` themselves; OpenAI-protocol backends only).
+    #[serde(default, skip_serializing_if = "ResponsesApi::is_translate")]
+    pub responses_api: ResponsesApi,
 }
 
 #[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, Default, PartialEq)]

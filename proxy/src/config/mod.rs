@@ -142,6 +142,7 @@ pub fn single_upstream(
             retries: Default::default(),
             timeouts: Default::default(),
             limits: Default::default(),
+            responses_api: Default::default(),
         }],
         keys: Vec::new(),
     }

@@ -6,6 +6,9 @@
 //! is committed. Once `message_start` is out, failures become an `error` event.
 
 pub mod relay;
+mod responses;
+
+pub use responses::responses;
 
 use crate::config::Runtime;
 use crate::error::{ApiError, ErrorKind};
@@ -119,6 +122,14 @@ pub fn facts<'a>(
     }
 }
 
+/// What is forwarded: a Messages request (every door but a forwarding Responses route), or
+/// a Responses request sent unchanged (`responsesApi: forward`, `responses.rs`).
+#[derive(Clone)]
+enum Payload {
+    Messages(Box<MessagesRequest>),
+    Responses(Value),
+}
+
 /// Forwards a parsed, admitted request; `estimate` is the caller's prompt estimate of it
 /// (made once, after the context edits).
 pub async fn messages(
@@ -151,46 +162,59 @@ pub async fn messages(
         estimate,
         deadline: log.started + Duration::from_millis(route.timeouts.first_token_ms),
     };
-    let mut order = healthy_first(rt, plan.backends, Instant::now());
-    let mut tries = Tries::default();
-    let mut too_long = None;
-    let mut position = 0;
-    while position < order.len() {
-        match life
-            .backend(order[position], position, &req, &mut tries, log)
-            .await
-        {
-            Outcome::Done(done) => return Ok(done),
-            Outcome::Final(e) => return Err(e),
-            Outcome::OutOfTime => break,
-            Outcome::Exhausted => {}
-            Outcome::TooLong(e) => {
-                // Only a larger window helps now: the rest of the plan gives way to the
-                // route's context fallbacks.
-                let tried = order[..=position].to_vec();
-                order.truncate(position + 1);
-                order.extend(
-                    route
-                        .context_fallbacks
-                        .iter()
-                        .filter(|b| !tried.contains(b)),
-                );
-                too_long = Some(e);
+    life.run(plan.backends, Payload::Messages(Box::new(req)), log)
+        .await
+}
+
+impl Life<'_> {
+    /// Tries the plan's backends in order (healthy first) until one answers.
+    async fn run(
+        &self,
+        plan: Vec<usize>,
+        payload: Payload,
+        log: &mut AccessLog,
+    ) -> Result<Forwarded, ApiError> {
+        let mut order = healthy_first(self.rt, plan, Instant::now());
+        let mut tries = Tries::default();
+        let mut too_long = None;
+        let mut position = 0;
+        while position < order.len() {
+            match self
+                .backend(order[position], position, &payload, &mut tries, log)
+                .await
+            {
+                Outcome::Done(done) => return Ok(done),
+                Outcome::Final(e) => return Err(e),
+                Outcome::OutOfTime => break,
+                Outcome::Exhausted => {}
+                Outcome::TooLong(e) => {
+                    // Only a larger window helps now: the rest of the plan gives way to the
+                    // route's context fallbacks.
+                    let tried = order[..=position].to_vec();
+                    order.truncate(position + 1);
+                    order.extend(
+                        self.route
+                            .context_fallbacks
+                            .iter()
+                            .filter(|b| !tried.contains(b)),
+                    );
+                    too_long = Some(e);
+                }
             }
+            position += 1;
         }
-        position += 1;
+        Err(too_long
+            .or_else(|| tries.last_error.map(|e| e.to_api()))
+            .unwrap_or_else(|| {
+                ApiError::new(
+                    ErrorKind::Overloaded,
+                    format!(
+                        "no healthy backend for route `{}`; try again shortly",
+                        self.route.name
+                    ),
+                )
+            }))
     }
-    Err(too_long
-        .or_else(|| tries.last_error.map(|e| e.to_api()))
-        .unwrap_or_else(|| {
-            ApiError::new(
-                ErrorKind::Overloaded,
-                format!(
-                    "no healthy backend for route `{}`; try again shortly",
-                    route.name
-                ),
-            )
-        }))
 }
 
 /// The plan with backends that have a preferred endpoint first (order kept within each
@@ -242,7 +266,7 @@ impl Life<'_> {
         &self,
         bi: usize,
         position: usize,
-        req: &MessagesRequest,
+        payload: &Payload,
         tries: &mut Tries,
         log: &mut AccessLog,
     ) -> Outcome {
@@ -271,7 +295,11 @@ impl Life<'_> {
                 route: self.route,
                 headers: self.headers,
             };
-            match attempt.run(req.clone(), self.estimate, log).await {
+            let result = match payload.clone() {
+                Payload::Messages(req) => attempt.run(*req, self.estimate, log).await,
+                Payload::Responses(body) => attempt.responses(body, log).await,
+            };
+            match result {
                 Ok(done) => {
                     endpoint.record_success();
                     if position > 0 {

@@ -37,12 +37,15 @@ const REQUEUES: usize = 3;
 /// chunk; a yield that brings nothing ends the batch. The cost is a task switch per event
 /// instead of a client `writev` per event; a paced stream pays one yield (µs) per token.
 #[derive(Default)]
-struct Batch {
+pub(super) struct Batch {
     taken: usize,
 }
 
 impl Batch {
-    async fn next<S: futures::Stream + Unpin>(&mut self, s: &mut S) -> Option<Option<S::Item>> {
+    pub(super) async fn next<S: futures::Stream + Unpin>(
+        &mut self,
+        s: &mut S,
+    ) -> Option<Option<S::Item>> {
         if self.taken >= BATCH {
             return None;
         }
@@ -102,7 +105,7 @@ impl Timers {
 
 /// How long to wait for the next upstream item, and what it means if nothing comes: a
 /// `ping` is due (`None`), or a deadline of the route passes (its description).
-fn next_wait(
+pub(super) fn next_wait(
     timers: &Timers,
     started: Instant,
     last_data: Option<Instant>,
@@ -134,7 +137,7 @@ fn next_wait(
 /// Bookkeeping of a committed stream. Dropped before `complete`: the client went away.
 pub struct StreamGuard {
     app: Arc<AppState>,
-    log: AccessLog,
+    pub(super) log: AccessLog,
     _in_flight: InFlight,
     done: bool,
 }
@@ -150,19 +153,19 @@ impl StreamGuard {
         }
     }
 
-    fn token(&mut self) {
+    pub(super) fn token(&mut self) {
         if self.log.ttft.is_none() {
             self.log.ttft = Some(self.log.started.elapsed());
         }
     }
 
-    fn upstream_error(&mut self, e: &UpstreamError) {
+    pub(super) fn upstream_error(&mut self, e: &UpstreamError) {
         crate::forward::count_upstream_error(&self.app, &self.log.backend, e);
         tracing::warn!(request_id = %self.log.request_id, error = %e, "backend failed after the stream was committed");
         self.log.error = Some(e.to_string());
     }
 
-    fn complete(&mut self, usage: Usage, stop: Option<StopReason>) {
+    pub(super) fn complete(&mut self, usage: Usage, stop: Option<StopReason>) {
         self.done = true;
         // The client got 200 and a stream, even when it ended with an `error` event (that
         // is in `error` of the access line).
@@ -497,7 +500,7 @@ pub fn relay_message(
     Some((msg, usage, stop))
 }
 
-fn write_raw(out: &mut Vec<u8>, event: &str, data: &str) {
+pub(super) fn write_raw(out: &mut Vec<u8>, event: &str, data: &str) {
     write_sse(out, event, |out| out.extend_from_slice(data.as_bytes()));
 }
 

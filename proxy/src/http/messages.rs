@@ -8,6 +8,7 @@ use crate::fixes::context::estimate_prompt_tokens;
 use crate::forward::{self, Forwarded};
 use crate::observe::access_log::AccessLog;
 use crate::protocol::anthropic::MessagesRequest;
+use crate::routing::keys::KeyEntry;
 use crate::routing::route::CompiledRoute;
 use crate::state::{new_id, AppState};
 use axum::body::{Body, Bytes};
@@ -17,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switchyard_api::ResponsesApi;
 use switchyard_api::ServerSettings;
 use tracing::Instrument;
 
@@ -126,7 +128,7 @@ async fn handle_messages(
 /// A request past authentication and its key's admission, body read.
 pub(super) struct Admitted {
     rt: Arc<Runtime>,
-    key: Arc<crate::routing::keys::KeyEntry>,
+    key: Arc<KeyEntry>,
     pub body: Bytes,
 }
 
@@ -148,6 +150,17 @@ pub(super) async fn admit(
     Ok(Admitted { rt, key, body })
 }
 
+impl Admitted {
+    /// Whether `model`'s route forwards Responses requests unchanged (`responsesApi:
+    /// forward`) instead of translating them.
+    pub(super) fn forwards_responses(&self, model: &str) -> bool {
+        self.rt
+            .routes
+            .resolve(model)
+            .is_some_and(|r| r.responses_api == ResponsesApi::Forward)
+    }
+}
+
 /// Validation, the route and its limits, context edits; then `forward` takes over. Every
 /// front door (Messages, Chat Completions, Responses) ends here with a Messages request.
 pub(super) async fn route_and_forward(
@@ -159,8 +172,45 @@ pub(super) async fn route_and_forward(
 ) -> Result<Forwarded, ApiError> {
     let Admitted { rt, key, .. } = admitted;
     validate_request(&req)?;
-    log.model = req.model.clone();
-    let route = resolve(&rt, &req.model)?;
+    let (route, route_limiter) = enter_route(&rt, &key, &req.model, log)?;
+    let estimate = edit_context(&mut req);
+    check_size(&key, route_limiter, estimate)?;
+    if let Some(answer) = answer_server_tools(&req, estimate, log) {
+        return Ok(Forwarded::Complete(answer));
+    }
+    forward::messages(app, &rt, route, headers, req, estimate, log).await
+}
+
+/// A Responses request on a forwarding route: the same gates, then `forward::responses`.
+pub(super) async fn forward_responses(
+    app: &Arc<AppState>,
+    admitted: Admitted,
+    headers: &HeaderMap,
+    body: serde_json::Value,
+    log: &mut AccessLog,
+) -> Result<Forwarded, ApiError> {
+    let Admitted {
+        rt,
+        key,
+        body: bytes,
+    } = admitted;
+    let model = body["model"].as_str().unwrap_or_default().to_owned();
+    let (route, route_limiter) = enter_route(&rt, &key, &model, log)?;
+    // Bytes / 4: nothing is translated here, so no finer estimate is at hand.
+    check_size(&key, route_limiter, (bytes.len() / 4) as u64)?;
+    forward::responses(app, &rt, route, headers, body, bytes.len(), log).await
+}
+
+/// The route for `model`, once the key may use it and the route's own limits admit the
+/// request (its concurrency slot is held by the access line until the request ends).
+fn enter_route<'a>(
+    rt: &'a Runtime,
+    key: &KeyEntry,
+    model: &str,
+    log: &mut AccessLog,
+) -> Result<(&'a CompiledRoute, Option<&'a Arc<KeyEntry>>), ApiError> {
+    log.model = model.to_owned();
+    let route = resolve(rt, model)?;
     log.route = route.name.clone();
     key.authorize_route(&route.name)?;
     let route_limiter = rt.route_limits.get(&route.name);
@@ -168,15 +218,20 @@ pub(super) async fn route_and_forward(
         let permit = Arc::new(limiter.admit()?);
         log.limiters.push((limiter.clone(), permit));
     }
-    let estimate = edit_context(&mut req);
+    Ok((route, route_limiter))
+}
+
+/// The key's and the route's token quotas have room for a prompt of `estimate` tokens.
+fn check_size(
+    key: &KeyEntry,
+    route_limiter: Option<&Arc<KeyEntry>>,
+    estimate: u64,
+) -> Result<(), ApiError> {
     key.check_size(estimate)?;
     if let Some(limiter) = route_limiter {
         limiter.check_size(estimate)?;
     }
-    if let Some(answer) = answer_server_tools(&req, estimate, log) {
-        return Ok(Forwarded::Complete(answer));
-    }
-    forward::messages(app, &rt, route, headers, req, estimate, log).await
+    Ok(())
 }
 
 /// Carries out the request's `context_management` edits and returns the prompt estimate.

@@ -8,7 +8,7 @@
 //! status (`ApiError::openai_response`).
 
 use super::guard::{GuardedBody, REQUEST_ID};
-use super::messages::{admit, parse_json, route_and_forward};
+use super::messages::{admit, forward_responses, parse_json, route_and_forward};
 use crate::error::ApiError;
 use crate::forward::Forwarded;
 use crate::observe::access_log::AccessLog;
@@ -40,6 +40,8 @@ enum Door {
 enum Front {
     Chat(chat::ChatFront),
     Responses(responses::ResponsesFront),
+    /// Forwarded unchanged (`responsesApi: forward`): the answer is already the client's.
+    Forwarded,
 }
 
 pub(super) async fn chat_completions(
@@ -114,6 +116,11 @@ async fn handle(
             (req, Front::Chat(front))
         }
         Door::Responses => {
+            let model = value["model"].as_str().unwrap_or_default();
+            if admitted.forwards_responses(model) {
+                let done = forward_responses(app, admitted, headers, value, log).await?;
+                return Ok((done, Front::Forwarded));
+            }
             let (req, front) = responses::request(value, new_id("resp"), created)?;
             (req, Front::Responses(front))
         }
@@ -124,6 +131,9 @@ async fn handle(
 
 /// A whole answer (or an error the Messages path produced) in the door's protocol.
 async fn whole_out(resp: Response, front: &Front) -> Response {
+    if matches!(front, Front::Forwarded) {
+        return resp;
+    }
     let (parts, body) = resp.into_parts();
     // The Messages path's whole answers are JSON values it built: in memory, not streamed.
     let bytes = axum::body::to_bytes(body, usize::MAX)
@@ -152,6 +162,7 @@ async fn whole_out(resp: Response, front: &Front) -> Response {
     let answer = match front {
         Front::Chat(f) => chat::response(f, &value),
         Front::Responses(f) => responses::response(f, &value),
+        Front::Forwarded => value,
     };
     (StatusCode::OK, Json(answer)).into_response()
 }
@@ -179,11 +190,12 @@ fn write_events(
 /// The committed Messages stream, re-framed event by event in the door's protocol. Its end
 /// without `message_stop` or `error` (a cut) ends the client's stream the door's way.
 fn stream_out(resp: Response, front: Front) -> Response {
-    let (parts, body) = resp.into_parts();
     let mut writer: Box<dyn FrontStream> = match front {
         Front::Chat(f) => Box::new(chat::ChatStream::new(f)),
         Front::Responses(f) => Box::new(responses::ResponsesStream::new(f)),
+        Front::Forwarded => return resp,
     };
+    let (parts, body) = resp.into_parts();
     let mut input = body.into_data_stream();
     let stream = async_stream::stream! {
         let mut decoder = sse::Decoder::new(MAX_EVENT_BYTES);

@@ -8,7 +8,7 @@
 
 use globset::{Glob, GlobMatcher};
 use std::collections::HashMap;
-use switchyard_api::{Backend, RetryPolicy, Route, RuleMatch, Timeouts};
+use switchyard_api::{Backend, ResponsesApi, RetryPolicy, Route, RuleMatch, Timeouts};
 
 /// What task rules look at, gathered once per request.
 #[derive(Debug, Clone, Default)]
@@ -125,6 +125,7 @@ pub struct CompiledRoute {
     pub context_fallbacks: Vec<usize>,
     pub retries: RetryPolicy,
     pub timeouts: Timeouts,
+    pub responses_api: ResponsesApi,
 }
 
 /// Backends to try, in order, and the rule that chose the first.
@@ -215,6 +216,7 @@ impl RouteTable {
                 context_fallbacks: positions(&r.context_fallbacks, backends),
                 retries: r.retries.clone(),
                 timeouts: r.timeouts.clone(),
+                responses_api: r.responses_api,
             });
             for pattern in &r.models {
                 if !is_glob(pattern) {

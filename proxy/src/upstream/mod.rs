@@ -749,6 +749,16 @@ pub fn anthropic_events(
     })
 }
 
+/// Every SSE event of an answer as it came, for forwarding (`responsesApi: forward`).
+pub fn raw_events(backend: &BackendRuntime, resp: reqwest::Response) -> UpstreamStream<RawEvent> {
+    sse_items(backend, resp, |_, ev| {
+        Ok(Item::Data(RawEvent {
+            event: ev.event.to_owned(),
+            data: ev.data.to_owned(),
+        }))
+    })
+}
+
 /// The exact prompt size from vLLM's `POST /tokenize` (at the server root, beside `/v1`) for
 /// the chat request about to be sent (`vllm/entrypoints/serve/tokenize`): the same messages,
 /// tools and template switches render the same prompt. It never applies the window, so it

@@ -139,6 +139,7 @@ impl Converter<'_> {
             retries: policy,
             timeouts,
             limits: Default::default(),
+            responses_api: Default::default(),
         }
     }
 
