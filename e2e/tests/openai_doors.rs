@@ -30,6 +30,7 @@ fn start(m: &MockVllm, protocol: &str) -> (ProxyProcess, TempFile) {
     (proxy, cfg)
 }
 
+/// Status and body; every answer carries its request id under OpenAI's name too.
 async fn post(proxy: &ProxyProcess, path: &str, key: &str, body: &Value) -> (u16, String) {
     let resp = http()
         .post(format!("{}{path}", proxy.url()))
@@ -38,6 +39,13 @@ async fn post(proxy: &ProxyProcess, path: &str, key: &str, body: &Value) -> (u16
         .send()
         .await
         .expect("proxy answers");
+    let id = |name: &str| {
+        resp.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert!(id("x-request-id").is_some_and(|v| v.starts_with("req_")));
+    assert_eq!(id("x-request-id"), id("request-id"));
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 

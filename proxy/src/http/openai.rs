@@ -92,6 +92,8 @@ async fn serve(app: Arc<AppState>, headers: HeaderMap, body: Body, door: Door) -
         }
     };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
+        // OpenAI's name for it too: the openai SDKs expose `x-request-id` as `_request_id`.
+        resp.headers_mut().insert("x-request-id", v.clone());
         resp.headers_mut().insert(REQUEST_ID, v);
     }
     resp
