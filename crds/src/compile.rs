@@ -536,6 +536,32 @@ spec:
     }
 
     #[test]
+    fn a_forwarding_route_that_reaches_an_anthropic_backend_is_refused_saying_why() {
+        let spec = |fallbacks: &str| {
+            format!("{{models: ['gpt-*'], backend: qwen, fallbacks: [{fallbacks}], responsesApi: forward}}")
+        };
+        let ok = run(
+            &[qwen(), anthropic()],
+            &[route("codex", "2026-01-01T00:00:00Z", &spec(""))],
+        );
+        assert!(ok.routes["codex"].accepted, "{:?}", ok.routes["codex"]);
+        let bad = run(
+            &[qwen(), anthropic()],
+            &[route("codex", "2026-01-01T00:00:00Z", &spec("anthropic"))],
+        );
+        let report = &bad.routes["codex"];
+        assert!(!report.accepted);
+        assert_eq!(report.problems.len(), 1, "{report:?}");
+        assert_eq!(report.problems[0].reason, reason::INVALID_SPEC);
+        assert!(
+            report.problems[0]
+                .message
+                .starts_with("spec.responsesApi: `forward` sends Responses requests unchanged, but backend `anthropic`"),
+            "{report:?}"
+        );
+    }
+
+    #[test]
     fn the_older_route_keeps_a_contested_model() {
         // Names sort the other way round from age, so only the timestamps can decide.
         let routes = [
