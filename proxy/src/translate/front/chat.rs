@@ -87,6 +87,7 @@ pub struct ChatFront {
 /// OpenAI Chat Completions request JSON → the Messages request, plus what the answer needs.
 /// `id` and `created` are supplied by the caller (keeps this pure and testable). Errors are
 /// 400s naming the offending field by its OpenAI path (`messages[2].tool_calls[0].id: …`).
+/// Fields are read in a fixed order, so the first of several mistakes is the one named.
 pub fn request(
     body: Value,
     id: String,
@@ -95,127 +96,31 @@ pub fn request(
     let Value::Object(mut body) = body else {
         return Err(ApiError::invalid("the request body must be a JSON object"));
     };
-    let model = match take(&mut body, "model") {
-        Some(Value::String(s)) if !s.is_empty() => s,
-        None => return Err(invalid("model", "field required")),
-        Some(_) => return Err(invalid("model", "must be a non-empty string")),
-    };
-    let messages = match take(&mut body, "messages") {
-        Some(Value::Array(m)) if !m.is_empty() => m,
-        Some(Value::Array(_)) => {
-            return Err(invalid("messages", "at least one message is required"))
-        }
-        None => return Err(invalid("messages", "field required")),
-        Some(_) => return Err(invalid("messages", "must be an array of messages")),
-    };
-    if let Some(n) = take(&mut body, "n") {
-        match n.as_u64() {
-            Some(1) => {}
-            Some(n) if n > 1 => {
-                return Err(invalid(
-                    "n",
-                    format!("only one choice per request is served here (n = {n}); send {n} requests instead"),
-                ))
-            }
-            _ => return Err(invalid("n", "must be a positive integer")),
-        }
-    }
+    let model = model(take(&mut body, "model"))?;
+    let messages = messages(take(&mut body, "messages"))?;
+    one_choice(take(&mut body, "n"))?;
     let stream = opt_bool(take(&mut body, "stream"), "stream")?.unwrap_or(false);
-    let include_usage = stream
-        && body
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-    let max_tokens = match (
-        take(&mut body, "max_completion_tokens"),
-        take(&mut body, "max_tokens"),
-    ) {
-        (Some(v), _) => positive_u32(&v, "max_completion_tokens")?,
-        (None, Some(v)) => positive_u32(&v, "max_tokens")?,
-        (None, None) => DEFAULT_MAX_TOKENS,
-    };
-    let temperature = opt_f64(take(&mut body, "temperature"), "temperature")?;
-    let top_p = opt_f64(take(&mut body, "top_p"), "top_p")?;
+    let include_usage = stream && include_usage(&body);
     let mut openai_params = Map::new();
-    let top_k = match take(&mut body, "top_k") {
-        None => None,
-        Some(v) => match v.as_i64() {
-            Some(k) if k >= 1 => Some(u32::try_from(k).unwrap_or(u32::MAX)),
-            // vLLM's "all tokens" (-1, 0): no Messages equivalent, the backend's to read.
-            Some(_) => {
-                openai_params.insert("top_k".into(), v);
-                None
-            }
-            None => return Err(invalid("top_k", "must be an integer")),
-        },
-    };
-    let stop_sequences = stop(take(&mut body, "stop"))?;
-    let metadata = match take(&mut body, "user") {
-        None => None,
-        Some(Value::String(user)) => Some(Metadata {
-            user_id: Some(user),
-            extra: Extra::new(),
-        }),
-        Some(_) => return Err(invalid("user", "must be a string")),
-    };
-    let (thinking, output_config) = match take(&mut body, "reasoning_effort") {
-        Some(Value::String(effort)) => reasoning(&effort)?,
-        Some(_) => return Err(invalid("reasoning_effort", "must be a string")),
-        None => (template_thinking(body.get("chat_template_kwargs")), None),
-    };
-    let tools = match (take(&mut body, "tools"), take(&mut body, "functions")) {
-        (Some(t), _) => tools(t, "tools")?,
-        (None, Some(f)) => tools(f, "functions")?,
-        (None, None) => Vec::new(),
-    };
-    let choice = match (
-        take(&mut body, "tool_choice"),
-        take(&mut body, "function_call"),
-    ) {
-        (Some(c), _) => Some(tool_choice(c)?),
-        (None, Some(c)) => Some(function_call(c)?),
-        (None, None) => None,
-    };
-    let parallel = opt_bool(
-        take(&mut body, "parallel_tool_calls"),
-        "parallel_tool_calls",
-    )?;
-    // A choice without tools means nothing (OpenAI refuses it; dropping it is friendlier).
-    let tool_choice = if tools.is_empty() {
-        None
-    } else if parallel == Some(false) {
-        let mut choice = choice.unwrap_or(ToolChoice::Auto {
-            extra: Extra::new(),
-        });
-        let (ToolChoice::Auto { extra }
-        | ToolChoice::Any { extra }
-        | ToolChoice::Tool { extra, .. }
-        | ToolChoice::None { extra }) = &mut choice;
-        extra.insert("disable_parallel_tool_use".into(), Value::Bool(true));
-        Some(choice)
-    } else {
-        choice
-    };
+    let sampling = Sampling::take(&mut body, &mut openai_params)?;
+    let metadata = user(take(&mut body, "user"))?;
+    let (thinking, output_config) = thinking_fields(&mut body)?;
+    let (tools, tool_choice) = tool_fields(&mut body)?;
 
     let (system, messages) = Turns::convert(messages)?;
 
-    for (k, v) in body {
-        if !v.is_null() && !PLATFORM_ONLY.contains(&k.as_str()) {
-            openai_params.insert(k, v);
-        }
-    }
+    pass_through(body, &mut openai_params);
 
     let req = MessagesRequest {
         model: model.clone(),
         messages,
         system: (!system.is_empty()).then(|| SystemPrompt::Text(system.join("\n\n"))),
-        max_tokens,
+        max_tokens: sampling.max_tokens,
         stream,
-        temperature,
-        top_p,
-        top_k,
-        stop_sequences,
+        temperature: sampling.temperature,
+        top_p: sampling.top_p,
+        top_k: sampling.top_k,
+        stop_sequences: sampling.stop_sequences,
         tools: (!tools.is_empty()).then_some(tools),
         tool_choice,
         thinking,
@@ -232,6 +137,175 @@ pub fn request(
         stream,
     };
     Ok((req, front))
+}
+
+/// `reasoning_effort`, else vLLM's `chat_template_kwargs` switch → thinking and effort.
+fn thinking_fields(
+    body: &mut Map<String, Value>,
+) -> Result<(Option<Thinking>, Option<OutputConfig>), ApiError> {
+    match take(body, "reasoning_effort") {
+        Some(Value::String(effort)) => reasoning(&effort),
+        Some(_) => Err(invalid("reasoning_effort", "must be a string")),
+        None => Ok((template_thinking(body.get("chat_template_kwargs")), None)),
+    }
+}
+
+/// The fields left after the known ones go to the backend as they are (so new vLLM
+/// parameters need no change here), except nulls and [`PLATFORM_ONLY`] ones.
+fn pass_through(body: Map<String, Value>, openai_params: &mut Map<String, Value>) {
+    for (k, v) in body {
+        if !v.is_null() && !PLATFORM_ONLY.contains(&k.as_str()) {
+            openai_params.insert(k, v);
+        }
+    }
+}
+
+/// `model`: a non-empty string.
+fn model(v: Option<Value>) -> Result<String, ApiError> {
+    match v {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        None => Err(invalid("model", "field required")),
+        Some(_) => Err(invalid("model", "must be a non-empty string")),
+    }
+}
+
+/// `messages`: a non-empty array (its items are checked by [`Turns::convert`]).
+fn messages(v: Option<Value>) -> Result<Vec<Value>, ApiError> {
+    match v {
+        Some(Value::Array(m)) if !m.is_empty() => Ok(m),
+        Some(Value::Array(_)) => Err(invalid("messages", "at least one message is required")),
+        None => Err(invalid("messages", "field required")),
+        Some(_) => Err(invalid("messages", "must be an array of messages")),
+    }
+}
+
+/// `n`: one answer is all a Messages request gives, so only 1 is accepted.
+fn one_choice(n: Option<Value>) -> Result<(), ApiError> {
+    let Some(n) = n else { return Ok(()) };
+    match n.as_u64() {
+        Some(1) => Ok(()),
+        Some(n) if n > 1 => Err(invalid(
+            "n",
+            format!(
+                "only one choice per request is served here (n = {n}); send {n} requests instead"
+            ),
+        )),
+        _ => Err(invalid("n", "must be a positive integer")),
+    }
+}
+
+/// `stream_options.include_usage`, read in place (the field itself is [`PLATFORM_ONLY`]).
+fn include_usage(body: &Map<String, Value>) -> bool {
+    body.get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// The sampling fields a Messages request has a place for.
+struct Sampling {
+    max_tokens: u32,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    top_k: Option<u32>,
+    stop_sequences: Option<Vec<String>>,
+}
+
+impl Sampling {
+    /// Takes the sampling fields from `body`; a `top_k` with no Messages meaning goes to
+    /// `openai_params`.
+    fn take(
+        body: &mut Map<String, Value>,
+        openai_params: &mut Map<String, Value>,
+    ) -> Result<Self, ApiError> {
+        let max_tokens = match (
+            take(body, "max_completion_tokens"),
+            take(body, "max_tokens"),
+        ) {
+            (Some(v), _) => positive_u32(&v, "max_completion_tokens")?,
+            (None, Some(v)) => positive_u32(&v, "max_tokens")?,
+            (None, None) => DEFAULT_MAX_TOKENS,
+        };
+        let temperature = opt_f64(take(body, "temperature"), "temperature")?;
+        let top_p = opt_f64(take(body, "top_p"), "top_p")?;
+        let top_k = top_k(take(body, "top_k"), openai_params)?;
+        let stop_sequences = stop(take(body, "stop"))?;
+        Ok(Sampling {
+            max_tokens,
+            temperature,
+            top_p,
+            top_k,
+            stop_sequences,
+        })
+    }
+}
+
+/// `top_k` of at least 1 → Messages `top_k`; vLLM's "all tokens" (-1, 0) has no Messages
+/// equivalent and is left in `openai_params` for the backend to read.
+fn top_k(
+    v: Option<Value>,
+    openai_params: &mut Map<String, Value>,
+) -> Result<Option<u32>, ApiError> {
+    let Some(v) = v else { return Ok(None) };
+    match v.as_i64() {
+        Some(k) if k >= 1 => Ok(Some(u32::try_from(k).unwrap_or(u32::MAX))),
+        Some(_) => {
+            openai_params.insert("top_k".into(), v);
+            Ok(None)
+        }
+        None => Err(invalid("top_k", "must be an integer")),
+    }
+}
+
+/// `user` → Messages `metadata.user_id`.
+fn user(v: Option<Value>) -> Result<Option<Metadata>, ApiError> {
+    match v {
+        None => Ok(None),
+        Some(Value::String(user)) => Ok(Some(Metadata {
+            user_id: Some(user),
+            extra: Extra::new(),
+        })),
+        Some(_) => Err(invalid("user", "must be a string")),
+    }
+}
+
+/// `tools`/`functions`, `tool_choice`/`function_call` and `parallel_tool_calls` → the
+/// Messages tools and choice.
+fn tool_fields(body: &mut Map<String, Value>) -> Result<(Vec<Tool>, Option<ToolChoice>), ApiError> {
+    let tools = match (take(body, "tools"), take(body, "functions")) {
+        (Some(t), _) => tools(t, "tools")?,
+        (None, Some(f)) => tools(f, "functions")?,
+        (None, None) => Vec::new(),
+    };
+    let choice = match (take(body, "tool_choice"), take(body, "function_call")) {
+        (Some(c), _) => Some(tool_choice(c)?),
+        (None, Some(c)) => Some(function_call(c)?),
+        (None, None) => None,
+    };
+    let parallel = opt_bool(take(body, "parallel_tool_calls"), "parallel_tool_calls")?;
+    // A choice without tools means nothing (OpenAI refuses it; dropping it is friendlier).
+    let choice = if tools.is_empty() {
+        None
+    } else if parallel == Some(false) {
+        Some(serial(choice))
+    } else {
+        choice
+    };
+    Ok((tools, choice))
+}
+
+/// `parallel_tool_calls: false` → the choice (`auto` when none was sent) with
+/// `disable_parallel_tool_use`.
+fn serial(choice: Option<ToolChoice>) -> ToolChoice {
+    let mut choice = choice.unwrap_or(ToolChoice::Auto {
+        extra: Extra::new(),
+    });
+    let (ToolChoice::Auto { extra }
+    | ToolChoice::Any { extra }
+    | ToolChoice::Tool { extra, .. }
+    | ToolChoice::None { extra }) = &mut choice;
+    extra.insert("disable_parallel_tool_use".into(), Value::Bool(true));
+    choice
 }
 
 fn invalid(path: impl Display, what: impl Display) -> ApiError {
@@ -504,6 +578,7 @@ impl Turns {
         Ok((turns.system, turns.out))
     }
 
+    /// One message, by its role.
     fn message(&mut self, i: usize, mut m: Map<String, Value>) -> Result<(), ApiError> {
         let role = match take(&mut m, "role") {
             Some(Value::String(r)) => r,
@@ -515,109 +590,123 @@ impl Turns {
             }
         };
         match role.as_str() {
-            "system" | "developer" => {
-                let text = system_text(take(&mut m, "content"), i)?;
-                if !self.started {
-                    self.system.push(text);
-                    return Ok(());
-                }
-                let msg = Message {
-                    role: Role::System,
-                    content: Content::Text(text),
-                    extra: Extra::new(),
-                };
-                if self.awaiting.is_empty() {
-                    self.out.push(msg);
-                    self.tool_turn = false;
-                } else {
-                    self.deferred.push(msg);
-                }
-            }
-            "user" => {
-                self.next_turn()?;
-                let content = user_content(take(&mut m, "content"), i)?;
-                self.calls.clear();
-                match self.out.last_mut() {
-                    Some(last) if self.tool_turn => push_blocks(last, content.into_blocks()),
-                    _ => self.out.push(Message {
-                        role: Role::User,
-                        content,
-                        extra: Extra::new(),
-                    }),
-                }
-                self.tool_turn = false;
-            }
-            "assistant" => {
-                self.next_turn()?;
-                if m.get("function_call").is_some_and(|f| !f.is_null()) {
-                    return Err(invalid(
-                        format_args!("messages[{i}].function_call"),
-                        "legacy function calls are not supported; send `tool_calls`",
-                    ));
-                }
-                let (blocks, ids) = assistant_blocks(m, i)?;
-                self.tool_turn = false;
-                self.calls = ids.iter().cloned().collect();
-                self.awaiting = ids;
-                self.awaiting_at = i;
-                if blocks.is_empty() {
-                    return Ok(());
-                }
-                let content = match <[ContentBlock; 1]>::try_from(blocks) {
-                    Ok([ContentBlock::Text { text, .. }]) => Content::Text(text),
-                    Ok([block]) => Content::Blocks(vec![block]),
-                    Err(blocks) => Content::Blocks(blocks),
-                };
+            "system" | "developer" => self.system_message(i, m),
+            "user" => self.user_message(i, m),
+            "assistant" => self.assistant_message(i, m),
+            "tool" => self.tool_message(i, m),
+            "function" => Err(invalid(
+                format_args!("messages[{i}].role"),
+                "the legacy `function` role is not supported; answer `tool_calls` with `tool` messages",
+            )),
+            other => Err(invalid(
+                format_args!("messages[{i}].role"),
+                format!("unknown role `{other}` (expected system, developer, user, assistant or tool)"),
+            )),
+        }
+    }
+
+    /// Before the first turn: part of the system prompt. After it: a `role: system` message
+    /// in place, held back while tool calls await their results (so the results stay next
+    /// to their calls).
+    fn system_message(&mut self, i: usize, mut m: Map<String, Value>) -> Result<(), ApiError> {
+        let text = system_text(take(&mut m, "content"), i)?;
+        if !self.started {
+            self.system.push(text);
+            return Ok(());
+        }
+        let msg = Message {
+            role: Role::System,
+            content: Content::Text(text),
+            extra: Extra::new(),
+        };
+        if self.awaiting.is_empty() {
+            self.out.push(msg);
+            self.tool_turn = false;
+        } else {
+            self.deferred.push(msg);
+        }
+        Ok(())
+    }
+
+    /// A user message: its own turn, or joined to the tool results just before it.
+    fn user_message(&mut self, i: usize, mut m: Map<String, Value>) -> Result<(), ApiError> {
+        self.next_turn()?;
+        let content = user_content(take(&mut m, "content"), i)?;
+        self.calls.clear();
+        match self.out.last_mut() {
+            Some(last) if self.tool_turn => push_blocks(last, content.into_blocks()),
+            _ => self.out.push(Message {
+                role: Role::User,
+                content,
+                extra: Extra::new(),
+            }),
+        }
+        self.tool_turn = false;
+        Ok(())
+    }
+
+    /// An assistant message; its tool calls become the ones the next `tool` messages answer.
+    fn assistant_message(&mut self, i: usize, m: Map<String, Value>) -> Result<(), ApiError> {
+        self.next_turn()?;
+        if m.get("function_call").is_some_and(|f| !f.is_null()) {
+            return Err(invalid(
+                format_args!("messages[{i}].function_call"),
+                "legacy function calls are not supported; send `tool_calls`",
+            ));
+        }
+        let (blocks, ids) = assistant_blocks(m, i)?;
+        self.tool_turn = false;
+        self.calls = ids.iter().cloned().collect();
+        self.awaiting = ids;
+        self.awaiting_at = i;
+        if blocks.is_empty() {
+            return Ok(());
+        }
+        let content = match <[ContentBlock; 1]>::try_from(blocks) {
+            Ok([ContentBlock::Text { text, .. }]) => Content::Text(text),
+            Ok([block]) => Content::Blocks(vec![block]),
+            Err(blocks) => Content::Blocks(blocks),
+        };
+        self.out.push(Message {
+            role: Role::Assistant,
+            content,
+            extra: Extra::new(),
+        });
+        Ok(())
+    }
+
+    /// A `tool` message → a `tool_result` block of the user turn that follows the calls; it
+    /// must answer a call of the preceding assistant message.
+    fn tool_message(&mut self, i: usize, mut m: Map<String, Value>) -> Result<(), ApiError> {
+        self.started = true;
+        let id = required(
+            take(&mut m, "tool_call_id"),
+            format_args!("messages[{i}].tool_call_id"),
+            "field required",
+        )?;
+        if !self.calls.contains(&id) {
+            return Err(invalid(
+                format_args!("messages[{i}].tool_call_id"),
+                format!("`{id}` answers no tool call of the preceding assistant message (a `tool` message must follow the assistant message whose `tool_calls` it answers)"),
+            ));
+        }
+        self.awaiting.retain(|a| *a != id);
+        let content = tool_content(take(&mut m, "content"), i)?;
+        let block = ContentBlock::ToolResult {
+            tool_use_id: id,
+            content,
+            is_error: None,
+            extra: Extra::new(),
+        };
+        match self.out.last_mut() {
+            Some(last) if self.tool_turn => push_blocks(last, vec![block]),
+            _ => {
                 self.out.push(Message {
-                    role: Role::Assistant,
-                    content,
+                    role: Role::User,
+                    content: Content::Blocks(vec![block]),
                     extra: Extra::new(),
                 });
-            }
-            "tool" => {
-                self.started = true;
-                let id = required(
-                    take(&mut m, "tool_call_id"),
-                    format_args!("messages[{i}].tool_call_id"),
-                    "field required",
-                )?;
-                if !self.calls.contains(&id) {
-                    return Err(invalid(
-                        format_args!("messages[{i}].tool_call_id"),
-                        format!("`{id}` answers no tool call of the preceding assistant message (a `tool` message must follow the assistant message whose `tool_calls` it answers)"),
-                    ));
-                }
-                self.awaiting.retain(|a| *a != id);
-                let content = tool_content(take(&mut m, "content"), i)?;
-                let block = ContentBlock::ToolResult {
-                    tool_use_id: id,
-                    content,
-                    is_error: None,
-                    extra: Extra::new(),
-                };
-                match self.out.last_mut() {
-                    Some(last) if self.tool_turn => push_blocks(last, vec![block]),
-                    _ => {
-                        self.out.push(Message {
-                            role: Role::User,
-                            content: Content::Blocks(vec![block]),
-                            extra: Extra::new(),
-                        });
-                        self.tool_turn = true;
-                    }
-                }
-            }
-            "function" => {
-                return Err(invalid(
-                    format_args!("messages[{i}].role"),
-                    "the legacy `function` role is not supported; answer `tool_calls` with `tool` messages",
-                ))
-            }
-            other => {
-                return Err(invalid(
-                    format_args!("messages[{i}].role"),
-                    format!("unknown role `{other}` (expected system, developer, user, assistant or tool)"),
-                ))
+                self.tool_turn = true;
             }
         }
         Ok(())
@@ -814,8 +903,20 @@ fn assistant_blocks(
             extra: Extra::new(),
         });
     }
+    assistant_text(take(&mut m, "content"), i, &mut blocks)?;
+    let ids = tool_uses(take(&mut m, "tool_calls"), i, &mut blocks)?;
+    Ok((blocks, ids))
+}
+
+/// An assistant message's content (a string, `text` and `refusal` parts, or null) → text
+/// blocks; empty texts are left out.
+fn assistant_text(
+    content: Option<Value>,
+    i: usize,
+    blocks: &mut Vec<ContentBlock>,
+) -> Result<(), ApiError> {
     let path = format!("messages[{i}].content");
-    match take(&mut m, "content") {
+    match content {
         Some(Value::String(s)) if !s.is_empty() => blocks.push(ContentBlock::text(s)),
         None | Some(Value::String(_)) => {}
         Some(Value::Array(items)) => {
@@ -840,8 +941,16 @@ fn assistant_blocks(
         }
         Some(_) => return Err(invalid(path, "must be a string, an array of parts or null")),
     }
-    let mut ids = Vec::new();
-    let calls = match take(&mut m, "tool_calls") {
+    Ok(())
+}
+
+/// An assistant message's `tool_calls` → `tool_use` blocks; returns their ids.
+fn tool_uses(
+    calls: Option<Value>,
+    i: usize,
+    blocks: &mut Vec<ContentBlock>,
+) -> Result<Vec<String>, ApiError> {
+    let calls = match calls {
         None => Vec::new(),
         Some(Value::Array(calls)) => calls,
         Some(_) => {
@@ -851,6 +960,7 @@ fn assistant_blocks(
             ))
         }
     };
+    let mut ids = Vec::new();
     for (j, call) in calls.into_iter().enumerate() {
         let path = format!("messages[{i}].tool_calls[{j}]");
         let (id, name, input) = tool_call(call, &path)?;
@@ -862,7 +972,7 @@ fn assistant_blocks(
             extra: Extra::new(),
         });
     }
-    Ok((blocks, ids))
+    Ok(ids)
 }
 
 /// One `tool_calls` entry → id, name and the arguments as a JSON object.

@@ -187,6 +187,7 @@ fn present(obj: &Map<String, Value>, key: &str) -> bool {
 }
 
 /// A client's `POST /v1/responses` body → the Messages request, and what its answer needs.
+/// Fields are checked in a fixed order, so the first of several mistakes is the one named.
 pub fn request(
     body: Value,
     id: String,
@@ -195,8 +196,60 @@ pub fn request(
     let Value::Object(mut body) = body else {
         return Err(ApiError::invalid("request body: expected a JSON object"));
     };
+    refuse_stored(&body)?;
+    let model = req_str(&body, "model", "")?.to_owned();
+    let stream = opt_bool(&body, "stream")?.unwrap_or(false);
+    let parallel = opt_bool(&body, "parallel_tool_calls")?;
+    let temperature = opt_f64(&body, "temperature")?;
+    let top_p = opt_f64(&body, "top_p")?;
+    let max_tokens = max_output_tokens(&body)?;
+    let encrypted_reasoning = encrypted_reasoning(&body)?;
+    let (thinking, output_config) = reasoning(body.get("reasoning"))?;
+    let mut openai_params = Map::new();
+    if let Some(format) = text_format(body.get("text"))? {
+        openai_params.insert("response_format".into(), format);
+    }
+    let metadata = session_user(&body)?;
+    let mut names = ToolNames::default();
+    let (tools, tool_choice) = tool_fields(&body, parallel, &mut names)?;
+    let (system, messages) = conversation(&mut body)?;
+    let echo = echo(body, parallel);
+
+    let req = MessagesRequest {
+        model: model.clone(),
+        messages,
+        system: system.map(SystemPrompt::Text),
+        max_tokens,
+        stream,
+        temperature,
+        top_p,
+        top_k: None,
+        stop_sequences: None,
+        tools: (!tools.is_empty()).then_some(tools),
+        tool_choice,
+        thinking,
+        metadata,
+        output_config,
+        extra: Extra::new(),
+        openai_params,
+    };
+    let front = ResponsesFront {
+        id,
+        model,
+        created_at,
+        stream,
+        echo,
+        encrypted_reasoning,
+        names,
+    };
+    Ok((req, front))
+}
+
+/// Fields that need stored responses, conversations or prompts, or a background run: none
+/// exist here, so each is refused with what to send instead.
+fn refuse_stored(body: &Map<String, Value>) -> Result<(), ApiError> {
     for key in ["previous_response_id", "conversation"] {
-        if present(&body, key) {
+        if present(body, key) {
             return Err(invalid(
                 key,
                 "this gateway stores no responses or conversations; \
@@ -204,61 +257,80 @@ pub fn request(
             ));
         }
     }
-    if present(&body, "prompt") {
+    if present(body, "prompt") {
         return Err(invalid(
             "prompt",
             "stored prompts are not available on this gateway; send `instructions` and `input`",
         ));
     }
-    if opt_bool(&body, "background")? == Some(true) {
+    if opt_bool(body, "background")? == Some(true) {
         return Err(invalid(
             "background",
             "background responses are not supported (nothing is stored); use `stream`",
         ));
     }
-    let model = req_str(&body, "model", "")?.to_owned();
-    let stream = opt_bool(&body, "stream")?.unwrap_or(false);
-    let parallel = opt_bool(&body, "parallel_tool_calls")?;
-    let temperature = opt_f64(&body, "temperature")?;
-    let top_p = opt_f64(&body, "top_p")?;
-    let max_tokens = match body.get("max_output_tokens") {
-        None | Some(Value::Null) => DEFAULT_MAX_OUTPUT_TOKENS,
+    Ok(())
+}
+
+/// `max_output_tokens` → `max_tokens`; [`DEFAULT_MAX_OUTPUT_TOKENS`] when absent.
+fn max_output_tokens(body: &Map<String, Value>) -> Result<u32, ApiError> {
+    match body.get("max_output_tokens") {
+        None | Some(Value::Null) => Ok(DEFAULT_MAX_OUTPUT_TOKENS),
         Some(v) => v
             .as_u64()
             .filter(|n| *n >= 1)
             .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| invalid("max_output_tokens", "expected a positive integer"))?,
-    };
-    let encrypted_reasoning = match body.get("include") {
-        None | Some(Value::Null) => false,
-        Some(Value::Array(items)) => items
-            .iter()
-            .any(|v| v.as_str() == Some("reasoning.encrypted_content")),
-        Some(_) => return Err(invalid("include", "expected an array of strings")),
-    };
-    let (thinking, output_config) = reasoning(body.get("reasoning"))?;
-    let mut openai_params = Map::new();
-    if let Some(format) = text_format(body.get("text"))? {
-        openai_params.insert("response_format".into(), format);
+            .ok_or_else(|| invalid("max_output_tokens", "expected a positive integer")),
     }
+}
+
+/// Whether `include` asks for `reasoning.encrypted_content` (the only entry read).
+fn encrypted_reasoning(body: &Map<String, Value>) -> Result<bool, ApiError> {
+    match body.get("include") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Array(items)) => Ok(items
+            .iter()
+            .any(|v| v.as_str() == Some("reasoning.encrypted_content"))),
+        Some(_) => Err(invalid("include", "expected an array of strings")),
+    }
+}
+
+/// The session's user id for affinity (`metadata.user_id`, vLLM's `user`):
+/// `prompt_cache_key` (Codex: the conversation id), else `safety_identifier`, else `user`;
+/// each must be a string if sent.
+fn session_user(body: &Map<String, Value>) -> Result<Option<Metadata>, ApiError> {
     let user = ["prompt_cache_key", "safety_identifier", "user"]
         .into_iter()
-        .map(|key| opt_str(&body, key, ""))
+        .map(|key| opt_str(body, key, ""))
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
         .flatten()
-        .find(|s| !s.is_empty())
-        .map(str::to_owned);
+        .find(|s| !s.is_empty());
+    Ok(user.map(|user_id| Metadata {
+        user_id: Some(user_id.to_owned()),
+        extra: Extra::new(),
+    }))
+}
 
-    let mut names = ToolNames::default();
-    let tools = tools(body.get("tools"), &mut names)?;
+/// `tools` and `tool_choice` (a choice without tools means nothing and is dropped).
+fn tool_fields(
+    body: &Map<String, Value>,
+    parallel: Option<bool>,
+    names: &mut ToolNames,
+) -> Result<(Vec<Tool>, Option<ToolChoice>), ApiError> {
+    let tools = tools(body.get("tools"), names)?;
     let tool_choice = match tools.is_empty() {
         true => None,
         false => tool_choice(body.get("tool_choice"), parallel)?,
     };
+    Ok((tools, tool_choice))
+}
 
+/// `instructions` and `input` → the system prompt and the turns (`input` is taken out of
+/// `body`: it is not echoed, and can be large).
+fn conversation(body: &mut Map<String, Value>) -> Result<(Option<String>, Vec<Message>), ApiError> {
     let mut turns = Turns::default();
-    if let Some(instructions) = opt_str(&body, "instructions", "")? {
+    if let Some(instructions) = opt_str(body, "instructions", "")? {
         if !instructions.is_empty() {
             turns.system.push(instructions.to_owned());
         }
@@ -282,7 +354,12 @@ pub fn request(
             "no user or assistant message (at least one is required)",
         ));
     }
+    Ok((system, messages))
+}
 
+/// The request fields every Response object repeats, as the client sent them (defaults for
+/// the absent ones), and the fixed values of what this gateway does not do.
+fn echo(mut body: Map<String, Value>, parallel: Option<bool>) -> Map<String, Value> {
     let mut echo = Map::new();
     for key in [
         "instructions",
@@ -315,38 +392,7 @@ pub fn request(
     echo.insert("store".into(), json!(false));
     echo.insert("background".into(), json!(false));
     echo.insert("truncation".into(), json!("disabled"));
-
-    let req = MessagesRequest {
-        model: model.clone(),
-        messages,
-        system: system.map(SystemPrompt::Text),
-        max_tokens,
-        stream,
-        temperature,
-        top_p,
-        top_k: None,
-        stop_sequences: None,
-        tools: (!tools.is_empty()).then_some(tools),
-        tool_choice,
-        thinking,
-        metadata: user.map(|user_id| Metadata {
-            user_id: Some(user_id),
-            extra: Extra::new(),
-        }),
-        output_config,
-        extra: Extra::new(),
-        openai_params,
-    };
-    let front = ResponsesFront {
-        id,
-        model,
-        created_at,
-        stream,
-        echo,
-        encrypted_reasoning,
-        names,
-    };
-    Ok((req, front))
+    echo
 }
 
 /// `reasoning` → Anthropic thinking and effort (see the module documentation).
@@ -423,6 +469,8 @@ fn flat_name(namespace: &str, name: &str) -> String {
     }
 }
 
+/// `tools` → the Messages tools; hosted tools are dropped, and the names whose calls go back
+/// as something other than `function_call` are noted in `names`.
 fn tools(value: Option<&Value>, names: &mut ToolNames) -> Result<Vec<Tool>, ApiError> {
     let items = match value {
         None | Some(Value::Null) => return Ok(Vec::new()),
@@ -438,52 +486,10 @@ fn tools(value: Option<&Value>, names: &mut ToolNames) -> Result<Vec<Tool>, ApiE
         let kind = req_str(t, "type", &format!("{path}."))?;
         match kind {
             "function" | "custom" => out.push(tool(t, kind, &path, None, names)?),
-            "namespace" => {
-                let ns = req_str(t, "name", &format!("{path}."))?;
-                let Some(Value::Array(inner)) = t.get("tools") else {
-                    return Err(invalid(&format!("{path}.tools"), "expected an array"));
-                };
-                for (j, nt) in inner.iter().enumerate() {
-                    let npath = format!("{path}.tools[{j}]");
-                    let Value::Object(nt) = nt else {
-                        return Err(invalid(&npath, "expected an object"));
-                    };
-                    match req_str(nt, "type", &format!("{npath}."))? {
-                        k @ ("function" | "custom") => {
-                            out.push(tool(nt, k, &npath, Some(ns), names)?)
-                        }
-                        other => {
-                            return Err(invalid(
-                                &format!("{npath}.type"),
-                                format!("unsupported tool type `{other}` in a namespace"),
-                            ))
-                        }
-                    }
-                }
-            }
+            "namespace" => namespace_tools(t, &path, names, &mut out)?,
             "local_shell" => {
                 names.local_shell = true;
-                out.push(Tool {
-                    name: LOCAL_SHELL.into(),
-                    kind: None,
-                    description: Some(
-                        "Runs a command on the user's machine and returns its output.".into(),
-                    ),
-                    input_schema: Some(json!({
-                        "type": "object",
-                        "properties": {
-                            "command": {"type": "array", "items": {"type": "string"},
-                                "description": "The program and its arguments."},
-                            "working_directory": {"type": "string"},
-                            "timeout_ms": {"type": "integer"},
-                            "env": {"type": "object", "additionalProperties": {"type": "string"}},
-                            "user": {"type": "string"}
-                        },
-                        "required": ["command"]
-                    })),
-                    defer_loading: None,
-                    extra: Extra::new(),
-                });
+                out.push(local_shell_tool());
             }
             k if k.starts_with("web_search") || HOSTED_TOOLS.contains(&k) => {}
             other => {
@@ -498,6 +504,58 @@ fn tools(value: Option<&Value>, names: &mut ToolNames) -> Result<Vec<Tool>, ApiE
         }
     }
     Ok(out)
+}
+
+/// A `namespace` tool's `function` and `custom` tools, flattened into `out`.
+fn namespace_tools(
+    t: &Map<String, Value>,
+    path: &str,
+    names: &mut ToolNames,
+    out: &mut Vec<Tool>,
+) -> Result<(), ApiError> {
+    let ns = req_str(t, "name", &format!("{path}."))?;
+    let Some(Value::Array(inner)) = t.get("tools") else {
+        return Err(invalid(&format!("{path}.tools"), "expected an array"));
+    };
+    for (j, nt) in inner.iter().enumerate() {
+        let npath = format!("{path}.tools[{j}]");
+        let Value::Object(nt) = nt else {
+            return Err(invalid(&npath, "expected an object"));
+        };
+        match req_str(nt, "type", &format!("{npath}."))? {
+            k @ ("function" | "custom") => out.push(tool(nt, k, &npath, Some(ns), names)?),
+            other => {
+                return Err(invalid(
+                    &format!("{npath}.type"),
+                    format!("unsupported tool type `{other}` in a namespace"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The function a `local_shell` declaration becomes: it takes the exec action's fields.
+fn local_shell_tool() -> Tool {
+    Tool {
+        name: LOCAL_SHELL.into(),
+        kind: None,
+        description: Some("Runs a command on the user's machine and returns its output.".into()),
+        input_schema: Some(json!({
+            "type": "object",
+            "properties": {
+                "command": {"type": "array", "items": {"type": "string"},
+                    "description": "The program and its arguments."},
+                "working_directory": {"type": "string"},
+                "timeout_ms": {"type": "integer"},
+                "env": {"type": "object", "additionalProperties": {"type": "string"}},
+                "user": {"type": "string"}
+            },
+            "required": ["command"]
+        })),
+        defer_loading: None,
+        extra: Extra::new(),
+    }
 }
 
 /// One `function` or `custom` tool (inside `namespace` when given).
@@ -525,28 +583,10 @@ fn tool(
     };
     let schema = if kind == "custom" {
         names.custom.insert(flat.clone());
-        let note = match t
-            .get("format")
-            .and_then(|f| f.get("type"))
-            .and_then(Value::as_str)
-        {
-            Some("grammar") => {
-                let syntax = t["format"]
-                    .get("syntax")
-                    .and_then(Value::as_str)
-                    .unwrap_or("lark");
-                let definition = t["format"]
-                    .get("definition")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                format!("{CUSTOM_NOTE} The text must follow this {syntax} grammar:\n{definition}")
-            }
-            _ => CUSTOM_NOTE.to_owned(),
-        };
         if !description.is_empty() {
             description.push_str("\n\n");
         }
-        description.push_str(&note);
+        description.push_str(&custom_note(t));
         json!({
             "type": "object",
             "properties": {"input": {"type": "string", "description": "The raw input text."}},
@@ -554,16 +594,7 @@ fn tool(
             "additionalProperties": false
         })
     } else {
-        match t.get("parameters") {
-            None | Some(Value::Null) => json!({"type": "object", "properties": {}}),
-            Some(v @ Value::Object(_)) => v.clone(),
-            Some(_) => {
-                return Err(invalid(
-                    &format!("{p}parameters"),
-                    "expected a JSON schema object",
-                ))
-            }
-        }
+        function_parameters(t, &p)?
     };
     Ok(Tool {
         name: flat,
@@ -573,6 +604,41 @@ fn tool(
         defer_loading: None,
         extra: Extra::new(),
     })
+}
+
+/// What a freeform tool's description gains: how to call it as a function, and its grammar
+/// when it has one (the model sees no other trace of the `format`).
+fn custom_note(t: &Map<String, Value>) -> String {
+    match t
+        .get("format")
+        .and_then(|f| f.get("type"))
+        .and_then(Value::as_str)
+    {
+        Some("grammar") => {
+            let syntax = t["format"]
+                .get("syntax")
+                .and_then(Value::as_str)
+                .unwrap_or("lark");
+            let definition = t["format"]
+                .get("definition")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            format!("{CUSTOM_NOTE} The text must follow this {syntax} grammar:\n{definition}")
+        }
+        _ => CUSTOM_NOTE.to_owned(),
+    }
+}
+
+/// A function tool's `parameters`; none means a function without arguments.
+fn function_parameters(t: &Map<String, Value>, p: &str) -> Result<Value, ApiError> {
+    match t.get("parameters") {
+        None | Some(Value::Null) => Ok(json!({"type": "object", "properties": {}})),
+        Some(v @ Value::Object(_)) => Ok(v.clone()),
+        Some(_) => Err(invalid(
+            &format!("{p}parameters"),
+            "expected a JSON schema object",
+        )),
+    }
 }
 
 fn tool_choice(
@@ -716,10 +782,11 @@ impl Calls {
     }
 }
 
+/// One `input` item → blocks of the conversation, by the item's type.
 fn input_item(i: usize, item: Value, turns: &mut Turns, calls: &mut Calls) -> Result<(), ApiError> {
     let path = format!("input[{i}]");
     let p = format!("{path}.");
-    let Value::Object(mut item) = item else {
+    let Value::Object(item) = item else {
         return Err(invalid(&path, "expected an object"));
     };
     let kind = match opt_str(&item, "type", &p)? {
@@ -728,135 +795,159 @@ fn input_item(i: usize, item: Value, turns: &mut Turns, calls: &mut Calls) -> Re
         None => return Err(invalid(&format!("{p}type"), "field required")),
     };
     match kind.as_str() {
-        "message" => {
-            let role = req_str(&item, "role", &p)?.to_owned();
-            let content = item.remove("content").unwrap_or(Value::Null);
-            match role.as_str() {
-                "user" => turns.push(Role::User, content_blocks(&path, content)?),
-                "assistant" => turns.push(Role::Assistant, content_blocks(&path, content)?),
-                "system" | "developer" => {
-                    let texts: Vec<String> = content_blocks(&path, content)?
-                        .into_iter()
-                        .map(|b| match b {
-                            ContentBlock::Text { text, .. } => Ok(text),
-                            _ => Err(invalid(
-                                &format!("{p}content"),
-                                format!("{role} messages take text only"),
-                            )),
-                        })
-                        .collect::<Result<_, _>>()?;
-                    turns.system_text(texts.join("\n\n"));
-                }
-                other => {
-                    return Err(invalid(
-                        &format!("{p}role"),
-                        format!("expected user, assistant, system or developer, got `{other}`"),
-                    ))
-                }
-            }
-        }
-        "reasoning" => {
-            let mut text = summary_text(item.get("summary"), "summary_text");
-            if text.is_empty() {
-                text = summary_text(item.get("content"), "reasoning_text");
-            }
-            let signature = opt_str(&item, "encrypted_content", &p)?
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned);
-            if !text.is_empty() || signature.is_some() {
-                turns.push(
-                    Role::Assistant,
-                    vec![ContentBlock::Thinking {
-                        thinking: text,
-                        signature,
-                        extra: Extra::new(),
-                    }],
-                );
-            }
-        }
+        "message" => message_item(&path, item, turns),
+        "reasoning" => reasoning_item(&p, &item, turns),
         "function_call" | "custom_tool_call" | "local_shell_call" => {
-            let call_id = call_id(&item, &p, kind == "local_shell_call")?;
-            let (name, input) = match kind.as_str() {
-                "function_call" => {
-                    let arguments = opt_str(&item, "arguments", &p)?.unwrap_or("{}");
-                    // Not an object (a model's broken call): an empty one, the only input
-                    // every backend takes.
-                    let input = match serde_json::from_str::<Value>(arguments) {
-                        Ok(v @ Value::Object(_)) => v,
-                        _ => json!({}),
-                    };
-                    (called_name(&item, &p)?, input)
-                }
-                "custom_tool_call" => {
-                    let input = opt_str(&item, "input", &p)?.unwrap_or_default();
-                    (called_name(&item, &p)?, json!({ "input": input }))
-                }
-                _ => {
-                    let mut action = match item.remove("action") {
-                        Some(Value::Object(a)) => a,
-                        _ => return Err(invalid(&format!("{p}action"), "expected an object")),
-                    };
-                    action.remove("type");
-                    (LOCAL_SHELL.to_owned(), Value::Object(action))
-                }
-            };
-            calls.call(&call_id, i);
-            turns.push(
-                Role::Assistant,
-                vec![ContentBlock::ToolUse {
-                    id: call_id,
-                    name,
-                    input,
-                    extra: Extra::new(),
-                }],
-            );
+            let block = call_item(&kind, &p, item)?;
+            if let ContentBlock::ToolUse { id, .. } = &block {
+                calls.call(id, i);
+            }
+            turns.push(Role::Assistant, vec![block]);
+            Ok(())
         }
         "function_call_output" | "custom_tool_call_output" | "local_shell_call_output" => {
             let call_id = call_id(&item, &p, kind == "local_shell_call_output")?;
             calls.output(&call_id, i)?;
-            let (content, is_error) = match item.remove("output") {
-                None | Some(Value::Null) => (None, None),
-                Some(Value::String(s)) => (Some(Content::Text(s)), None),
-                Some(v @ Value::Array(_)) => (
-                    Some(Content::Blocks(content_blocks(&format!("{p}output"), v)?)),
-                    None,
-                ),
-                // `{content, success}`: an older Codex payload shape.
-                Some(Value::Object(o)) if o.get("content").is_some_and(Value::is_string) => (
-                    o["content"].as_str().map(|s| Content::Text(s.to_owned())),
-                    (o.get("success") == Some(&Value::Bool(false))).then_some(true),
-                ),
-                Some(_) => {
-                    return Err(invalid(
-                        &format!("{p}output"),
-                        "expected a string or an array of content parts",
-                    ))
-                }
-            };
-            turns.push(
-                Role::User,
-                vec![ContentBlock::ToolResult {
-                    tool_use_id: call_id,
-                    content,
-                    is_error,
-                    extra: Extra::new(),
-                }],
-            );
+            turns.push(Role::User, vec![output_item(call_id, &p, item)?]);
+            Ok(())
         }
         // A search that ran on OpenAI's side: its results went to OpenAI's model only.
-        "web_search_call" => {}
-        "item_reference" => return Err(invalid(
+        "web_search_call" => Ok(()),
+        "item_reference" => Err(invalid(
             &path,
             "item references need stored responses; this gateway stores none: send the whole item",
         )),
+        other => Err(invalid(
+            &format!("{p}type"),
+            format!("unsupported input item type `{other}`"),
+        )),
+    }
+}
+
+/// A `message` item: a user or assistant turn, or system text (see [`Turns::system_text`]).
+fn message_item(
+    path: &str,
+    mut item: Map<String, Value>,
+    turns: &mut Turns,
+) -> Result<(), ApiError> {
+    let p = format!("{path}.");
+    let role = req_str(&item, "role", &p)?.to_owned();
+    let content = item.remove("content").unwrap_or(Value::Null);
+    match role.as_str() {
+        "user" => turns.push(Role::User, content_blocks(path, content)?),
+        "assistant" => turns.push(Role::Assistant, content_blocks(path, content)?),
+        "system" | "developer" => {
+            let texts: Vec<String> = content_blocks(path, content)?
+                .into_iter()
+                .map(|b| match b {
+                    ContentBlock::Text { text, .. } => Ok(text),
+                    _ => Err(invalid(
+                        &format!("{p}content"),
+                        format!("{role} messages take text only"),
+                    )),
+                })
+                .collect::<Result<_, _>>()?;
+            turns.system_text(texts.join("\n\n"));
+        }
         other => {
             return Err(invalid(
-                &format!("{p}type"),
-                format!("unsupported input item type `{other}`"),
+                &format!("{p}role"),
+                format!("expected user, assistant, system or developer, got `{other}`"),
             ))
         }
     }
     Ok(())
+}
+
+/// A `reasoning` item → an assistant `thinking` block (summaries, else the `reasoning_text`
+/// content; signature: `encrypted_content`), so templates that keep reasoning see it.
+fn reasoning_item(p: &str, item: &Map<String, Value>, turns: &mut Turns) -> Result<(), ApiError> {
+    let mut text = summary_text(item.get("summary"), "summary_text");
+    if text.is_empty() {
+        text = summary_text(item.get("content"), "reasoning_text");
+    }
+    let signature = opt_str(item, "encrypted_content", p)?
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    if !text.is_empty() || signature.is_some() {
+        turns.push(
+            Role::Assistant,
+            vec![ContentBlock::Thinking {
+                thinking: text,
+                signature,
+                extra: Extra::new(),
+            }],
+        );
+    }
+    Ok(())
+}
+
+/// A `function_call`, `custom_tool_call` or `local_shell_call` item → a `tool_use` block.
+fn call_item(kind: &str, p: &str, mut item: Map<String, Value>) -> Result<ContentBlock, ApiError> {
+    let call_id = call_id(&item, p, kind == "local_shell_call")?;
+    let (name, input) = match kind {
+        "function_call" => {
+            let arguments = opt_str(&item, "arguments", p)?.unwrap_or("{}");
+            // Not an object (a model's broken call): an empty one, the only input
+            // every backend takes.
+            let input = match serde_json::from_str::<Value>(arguments) {
+                Ok(v @ Value::Object(_)) => v,
+                _ => json!({}),
+            };
+            (called_name(&item, p)?, input)
+        }
+        "custom_tool_call" => {
+            let input = opt_str(&item, "input", p)?.unwrap_or_default();
+            (called_name(&item, p)?, json!({ "input": input }))
+        }
+        _ => {
+            let mut action = match item.remove("action") {
+                Some(Value::Object(a)) => a,
+                _ => return Err(invalid(&format!("{p}action"), "expected an object")),
+            };
+            action.remove("type");
+            (LOCAL_SHELL.to_owned(), Value::Object(action))
+        }
+    };
+    Ok(ContentBlock::ToolUse {
+        id: call_id,
+        name,
+        input,
+        extra: Extra::new(),
+    })
+}
+
+/// A call's `*_output` item (its `call_id` already checked) → a `tool_result` block.
+fn output_item(
+    call_id: String,
+    p: &str,
+    mut item: Map<String, Value>,
+) -> Result<ContentBlock, ApiError> {
+    let (content, is_error) = match item.remove("output") {
+        None | Some(Value::Null) => (None, None),
+        Some(Value::String(s)) => (Some(Content::Text(s)), None),
+        Some(v @ Value::Array(_)) => (
+            Some(Content::Blocks(content_blocks(&format!("{p}output"), v)?)),
+            None,
+        ),
+        // `{content, success}`: an older Codex payload shape.
+        Some(Value::Object(o)) if o.get("content").is_some_and(Value::is_string) => (
+            o["content"].as_str().map(|s| Content::Text(s.to_owned())),
+            (o.get("success") == Some(&Value::Bool(false))).then_some(true),
+        ),
+        Some(_) => {
+            return Err(invalid(
+                &format!("{p}output"),
+                "expected a string or an array of content parts",
+            ))
+        }
+    };
+    Ok(ContentBlock::ToolResult {
+        tool_use_id: call_id,
+        content,
+        is_error,
+        extra: Extra::new(),
+    })
 }
 
 /// A call or output item's `call_id`; `local_shell` items may carry it in `id` only.
@@ -929,61 +1020,8 @@ fn content_blocks(path: &str, content: Value) -> Result<Vec<ContentBlock>, ApiEr
                     _ => return Err(invalid(&format!("{pp}{key}"), "expected a string")),
                 }
             }
-            "input_image" => {
-                let Some(url) = opt_str(&part, "image_url", &pp)? else {
-                    return Err(invalid(
-                        &format!("{pp}image_url"),
-                        "required (uploaded files are not available on this gateway: \
-                         send a URL or a data URL)",
-                    ));
-                };
-                let source = match parse_data_url(url) {
-                    Some((media_type, data)) => ImageSource::Base64 {
-                        media_type: media_type.to_owned(),
-                        data: data.to_owned(),
-                    },
-                    None if url.starts_with("data:") => {
-                        return Err(invalid(
-                            &format!("{pp}image_url"),
-                            "expected a base64 data URL",
-                        ))
-                    }
-                    None => ImageSource::Url {
-                        url: url.to_owned(),
-                    },
-                };
-                out.push(ContentBlock::Image {
-                    source,
-                    extra: Extra::new(),
-                });
-            }
-            "input_file" => {
-                let source = if let Some(data) = opt_str(&part, "file_data", &pp)? {
-                    match parse_data_url(data) {
-                        Some((media_type, data)) => {
-                            json!({"type": "base64", "media_type": media_type, "data": data})
-                        }
-                        None => {
-                            return Err(invalid(
-                                &format!("{pp}file_data"),
-                                "expected a base64 data URL",
-                            ))
-                        }
-                    }
-                } else if let Some(url) = opt_str(&part, "file_url", &pp)? {
-                    json!({"type": "url", "url": url})
-                } else {
-                    return Err(invalid(
-                        &format!("{path}.content[{j}]"),
-                        "send `file_data` or `file_url` \
-                         (uploaded files are not available on this gateway)",
-                    ));
-                };
-                out.push(ContentBlock::Document {
-                    source,
-                    extra: Extra::new(),
-                });
-            }
+            "input_image" => out.push(image_part(&part, &pp)?),
+            "input_file" => out.push(file_part(&part, &pp, &format!("{path}.content[{j}]"))?),
             other => {
                 return Err(invalid(
                     &format!("{pp}type"),
@@ -993,6 +1031,67 @@ fn content_blocks(path: &str, content: Value) -> Result<Vec<ContentBlock>, ApiEr
         }
     }
     Ok(out)
+}
+
+/// An `input_image` part (`pp`: its path with the dot) → an image block from its URL or
+/// data URL; uploaded files (`file_id`) are not available here.
+fn image_part(part: &Map<String, Value>, pp: &str) -> Result<ContentBlock, ApiError> {
+    let Some(url) = opt_str(part, "image_url", pp)? else {
+        return Err(invalid(
+            &format!("{pp}image_url"),
+            "required (uploaded files are not available on this gateway: \
+             send a URL or a data URL)",
+        ));
+    };
+    let source = match parse_data_url(url) {
+        Some((media_type, data)) => ImageSource::Base64 {
+            media_type: media_type.to_owned(),
+            data: data.to_owned(),
+        },
+        None if url.starts_with("data:") => {
+            return Err(invalid(
+                &format!("{pp}image_url"),
+                "expected a base64 data URL",
+            ))
+        }
+        None => ImageSource::Url {
+            url: url.to_owned(),
+        },
+    };
+    Ok(ContentBlock::Image {
+        source,
+        extra: Extra::new(),
+    })
+}
+
+/// An `input_file` part (`pp`: its path with the dot, `path`: without) → a document block
+/// from `file_data` or `file_url`; uploaded files (`file_id`) are not available here.
+fn file_part(part: &Map<String, Value>, pp: &str, path: &str) -> Result<ContentBlock, ApiError> {
+    let source = if let Some(data) = opt_str(part, "file_data", pp)? {
+        match parse_data_url(data) {
+            Some((media_type, data)) => {
+                json!({"type": "base64", "media_type": media_type, "data": data})
+            }
+            None => {
+                return Err(invalid(
+                    &format!("{pp}file_data"),
+                    "expected a base64 data URL",
+                ))
+            }
+        }
+    } else if let Some(url) = opt_str(part, "file_url", pp)? {
+        json!({"type": "url", "url": url})
+    } else {
+        return Err(invalid(
+            path,
+            "send `file_data` or `file_url` \
+             (uploaded files are not available on this gateway)",
+        ));
+    };
+    Ok(ContentBlock::Document {
+        source,
+        extra: Extra::new(),
+    })
 }
 
 /// `data:<media type>;base64,<data>` → (media type, data).
@@ -1117,39 +1216,43 @@ impl Item {
                 }
                 item
             }
-            Kind::LocalShell => {
-                let args: Map<String, Value> = match serde_json::from_str(self.arguments()) {
-                    Ok(Value::Object(args)) => args,
-                    _ => Map::new(),
-                };
-                let command = match args.get("command") {
-                    Some(Value::Array(parts)) => json!(parts
-                        .iter()
-                        .map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_owned))
-                        .collect::<Vec<_>>()),
-                    Some(Value::String(s)) => json!([s]),
-                    _ => json!([]),
-                };
-                let field = |key: &str, ok: fn(&Value) -> bool| {
-                    args.get(key)
-                        .filter(|v| ok(v))
-                        .cloned()
-                        .unwrap_or(Value::Null)
-                };
-                json!({
-                    "type": "local_shell_call", "id": self.id, "call_id": self.call_id,
-                    "status": status,
-                    "action": {
-                        "type": "exec", "command": command,
-                        "timeout_ms": field("timeout_ms", Value::is_u64),
-                        "working_directory": field("working_directory", Value::is_string),
-                        "env": field("env", Value::is_object),
-                        "user": field("user", Value::is_string),
-                    },
-                })
-            }
+            Kind::LocalShell => self.local_shell_done(status),
             Kind::Skipped => Value::Null,
         }
+    }
+
+    /// A `local_shell_call` item: the model's arguments read back as the exec action (fields
+    /// of the wrong type left null, as the client would find them missing).
+    fn local_shell_done(&self, status: &str) -> Value {
+        let args: Map<String, Value> = match serde_json::from_str(self.arguments()) {
+            Ok(Value::Object(args)) => args,
+            _ => Map::new(),
+        };
+        let command = match args.get("command") {
+            Some(Value::Array(parts)) => json!(parts
+                .iter()
+                .map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_owned))
+                .collect::<Vec<_>>()),
+            Some(Value::String(s)) => json!([s]),
+            _ => json!([]),
+        };
+        let field = |key: &str, ok: fn(&Value) -> bool| {
+            args.get(key)
+                .filter(|v| ok(v))
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        json!({
+            "type": "local_shell_call", "id": self.id, "call_id": self.call_id,
+            "status": status,
+            "action": {
+                "type": "exec", "command": command,
+                "timeout_ms": field("timeout_ms", Value::is_u64),
+                "working_directory": field("working_directory", Value::is_string),
+                "env": field("env", Value::is_object),
+                "user": field("user", Value::is_string),
+            },
+        })
     }
 }
 
@@ -1287,6 +1390,28 @@ struct Envelope<'a, T: Serialize> {
     sequence_number: u64,
 }
 
+/// An event's `type` from its data, for streams that send no `event:` lines.
+fn event_type(data: &str) -> String {
+    serde_json::from_str::<Value>(data)
+        .ok()
+        .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Text a block starts with (Anthropic sends it empty; a relayed backend may not).
+fn initial_text(kind: Kind, block: &Value) -> String {
+    let s = |key: &str| block.get(key).and_then(Value::as_str).unwrap_or_default();
+    match kind {
+        Kind::Message => s("text").to_owned(),
+        Kind::Reasoning => s("thinking").to_owned(),
+        Kind::Function | Kind::Custom | Kind::LocalShell => match block.get("input") {
+            Some(Value::Object(o)) if !o.is_empty() => block["input"].to_string(),
+            _ => String::new(),
+        },
+        Kind::Skipped => String::new(),
+    }
+}
+
 fn emit<T: Serialize>(seq: &mut u64, out: &mut Vec<u8>, kind: &str, body: &T) {
     let env = Envelope {
         kind,
@@ -1397,10 +1522,7 @@ impl ResponsesStream {
         }
         let probed;
         let name = if name.is_empty() {
-            probed = serde_json::from_str::<Value>(data)
-                .ok()
-                .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_owned))
-                .unwrap_or_default();
+            probed = event_type(data);
             probed.as_str()
         } else {
             name
@@ -1425,48 +1547,58 @@ impl ResponsesStream {
                     self.block_start(&v, out);
                 }
             }
-            "content_block_stop" => {
-                if let Some(index) = serde_json::from_str::<Value>(data)
-                    .ok()
-                    .and_then(|v| v.get("index").and_then(Value::as_u64))
-                {
-                    self.start(out);
-                    if let Some(item) = self.open.remove(&index) {
-                        self.close(item, out);
-                    }
-                }
-            }
-            "message_delta" => {
-                if let Ok(v) = serde_json::from_str::<Value>(data) {
-                    self.start(out);
-                    self.usage.update(Usage::read(v.get("usage")));
-                    if let Some(reason) = v
-                        .get("delta")
-                        .and_then(|d| d.get("stop_reason"))
-                        .and_then(Value::as_str)
-                    {
-                        self.stop_reason = Some(reason.to_owned());
-                    }
-                    let (status, _) = status_for(self.stop_reason.as_deref());
-                    self.flush(status, out);
-                }
-            }
+            "content_block_stop" => self.block_stop(data, out),
+            "message_delta" => self.message_delta(data, out),
             "message_stop" => self.finish(out),
-            "error" => {
-                let v = serde_json::from_str::<Value>(data).unwrap_or(Value::Null);
-                let err = v.get("error").unwrap_or(&v);
-                let kind = err
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("api_error");
-                let message = err
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("the backend failed");
-                self.fail(error_code(kind, message), message, out);
-            }
+            "error" => self.backend_error(data, out),
             _ => {} // `ping`, and anything new
         }
+    }
+
+    /// `content_block_stop`: the open item of that index is closed.
+    fn block_stop(&mut self, data: &str, out: &mut Vec<u8>) {
+        if let Some(index) = serde_json::from_str::<Value>(data)
+            .ok()
+            .and_then(|v| v.get("index").and_then(Value::as_u64))
+        {
+            self.start(out);
+            if let Some(item) = self.open.remove(&index) {
+                self.close(item, out);
+            }
+        }
+    }
+
+    /// `message_delta`: usage and the stop reason, which gives the waiting item its status.
+    fn message_delta(&mut self, data: &str, out: &mut Vec<u8>) {
+        let Ok(v) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        self.start(out);
+        self.usage.update(Usage::read(v.get("usage")));
+        if let Some(reason) = v
+            .get("delta")
+            .and_then(|d| d.get("stop_reason"))
+            .and_then(Value::as_str)
+        {
+            self.stop_reason = Some(reason.to_owned());
+        }
+        let (status, _) = status_for(self.stop_reason.as_deref());
+        self.flush(status, out);
+    }
+
+    /// An `error` event (bare or wrapped in `{"error": …}`): the response fails.
+    fn backend_error(&mut self, data: &str, out: &mut Vec<u8>) {
+        let v = serde_json::from_str::<Value>(data).unwrap_or(Value::Null);
+        let err = v.get("error").unwrap_or(&v);
+        let kind = err
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("api_error");
+        let message = err
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("the backend failed");
+        self.fail(error_code(kind, message), message, out);
     }
 
     /// The Anthropic stream ended without `message_stop`: `error` and `response.failed`.
@@ -1494,6 +1626,8 @@ impl ResponsesStream {
         }
     }
 
+    /// `content_block_start`: a new item (the previous one's `output_item.done` goes first),
+    /// its `output_item.added` and first part, and any text the block starts with.
     fn block_start(&mut self, v: &Value, out: &mut Vec<u8>) {
         let (Some(index), Some(block)) = (
             v.get("index").and_then(Value::as_u64),
@@ -1502,7 +1636,31 @@ impl ResponsesStream {
             return;
         };
         self.flush("completed", out);
-        let kind = match block.get("type").and_then(Value::as_str) {
+        let kind = self.block_kind(block);
+        let output_index = self.next_output;
+        if kind != Kind::Skipped {
+            self.next_output += 1;
+        }
+        let mut item = Item::new(&self.front, kind, output_index);
+        if let Some(added) = self.added_item(&mut item, block) {
+            emit(
+                &mut self.seq,
+                out,
+                "response.output_item.added",
+                &json!({"output_index": output_index, "item": added}),
+            );
+        }
+        self.part_added(&item, out);
+        let initial = initial_text(kind, block);
+        if !initial.is_empty() {
+            self.append(&mut item, &initial, out);
+        }
+        self.open.insert(index, item);
+    }
+
+    /// The item kind of a content block (a tool call's by how its tool was declared).
+    fn block_kind(&self, block: &Value) -> Kind {
+        match block.get("type").and_then(Value::as_str) {
             Some("text") => Kind::Message,
             Some("thinking") => Kind::Reasoning,
             Some("tool_use") => self.front.names.kind(
@@ -1512,24 +1670,25 @@ impl ResponsesStream {
                     .unwrap_or_default(),
             ),
             _ => Kind::Skipped,
-        };
-        let output_index = self.next_output;
-        if kind != Kind::Skipped {
-            self.next_output += 1;
         }
-        let mut item = Item::new(&self.front, kind, output_index);
-        let s = |key: &str| block.get(key).and_then(Value::as_str).unwrap_or_default();
-        let added = match kind {
+    }
+
+    /// The item as `output_item.added` shows it, if it is shown at its start (a tool call's
+    /// id and name are kept in `item`). A local shell call is added at the block's end, once
+    /// its action is known.
+    fn added_item(&self, item: &mut Item, block: &Value) -> Option<Value> {
+        match item.kind {
             Kind::Message => Some(json!({
                 "type": "message", "id": item.id, "role": "assistant",
                 "status": "in_progress", "content": [],
             })),
             Kind::Reasoning => Some(json!({"type": "reasoning", "id": item.id, "summary": []})),
             Kind::Function | Kind::Custom | Kind::LocalShell => {
+                let s = |key: &str| block.get(key).and_then(Value::as_str).unwrap_or_default();
                 item.call_id = s("id").to_owned();
                 item.name = s("name").to_owned();
                 let (name, ns) = self.front.names.split(&item.name);
-                let mut added = match kind {
+                let mut added = match item.kind {
                     Kind::Function => json!({
                         "type": "function_call", "id": item.id, "call_id": item.call_id,
                         "name": name, "arguments": "", "status": "in_progress",
@@ -1547,46 +1706,29 @@ impl ResponsesStream {
                 (!added.is_null()).then_some(added)
             }
             Kind::Skipped => None,
-        };
-        if let Some(added) = added {
-            emit(
-                &mut self.seq,
-                out,
-                "response.output_item.added",
-                &json!({"output_index": output_index, "item": added}),
-            );
         }
-        match kind {
+    }
+
+    /// The empty text or summary part a message or reasoning item's deltas go into.
+    fn part_added(&mut self, item: &Item, out: &mut Vec<u8>) {
+        let (id, output_index) = (item.id.as_str(), item.output_index);
+        match item.kind {
             Kind::Message => emit(
                 &mut self.seq,
                 out,
                 "response.content_part.added",
-                &json!({"item_id": item.id, "output_index": output_index, "content_index": 0,
+                &json!({"item_id": id, "output_index": output_index, "content_index": 0,
                     "part": {"type": "output_text", "text": "", "annotations": []}}),
             ),
             Kind::Reasoning => emit(
                 &mut self.seq,
                 out,
                 "response.reasoning_summary_part.added",
-                &json!({"item_id": item.id, "output_index": output_index, "summary_index": 0,
+                &json!({"item_id": id, "output_index": output_index, "summary_index": 0,
                     "part": {"type": "summary_text", "text": ""}}),
             ),
             _ => {}
         }
-        // Text a block starts with (Anthropic sends it empty; a relayed backend may not).
-        let initial = match kind {
-            Kind::Message => s("text").to_owned(),
-            Kind::Reasoning => s("thinking").to_owned(),
-            Kind::Function | Kind::Custom | Kind::LocalShell => match block.get("input") {
-                Some(Value::Object(o)) if !o.is_empty() => block["input"].to_string(),
-                _ => String::new(),
-            },
-            Kind::Skipped => String::new(),
-        };
-        if !initial.is_empty() {
-            self.append(&mut item, &initial, out);
-        }
-        self.open.insert(index, item);
     }
 
     fn delta(&mut self, ev: DeltaEvent, out: &mut Vec<u8>) {
@@ -1655,65 +1797,15 @@ impl ResponsesStream {
     fn close(&mut self, item: Item, out: &mut Vec<u8>) {
         let (id, oi) = (item.id.as_str(), item.output_index);
         match item.kind {
-            Kind::Message => {
-                emit(
-                    &mut self.seq,
-                    out,
-                    "response.output_text.done",
-                    &json!({"item_id": id, "output_index": oi, "content_index": 0,
-                        "text": item.text, "logprobs": []}),
-                );
-                emit(
-                    &mut self.seq,
-                    out,
-                    "response.content_part.done",
-                    &json!({"item_id": id, "output_index": oi, "content_index": 0,
-                        "part": {"type": "output_text", "text": item.text, "annotations": []}}),
-                );
-            }
-            Kind::Reasoning => {
-                emit(
-                    &mut self.seq,
-                    out,
-                    "response.reasoning_summary_text.done",
-                    &json!({"item_id": id, "output_index": oi, "summary_index": 0,
-                        "text": item.text}),
-                );
-                emit(
-                    &mut self.seq,
-                    out,
-                    "response.reasoning_summary_part.done",
-                    &json!({"item_id": id, "output_index": oi, "summary_index": 0,
-                        "part": {"type": "summary_text", "text": item.text}}),
-                );
-            }
+            Kind::Message => self.close_message(&item, out),
+            Kind::Reasoning => self.close_reasoning(&item, out),
             Kind::Function => emit(
                 &mut self.seq,
                 out,
                 "response.function_call_arguments.done",
                 &json!({"item_id": id, "output_index": oi, "arguments": item.arguments()}),
             ),
-            Kind::Custom => {
-                let input = item.custom_input();
-                if !input.is_empty() {
-                    emit(
-                        &mut self.seq,
-                        out,
-                        "response.custom_tool_call_input.delta",
-                        &ArgumentsDelta {
-                            item_id: id,
-                            output_index: oi,
-                            delta: &input,
-                        },
-                    );
-                }
-                emit(
-                    &mut self.seq,
-                    out,
-                    "response.custom_tool_call_input.done",
-                    &json!({"item_id": id, "output_index": oi, "input": input}),
-                );
-            }
+            Kind::Custom => self.close_custom(&item, out),
             Kind::LocalShell => emit(
                 &mut self.seq,
                 out,
@@ -1724,6 +1816,69 @@ impl ResponsesStream {
         }
         self.flush("completed", out);
         self.pending = Some(item);
+    }
+
+    /// A message's `output_text.done` and `content_part.done`, with the whole text.
+    fn close_message(&mut self, item: &Item, out: &mut Vec<u8>) {
+        let (id, oi) = (item.id.as_str(), item.output_index);
+        emit(
+            &mut self.seq,
+            out,
+            "response.output_text.done",
+            &json!({"item_id": id, "output_index": oi, "content_index": 0,
+                "text": item.text, "logprobs": []}),
+        );
+        emit(
+            &mut self.seq,
+            out,
+            "response.content_part.done",
+            &json!({"item_id": id, "output_index": oi, "content_index": 0,
+                "part": {"type": "output_text", "text": item.text, "annotations": []}}),
+        );
+    }
+
+    /// A reasoning item's summary text and summary part done, with the whole text.
+    fn close_reasoning(&mut self, item: &Item, out: &mut Vec<u8>) {
+        let (id, oi) = (item.id.as_str(), item.output_index);
+        emit(
+            &mut self.seq,
+            out,
+            "response.reasoning_summary_text.done",
+            &json!({"item_id": id, "output_index": oi, "summary_index": 0,
+                "text": item.text}),
+        );
+        emit(
+            &mut self.seq,
+            out,
+            "response.reasoning_summary_part.done",
+            &json!({"item_id": id, "output_index": oi, "summary_index": 0,
+                "part": {"type": "summary_text", "text": item.text}}),
+        );
+    }
+
+    /// A custom tool call's input, sent whole now that the arguments are complete (the model
+    /// wrote JSON; the client expects the raw text).
+    fn close_custom(&mut self, item: &Item, out: &mut Vec<u8>) {
+        let (id, oi) = (item.id.as_str(), item.output_index);
+        let input = item.custom_input();
+        if !input.is_empty() {
+            emit(
+                &mut self.seq,
+                out,
+                "response.custom_tool_call_input.delta",
+                &ArgumentsDelta {
+                    item_id: id,
+                    output_index: oi,
+                    delta: &input,
+                },
+            );
+        }
+        emit(
+            &mut self.seq,
+            out,
+            "response.custom_tool_call_input.done",
+            &json!({"item_id": id, "output_index": oi, "input": input}),
+        );
     }
 
     /// The waiting item's `output_item.done`, with `status`.
