@@ -213,7 +213,25 @@ fn invalid_request(status: StatusCode, message: String, param: &str) -> ApiError
 /// first, so `check_tool_usage` is checked before `validate_prompt` and
 /// `validate_background`.
 fn before_validators(body: &Value) -> Result<Value, ApiError> {
-    // check_tool_usage
+    let tool_choice = check_tool_usage(body)?;
+    // validate_prompt
+    if body.get("prompt").is_some_and(|p| !p.is_null()) {
+        return Err(vllm_error("prompt template is not supported", "prompt"));
+    }
+    // validate_background
+    if truthy(body.get("background")) && !bool_field(body, "store", true) {
+        return Err(vllm_error(
+            "background can only be used when `store` is true",
+            "background",
+        ));
+    }
+    Ok(tool_choice)
+}
+
+/// `check_tool_usage`: `tool_choice` defaults to `"auto"`, which becomes
+/// `"none"` without tools; `"required"` or a named function needs tools
+/// (and the named one among them).  Returns the resulting `tool_choice`.
+fn check_tool_usage(body: &Value) -> Result<Value, ApiError> {
     let tools = body.get("tools").and_then(Value::as_array);
     let has_tools = tools.is_some_and(|t| !t.is_empty());
     let mut tool_choice = body
@@ -251,17 +269,6 @@ fn before_validators(body: &Value) -> Result<Value, ApiError> {
             return Err(vllm_error(NOT_FOUND, "tool_choice"));
         }
     }
-    // validate_prompt
-    if body.get("prompt").is_some_and(|p| !p.is_null()) {
-        return Err(vllm_error("prompt template is not supported", "prompt"));
-    }
-    // validate_background
-    if truthy(body.get("background")) && !bool_field(body, "store", true) {
-        return Err(vllm_error(
-            "background can only be used when `store` is true",
-            "background",
-        ));
-    }
     Ok(tool_choice)
 }
 
@@ -272,17 +279,29 @@ fn parse_request(body: Value) -> Result<(ResponsesReq, Vec<String>), ApiError> {
     }
     let tool_choice = before_validators(&body)?;
     let ignored = validate::validate_responses_schema(&body)?;
-    let tools: Vec<Value> = body
-        .get("tools")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let (chat_tools, tool_names) = chat_tools(&body);
+    let req = ResponsesReq {
+        stream: bool_field(&body, "stream", false),
+        max_output_tokens: validate::lax_int(body.get("max_output_tokens")),
+        tool_choice,
+        chat_tools,
+        tool_names,
+        stop: stop_strings(&body),
+        body,
+    };
+    Ok((req, ignored))
+}
+
+/// The request's function tools in chat form, for the template
+/// (`construct_tool_dicts`), and their names.
+fn chat_tools(body: &Value) -> (Vec<Value>, Vec<String>) {
+    let tools = body.get("tools").and_then(Value::as_array);
     // `iter_response_function_tool_dicts` + `convert_tool_responses_to_completions_format`:
     // `FunctionDefinition` keeps `description`/`parameters` (even `null`) and
     // drops `strict` when unset.
     let mut chat_tools = Vec::new();
     let mut tool_names = Vec::new();
-    for t in &tools {
+    for t in tools.into_iter().flatten() {
         if t.get("type").and_then(Value::as_str) != Some("function") {
             continue;
         }
@@ -302,24 +321,20 @@ fn parse_request(body: Value) -> Result<(ResponsesReq, Vec<String>), ApiError> {
         chat_tools.push(json!({"type": "function", "function": function}));
         tool_names.push(name);
     }
-    let stop = match body.get("stop") {
+    (chat_tools, tool_names)
+}
+
+/// `stop` as a list: a string is one stop string; non-strings in a list
+/// are skipped.
+fn stop_strings(body: &Value) -> Vec<String> {
+    match body.get("stop") {
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(a)) => a
             .iter()
             .filter_map(|s| s.as_str().map(str::to_string))
             .collect(),
         _ => Vec::new(),
-    };
-    let req = ResponsesReq {
-        stream: bool_field(&body, "stream", false),
-        max_output_tokens: validate::lax_int(body.get("max_output_tokens")),
-        tool_choice,
-        chat_tools,
-        tool_names,
-        stop,
-        body,
-    };
-    Ok((req, ignored))
+    }
 }
 
 /// Content parts as the chat renderer sees them: `input_text`/`output_text`
@@ -372,94 +387,116 @@ fn input_messages(body: &Value) -> Result<Vec<Value>, ApiError> {
         _ => return Ok(messages),
     };
     for item in items {
-        let role = item.get("role").and_then(Value::as_str);
-        let kind = item
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or(if role.is_some() { "message" } else { "" });
-        // The previous message, if it is an assistant one: tool calls,
-        // reasoning and text of consecutive items merge into it.
-        let prev_assistant = messages
-            .last_mut()
-            .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"));
-        match kind {
-            "function_call" | "custom_tool_call" => {
-                let name = item.get("name").and_then(Value::as_str).unwrap_or("");
-                let name = match item.get("namespace").and_then(Value::as_str) {
-                    Some(ns) if !ns.is_empty() => format!("{ns}__{name}"),
-                    _ => name.to_string(),
-                };
-                let arguments = if kind == "function_call" {
-                    item.get("arguments").cloned().unwrap_or(json!(""))
-                } else {
-                    // `encode_custom_tool_input`: `json.dumps({"input": payload}, ensure_ascii=False)`.
-                    let payload = item.get("input").and_then(Value::as_str).unwrap_or("");
-                    Value::String(format!(
-                        "{{\"input\": {}}}",
-                        super::tokens::py_json_dumps(&json!(payload), false)
-                    ))
-                };
-                let call = json!({
-                    "id": item.get("call_id").cloned().unwrap_or(Value::Null),
-                    "function": {"name": name, "arguments": arguments},
-                    "type": "function",
-                });
-                match prev_assistant {
-                    Some(prev) => match prev.get_mut("tool_calls").and_then(Value::as_array_mut) {
-                        Some(calls) => calls.push(call),
-                        None => prev["tool_calls"] = json!([call]),
-                    },
-                    None => messages.push(json!({"role": "assistant", "tool_calls": [call]})),
-                }
-            }
-            "reasoning" => {
-                if truthy(item.get("encrypted_content")) {
-                    return Err(vllm_error("Encrypted content is not supported.", "input"));
-                }
-                let text = first_text(item.get("content").filter(|c| truthy(Some(c))))
-                    .or_else(|| first_text(item.get("summary")))
-                    .unwrap_or_default();
-                match prev_assistant {
-                    Some(prev) if prev.get("reasoning").is_none() => {
-                        prev["reasoning"] = Value::String(text)
-                    }
-                    _ => messages.push(json!({"role": "assistant", "reasoning": text})),
-                }
-            }
-            "message" if role == Some("assistant") => {
-                let text = match item.get("content") {
-                    Some(Value::String(s)) => s.clone(),
-                    other => first_text(other).unwrap_or_default(),
-                };
-                match prev_assistant {
-                    Some(prev) if prev.get("content").is_none_or(Value::is_null) => {
-                        prev["content"] = Value::String(text)
-                    }
-                    _ => messages.push(json!({"role": "assistant", "content": text})),
-                }
-            }
-            "function_call_output" | "custom_tool_call_output" => messages.push(json!({
-                "role": "tool",
-                "content": chat_content(item.get("output")),
-                "tool_call_id": item.get("call_id").cloned().unwrap_or(Value::Null),
-            })),
-            _ if role.is_some() => {
-                let mut m = item.clone();
-                m["content"] = chat_content(item.get("content"));
-                if let Some(o) = m.as_object_mut() {
-                    o.remove("type");
-                }
-                messages.push(m);
-            }
-            other => {
-                return Err(vllm_error(
-                    &format!("Unsupported input item type: {other}"),
-                    "input",
-                ))
-            }
-        }
+        push_input_item(&mut messages, item)?;
     }
     Ok(messages)
+}
+
+/// One input item to a chat message, or merged into the previous one.
+fn push_input_item(messages: &mut Vec<Value>, item: &Value) -> Result<(), ApiError> {
+    let role = item.get("role").and_then(Value::as_str);
+    let kind = item
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or(if role.is_some() { "message" } else { "" });
+    match kind {
+        "function_call" | "custom_tool_call" => push_tool_call(messages, tool_call(item, kind)),
+        "reasoning" => push_reasoning(messages, item)?,
+        "message" if role == Some("assistant") => push_assistant_text(messages, item),
+        "function_call_output" | "custom_tool_call_output" => messages.push(json!({
+            "role": "tool",
+            "content": chat_content(item.get("output")),
+            "tool_call_id": item.get("call_id").cloned().unwrap_or(Value::Null),
+        })),
+        _ if role.is_some() => {
+            let mut m = item.clone();
+            m["content"] = chat_content(item.get("content"));
+            if let Some(o) = m.as_object_mut() {
+                o.remove("type");
+            }
+            messages.push(m);
+        }
+        other => {
+            return Err(vllm_error(
+                &format!("Unsupported input item type: {other}"),
+                "input",
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// The previous message, if it is an assistant one: tool calls, reasoning
+/// and text of consecutive items merge into it.
+fn prev_assistant(messages: &mut [Value]) -> Option<&mut Value> {
+    messages
+        .last_mut()
+        .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
+}
+
+/// A `function_call` or `custom_tool_call` item as a chat tool call.
+fn tool_call(item: &Value, kind: &str) -> Value {
+    let name = item.get("name").and_then(Value::as_str).unwrap_or("");
+    let name = match item.get("namespace").and_then(Value::as_str) {
+        Some(ns) if !ns.is_empty() => format!("{ns}__{name}"),
+        _ => name.to_string(),
+    };
+    let arguments = if kind == "function_call" {
+        item.get("arguments").cloned().unwrap_or(json!(""))
+    } else {
+        // `encode_custom_tool_input`: `json.dumps({"input": payload}, ensure_ascii=False)`.
+        let payload = item.get("input").and_then(Value::as_str).unwrap_or("");
+        Value::String(format!(
+            "{{\"input\": {}}}",
+            super::tokens::py_json_dumps(&json!(payload), false)
+        ))
+    };
+    json!({
+        "id": item.get("call_id").cloned().unwrap_or(Value::Null),
+        "function": {"name": name, "arguments": arguments},
+        "type": "function",
+    })
+}
+
+/// Consecutive calls join one assistant message's `tool_calls`.
+fn push_tool_call(messages: &mut Vec<Value>, call: Value) {
+    match prev_assistant(messages) {
+        Some(prev) => match prev.get_mut("tool_calls").and_then(Value::as_array_mut) {
+            Some(calls) => calls.push(call),
+            None => prev["tool_calls"] = json!([call]),
+        },
+        None => messages.push(json!({"role": "assistant", "tool_calls": [call]})),
+    }
+}
+
+/// Encrypted reasoning cannot be replayed; the text is the first content
+/// part, else the first summary part.
+fn push_reasoning(messages: &mut Vec<Value>, item: &Value) -> Result<(), ApiError> {
+    if truthy(item.get("encrypted_content")) {
+        return Err(vllm_error("Encrypted content is not supported.", "input"));
+    }
+    let text = first_text(item.get("content").filter(|c| truthy(Some(c))))
+        .or_else(|| first_text(item.get("summary")))
+        .unwrap_or_default();
+    match prev_assistant(messages) {
+        Some(prev) if prev.get("reasoning").is_none() => prev["reasoning"] = Value::String(text),
+        _ => messages.push(json!({"role": "assistant", "reasoning": text})),
+    }
+    Ok(())
+}
+
+/// Text joins the previous assistant message unless that one has content.
+fn push_assistant_text(messages: &mut Vec<Value>, item: &Value) {
+    let text = match item.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        other => first_text(other).unwrap_or_default(),
+    };
+    match prev_assistant(messages) {
+        Some(prev) if prev.get("content").is_none_or(Value::is_null) => {
+            prev["content"] = Value::String(text)
+        }
+        _ => messages.push(json!({"role": "assistant", "content": text})),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -525,23 +562,48 @@ fn check_context(cfg: &MockConfig, prompt: u32, requested: Option<i64>) -> Resul
     Ok(budget as u32)
 }
 
+/// Steps 1-7 of the module docs, then the scenario: everything that can
+/// refuse the request happens before a response starts.
 fn plan(st: &AppState, body: Value) -> Result<Planned, ApiError> {
     let cfg = &st.cfg;
     let (req, ignored) = parse_request(body)?;
     st.stats.record_ignored(&ignored);
     validate::check_model(cfg, &req.body)?;
-    let store = bool_field(&req.body, "store", true);
+    check_store_off(&req.body)?;
+    let messages = input_messages(&req.body)?;
+    let prompt_tokens = render_prompt(cfg, &req, &messages)?;
+    let budget = check_context(cfg, prompt_tokens, req.max_output_tokens)?;
+    let script = scenario::build_script(&scenario_input(cfg, &req, &messages));
+    check_injected_errors(st, &script)?;
+    let mut generation = generate::apply(&script, budget, &req.stop);
+    contiguous_tool_calls(&mut generation.pieces);
+    let prefill = script
+        .prefill
+        .unwrap_or_else(|| cfg.prefill_for(prompt_tokens));
+    Ok(Planned {
+        req,
+        prompt_tokens,
+        budget,
+        script,
+        generation,
+        prefill,
+    })
+}
+
+/// Steps 3-4 of the module docs: the store is off, so nothing that needs
+/// it can be served.
+fn check_store_off(body: &Value) -> Result<(), ApiError> {
+    let store = bool_field(body, "store", true);
     // `_validate_create_responses_input`: the store is off (the default).
-    if store && truthy(req.body.get("background")) {
+    if store && truthy(body.get("background")) {
         return Err(invalid_request(
             StatusCode::BAD_REQUEST,
             "This vLLM engine does not support `store=True` and therefore does not support the background mode. To enable these features, set the environment variable `VLLM_ENABLE_RESPONSES_API_STORE=1` when launching the vLLM server.".to_string(),
             "background",
         ));
     }
-    if truthy(req.body.get("previous_input_messages"))
-        && req
-            .body
+    if truthy(body.get("previous_input_messages"))
+        && body
             .get("previous_response_id")
             .is_some_and(|v| !v.is_null())
     {
@@ -553,18 +615,29 @@ fn plan(st: &AppState, body: Value) -> Result<Planned, ApiError> {
         ));
     }
     // Nothing is ever stored, so every `previous_response_id` is unknown.
-    if let Some(id) = req.body.get("previous_response_id").and_then(Value::as_str) {
+    if let Some(id) = body.get("previous_response_id").and_then(Value::as_str) {
         return Err(not_found(id));
     }
-    let messages = input_messages(&req.body)?;
+    Ok(())
+}
+
+/// Step 5 of the module docs: the chat template over the messages and the
+/// function tools; returns the prompt's token count.
+fn render_prompt(
+    cfg: &MockConfig,
+    req: &ResponsesReq,
+    messages: &[Value],
+) -> Result<u32, ApiError> {
     let mut chat_body = json!({ "model": cfg.served_model_name, "messages": messages });
     if !req.chat_tools.is_empty() {
         chat_body["tools"] = Value::Array(req.chat_tools.clone());
     }
     validate::check_template(cfg, &chat_body)?;
-    let prompt_tokens = count_prompt_tokens(&chat_body);
-    let budget = check_context(cfg, prompt_tokens, req.max_output_tokens)?;
+    Ok(count_prompt_tokens(&chat_body))
+}
 
+/// What the scenario sees of the request, tool parsing included.
+fn scenario_input(cfg: &MockConfig, req: &ResponsesReq, messages: &[Value]) -> ScenarioInput {
     let roles = messages
         .iter()
         .map(|m| m["role"].as_str().unwrap_or("").to_string())
@@ -582,38 +655,30 @@ fn plan(st: &AppState, body: Value) -> Result<Planned, ApiError> {
         ),
         _ => (cfg.tool_parser, None),
     };
-    let input = ScenarioInput {
-        last: scenario::last_turn_openai(&messages),
+    ScenarioInput {
+        last: scenario::last_turn_openai(messages),
         tool_names: req.tool_names.clone(),
         tools_parsed,
         forced_tool,
         roles,
-    };
-    let script = scenario::build_script(&input);
+    }
+}
+
+/// HTTP errors the test asked for: `fail_next`, then the script's own.
+fn check_injected_errors(st: &AppState, script: &Script) -> Result<(), ApiError> {
+    let release = st.cfg.vllm_release;
     if let Some(code) = st.stats.take_fail_next() {
-        return Err(ApiError::injected(code, cfg.vllm_release));
+        return Err(ApiError::injected(code, release));
     }
     if let Some(code) = script.http_error {
-        return Err(ApiError::injected(code, cfg.vllm_release));
+        return Err(ApiError::injected(code, release));
     }
     if let Some(code) = script.http_error_once {
         if st.stats.first_error_once() {
-            return Err(ApiError::injected(code, cfg.vllm_release));
+            return Err(ApiError::injected(code, release));
         }
     }
-    let mut generation = generate::apply(&script, budget, &req.stop);
-    contiguous_tool_calls(&mut generation.pieces);
-    let prefill = script
-        .prefill
-        .unwrap_or_else(|| cfg.prefill_for(prompt_tokens));
-    Ok(Planned {
-        req,
-        prompt_tokens,
-        budget,
-        script,
-        generation,
-        prefill,
-    })
+    Ok(())
 }
 
 /// vLLM's tool parsers finish one call before they start the next, and
@@ -697,101 +762,35 @@ fn echo_tool(t: &Value) -> J {
 /// (`temperature`/`top_p` 1.0, penalties 0.0).
 fn response_obj(ctx: &RespCtx, output: Vec<J>, status: &str, usage: Option<J>) -> Obj {
     let b = &ctx.body;
-    let incomplete = if status == "incomplete" {
-        J::from(Obj::default().f("reason", v("max_output_tokens")))
-    } else {
-        null()
-    };
-    let tools: Vec<J> = b
-        .get("tools")
-        .and_then(Value::as_array)
-        .map(|ts| ts.iter().map(echo_tool).collect())
-        .unwrap_or_default();
-    let include_logprobs = b
-        .get("include")
-        .and_then(Value::as_array)
-        .is_some_and(|a| a.iter().any(|x| x == "message.output_text.logprobs"));
-    let top_logprobs = if include_logprobs {
-        v(validate::lax_int(b.get("top_logprobs")).unwrap_or(0))
-    } else {
-        null()
-    };
-    let cache_options = match b.get("prompt_cache_options").filter(|o| o.is_object()) {
-        Some(o) => J::from(
-            Obj::default()
-                .f(
-                    "mode",
-                    v(o.get("mode").cloned().unwrap_or(json!("implicit"))),
-                )
-                .f("ttl", v(o.get("ttl").cloned().unwrap_or(json!("30m"))))
-                .f(
-                    "comparison_response_id",
-                    v(o.get("comparison_response_id")
-                        .cloned()
-                        .unwrap_or(Value::Null)),
-                ),
-        ),
-        None => null(),
-    };
-    let retention = match b.get("prompt_cache_retention") {
-        Some(r) if r == "in-memory" => v("in_memory"),
-        _ => echo(b, "prompt_cache_retention"),
-    };
-    let reasoning = match b.get("reasoning").filter(|r| r.is_object()) {
-        Some(r) => J::from(
-            Obj::default()
-                .f("effort", echo(r, "effort"))
-                .f("generate_summary", echo(r, "generate_summary"))
-                .f("summary", echo(r, "summary")),
-        ),
-        None => null(),
-    };
-    let text = match b.get("text").filter(|t| t.is_object()) {
-        Some(t) => J::from(
-            Obj::default()
-                .f("format", echo(t, "format"))
-                .f("verbosity", echo(t, "verbosity")),
-        ),
-        None => null(),
-    };
     Obj::default()
         .f("id", v(ctx.id.clone()))
         .f("created_at", v(ctx.created_at))
-        .f("incomplete_details", incomplete)
+        .f("incomplete_details", incomplete_details(status))
         .f("instructions", echo(b, "instructions"))
         .f("metadata", echo(b, "metadata"))
         .f("model", v(ctx.model.clone()))
         .f("object", v("response"))
         .f("output", J::A(output))
-        .f(
-            "parallel_tool_calls",
-            v(bool_field(b, "parallel_tool_calls", true)),
-        )
+        .f("parallel_tool_calls", flag(b, "parallel_tool_calls", true))
         .f("temperature", float_or(b, "temperature", 1.0))
         .f("tool_choice", v(ctx.tool_choice.clone()))
-        .f("tools", J::A(tools))
+        .f("tools", echo_tools(b))
         .f("top_p", float_or(b, "top_p", 1.0))
-        .f("background", v(bool_field(b, "background", false)))
+        .f("background", flag(b, "background", false))
         .f("max_output_tokens", v(ctx.budget))
         .f("max_tool_calls", echo(b, "max_tool_calls"))
         .f("previous_response_id", echo(b, "previous_response_id"))
         .f("prompt", null())
-        .f("prompt_cache_options", cache_options)
+        .f("prompt_cache_options", prompt_cache_options(b))
         .f("prompt_cache_key", echo(b, "prompt_cache_key"))
-        .f("prompt_cache_retention", retention)
-        .f("reasoning", reasoning)
+        .f("prompt_cache_retention", prompt_cache_retention(b))
+        .f("reasoning", reasoning_param(b))
         .f("safety_identifier", echo(b, "safety_identifier"))
-        .f(
-            "service_tier",
-            v(b.get("service_tier").cloned().unwrap_or(json!("auto"))),
-        )
+        .f("service_tier", echo_or(b, "service_tier", "auto"))
         .f("status", v(status))
-        .f("text", text)
-        .f("top_logprobs", top_logprobs)
-        .f(
-            "truncation",
-            v(b.get("truncation").cloned().unwrap_or(json!("disabled"))),
-        )
+        .f("text", text_param(b))
+        .f("top_logprobs", top_logprobs(b))
+        .f("truncation", echo_or(b, "truncation", "disabled"))
         .f("usage", usage.unwrap_or_else(null))
         .f("user", echo(b, "user"))
         // `metrics` is excluded while None (`exclude_if`).
@@ -801,6 +800,91 @@ fn response_obj(ctx: &RespCtx, output: Vec<J>, status: &str, usage: Option<J>) -
         .f("ec_transfer_params", null())
         .f("input_messages", null())
         .f("output_messages", null())
+}
+
+/// A request field as given, else the default vLLM reports.
+fn echo_or(body: &Value, key: &str, default: &str) -> J {
+    v(body.get(key).cloned().unwrap_or_else(|| json!(default)))
+}
+
+/// A boolean field read as laxly as pydantic does.
+fn flag(body: &Value, key: &str, default: bool) -> J {
+    v(bool_field(body, key, default))
+}
+
+fn incomplete_details(status: &str) -> J {
+    if status == "incomplete" {
+        J::from(Obj::default().f("reason", v("max_output_tokens")))
+    } else {
+        null()
+    }
+}
+
+fn echo_tools(body: &Value) -> J {
+    let tools: Vec<J> = body
+        .get("tools")
+        .and_then(Value::as_array)
+        .map(|ts| ts.iter().map(echo_tool).collect())
+        .unwrap_or_default();
+    J::A(tools)
+}
+
+/// `top_logprobs` is reported only when logprobs were asked for, `0` if
+/// the request gave no number.
+fn top_logprobs(body: &Value) -> J {
+    let include_logprobs = body
+        .get("include")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|x| x == "message.output_text.logprobs"));
+    if include_logprobs {
+        v(validate::lax_int(body.get("top_logprobs")).unwrap_or(0))
+    } else {
+        null()
+    }
+}
+
+/// The request's cache options, with the defaults (`implicit`, `30m`) filled in.
+fn prompt_cache_options(body: &Value) -> J {
+    match body.get("prompt_cache_options").filter(|o| o.is_object()) {
+        Some(o) => J::from(
+            Obj::default()
+                .f("mode", echo_or(o, "mode", "implicit"))
+                .f("ttl", echo_or(o, "ttl", "30m"))
+                .f("comparison_response_id", echo(o, "comparison_response_id")),
+        ),
+        None => null(),
+    }
+}
+
+/// `"in-memory"` is accepted and reported as `"in_memory"`.
+fn prompt_cache_retention(body: &Value) -> J {
+    match body.get("prompt_cache_retention") {
+        Some(r) if r == "in-memory" => v("in_memory"),
+        _ => echo(body, "prompt_cache_retention"),
+    }
+}
+
+fn reasoning_param(body: &Value) -> J {
+    match body.get("reasoning").filter(|r| r.is_object()) {
+        Some(r) => J::from(
+            Obj::default()
+                .f("effort", echo(r, "effort"))
+                .f("generate_summary", echo(r, "generate_summary"))
+                .f("summary", echo(r, "summary")),
+        ),
+        None => null(),
+    }
+}
+
+fn text_param(body: &Value) -> J {
+    match body.get("text").filter(|t| t.is_object()) {
+        Some(t) => J::from(
+            Obj::default()
+                .f("format", echo(t, "format"))
+                .f("verbosity", echo(t, "verbosity")),
+        ),
+        None => null(),
+    }
 }
 
 /// `ResponseUsage` as `responses_full_generator` fills it for a
@@ -853,6 +937,13 @@ fn output_text(text: &str, logprobs: J) -> Obj {
         .f("logprobs", logprobs)
 }
 
+/// `Content` of a `ResponseReasoningItem` (also the streamed part).
+fn reasoning_text(text: &str) -> Obj {
+    Obj::default()
+        .f("text", v(text))
+        .f("type", v("reasoning_text"))
+}
+
 /// `ResponseOutputMessage`.
 fn message_item(id: &str, content: Vec<J>, status: &str) -> Obj {
     Obj::default()
@@ -867,10 +958,7 @@ fn message_item(id: &str, content: Vec<J>, status: &str) -> Obj {
 /// `ResponseReasoningItem`.
 fn reasoning_item(id: &str, text: Option<&str>, status: J) -> Obj {
     let content = match text {
-        Some(t) => J::A(vec![Obj::default()
-            .f("text", v(t))
-            .f("type", v("reasoning_text"))
-            .into()]),
+        Some(t) => J::A(vec![reasoning_text(t).into()]),
         None => null(),
     };
     Obj::default()
@@ -995,183 +1083,168 @@ impl Processor {
         self.current = target;
         self.text.clear();
         match target {
-            Current::Content => {
-                self.item_id = format!("msg_{}", random_hex());
-                let item = message_item(&self.item_id, Vec::new(), "in_progress");
-                let e = self.event(
-                    "response.output_item.added",
-                    Obj::default().f("item", item).f("output_index", self.oi()),
-                    Obj::default(),
-                );
-                out.push_str(&e);
-                let e = self.event(
-                    "response.content_part.added",
-                    Obj::default()
-                        .f("content_index", v(0))
-                        .f("item_id", v(self.item_id.clone()))
-                        .f("output_index", self.oi())
-                        .f("part", output_text("", empty())),
-                    Obj::default(),
-                );
-                out.push_str(&e);
-            }
-            Current::Reasoning => {
-                self.item_id = format!("rs_{}", random_hex());
-                let item = reasoning_item(&self.item_id, None, v("in_progress"));
-                let e = self.event(
-                    "response.output_item.added",
-                    Obj::default().f("item", item).f("output_index", self.oi()),
-                    Obj::default(),
-                );
-                out.push_str(&e);
-                let e = self.event(
-                    "response.content_part.added",
-                    Obj::default()
-                        .f("content_index", v(0))
-                        .f("item_id", v(self.item_id.clone()))
-                        .f("output_index", self.oi())
-                        .f(
-                            "part",
-                            Obj::default()
-                                .f("text", v(""))
-                                .f("type", v("reasoning_text")),
-                        ),
-                    Obj::default(),
-                );
-                out.push_str(&e);
-            }
-            Current::ToolCall => {
-                let (index, id, name) = match piece {
-                    Piece::ToolHeader { index, id, name } => (*index, id.clone(), name.clone()),
-                    Piece::ToolArgs { index, .. } => (
-                        *index,
-                        format!("chatcmpl-tool-{}", random_hex()),
-                        String::new(),
-                    ),
-                    _ => (0, String::new(), String::new()),
-                };
-                self.item_id = format!("fc_{}", random_hex());
-                self.call_id = id;
-                self.call_name = name;
-                self.call_index = Some(index);
-                let item = function_call_item(
-                    &self.item_id,
-                    &self.call_id,
-                    &self.call_name,
-                    "",
-                    "in_progress",
-                );
-                let e = self.event(
-                    "response.output_item.added",
-                    Obj::default().f("item", item).f("output_index", self.oi()),
-                    Obj::default(),
-                );
-                out.push_str(&e);
-            }
+            Current::Content => self.open_message(out),
+            Current::Reasoning => self.open_reasoning(out),
+            Current::ToolCall => self.open_function_call(piece, out),
             Current::None => {}
         }
     }
 
+    fn open_message(&mut self, out: &mut String) {
+        self.item_id = format!("msg_{}", random_hex());
+        let item = message_item(&self.item_id, Vec::new(), "in_progress");
+        self.item_event("response.output_item.added", item, out);
+        self.part_event("response.content_part.added", output_text("", empty()), out);
+    }
+
+    fn open_reasoning(&mut self, out: &mut String) {
+        self.item_id = format!("rs_{}", random_hex());
+        let item = reasoning_item(&self.item_id, None, v("in_progress"));
+        self.item_event("response.output_item.added", item, out);
+        self.part_event("response.content_part.added", reasoning_text(""), out);
+    }
+
+    /// A call opened by its arguments alone (no header seen) gets a fresh
+    /// id and no name.
+    fn open_function_call(&mut self, piece: &Piece, out: &mut String) {
+        let (index, id, name) = match piece {
+            Piece::ToolHeader { index, id, name } => (*index, id.clone(), name.clone()),
+            Piece::ToolArgs { index, .. } => (
+                *index,
+                format!("chatcmpl-tool-{}", random_hex()),
+                String::new(),
+            ),
+            _ => (0, String::new(), String::new()),
+        };
+        self.item_id = format!("fc_{}", random_hex());
+        self.call_id = id;
+        self.call_name = name;
+        self.call_index = Some(index);
+        let item = function_call_item(
+            &self.item_id,
+            &self.call_id,
+            &self.call_name,
+            "",
+            "in_progress",
+        );
+        self.item_event("response.output_item.added", item, out);
+    }
+
+    /// `response.output_item.added` / `.done`.
+    fn item_event(&mut self, kind: &'static str, item: Obj, out: &mut String) {
+        let e = self.event(
+            kind,
+            Obj::default().f("item", item).f("output_index", self.oi()),
+            Obj::default(),
+        );
+        out.push_str(&e);
+    }
+
+    /// `response.content_part.added` / `.done` of the current item.
+    fn part_event(&mut self, kind: &'static str, part: Obj, out: &mut String) {
+        let e = self.event(
+            kind,
+            Obj::default()
+                .f("content_index", v(0))
+                .f("item_id", v(self.item_id.clone()))
+                .f("output_index", self.oi())
+                .f("part", part),
+            Obj::default(),
+        );
+        out.push_str(&e);
+    }
+
     /// `emit_simple_*_done` (`close_current`).
     fn close(&mut self, status: &str, out: &mut String) {
-        let id = self.item_id.clone();
-        let text = self.text.clone();
         let item: Obj = match self.current {
             Current::None => return,
-            Current::Content => {
-                let e = self.event(
-                    "response.output_text.done",
-                    Obj::default()
-                        .f("content_index", v(0))
-                        .f("item_id", v(id.clone()))
-                        .f("logprobs", empty())
-                        .f("output_index", self.oi()),
-                    Obj::default().f("text", v(text.clone())),
-                );
-                out.push_str(&e);
-                let part = output_text(&text, null());
-                let e = self.event(
-                    "response.content_part.done",
-                    Obj::default()
-                        .f("content_index", v(0))
-                        .f("item_id", v(id.clone()))
-                        .f("output_index", self.oi())
-                        .f("part", part.clone()),
-                    Obj::default(),
-                );
-                out.push_str(&e);
-                let content = if text.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![part.into()]
-                };
-                message_item(&id, content, status)
-            }
-            Current::Reasoning => {
-                let e = self.event(
-                    "response.reasoning_text.done",
-                    Obj::default()
-                        .f("content_index", v(0))
-                        .f("item_id", v(id.clone()))
-                        .f("output_index", self.oi()),
-                    Obj::default().f("text", v(text.clone())),
-                );
-                out.push_str(&e);
-                let e = self.event(
-                    "response.content_part.done",
-                    Obj::default()
-                        .f("content_index", v(0))
-                        .f("item_id", v(id.clone()))
-                        .f("output_index", self.oi())
-                        .f(
-                            "part",
-                            Obj::default()
-                                .f("text", v(text.clone()))
-                                .f("type", v("reasoning_text")),
-                        ),
-                    Obj::default(),
-                );
-                out.push_str(&e);
-                reasoning_item(&id, Some(&text), v(status))
-            }
-            Current::ToolCall => {
-                let e = self.event(
-                    "response.function_call_arguments.done",
-                    Obj::default()
-                        .f("arguments", v(text.clone()))
-                        .f("item_id", v(id.clone()))
-                        .f("name", v(self.call_name.clone()))
-                        .f("output_index", self.oi()),
-                    Obj::default(),
-                );
-                out.push_str(&e);
-                function_call_item(&id, &self.call_id, &self.call_name, &text, status)
-            }
+            Current::Content => self.close_message(status, out),
+            Current::Reasoning => self.close_reasoning(status, out),
+            Current::ToolCall => self.close_function_call(status, out),
         };
+        self.item_event("response.output_item.done", item.clone(), out);
+        self.items.push(item.into());
+        self.output_index += 1;
+        self.current = Current::None;
+    }
+
+    /// An empty message item is done with no content part.
+    fn close_message(&mut self, status: &str, out: &mut String) -> Obj {
+        let id = self.item_id.clone();
+        let text = self.text.clone();
         let e = self.event(
-            "response.output_item.done",
+            "response.output_text.done",
             Obj::default()
-                .f("item", item.clone())
+                .f("content_index", v(0))
+                .f("item_id", v(id.clone()))
+                .f("logprobs", empty())
+                .f("output_index", self.oi()),
+            Obj::default().f("text", v(text.clone())),
+        );
+        out.push_str(&e);
+        let part = output_text(&text, null());
+        self.part_event("response.content_part.done", part.clone(), out);
+        let content = if text.is_empty() {
+            Vec::new()
+        } else {
+            vec![part.into()]
+        };
+        message_item(&id, content, status)
+    }
+
+    fn close_reasoning(&mut self, status: &str, out: &mut String) -> Obj {
+        let id = self.item_id.clone();
+        let text = self.text.clone();
+        let e = self.event(
+            "response.reasoning_text.done",
+            Obj::default()
+                .f("content_index", v(0))
+                .f("item_id", v(id.clone()))
+                .f("output_index", self.oi()),
+            Obj::default().f("text", v(text.clone())),
+        );
+        out.push_str(&e);
+        self.part_event("response.content_part.done", reasoning_text(&text), out);
+        reasoning_item(&id, Some(&text), v(status))
+    }
+
+    fn close_function_call(&mut self, status: &str, out: &mut String) -> Obj {
+        let e = self.event(
+            "response.function_call_arguments.done",
+            Obj::default()
+                .f("arguments", v(self.text.clone()))
+                .f("item_id", v(self.item_id.clone()))
+                .f("name", v(self.call_name.clone()))
                 .f("output_index", self.oi()),
             Obj::default(),
         );
         out.push_str(&e);
-        self.items.push(item.into());
-        self.output_index += 1;
-        self.current = Current::None;
+        function_call_item(
+            &self.item_id,
+            &self.call_id,
+            &self.call_name,
+            &self.text,
+            status,
+        )
     }
 
     /// One engine output: `resolve_target_state`, `needs_transition`,
     /// `emit_delta`.  Returns the SSE frames it produced.
     fn feed(&mut self, piece: &Piece) -> String {
         let mut out = String::new();
-        let target = match piece {
-            Piece::ToolHeader { .. } | Piece::ToolArgs { .. } => Current::ToolCall,
-            Piece::Reasoning(_) => Current::Reasoning,
-            // `if delta_message.content:` -- empty text is no state.
-            Piece::Content(s) if !s.is_empty() => Current::Content,
-            Piece::Content(_) => return out,
+        let Some(target) = target_state(piece) else {
+            return out;
         };
+        if self.needs_transition(target, piece) {
+            self.close("completed", &mut out);
+            self.open(target, piece, &mut out);
+        }
+        self.emit_delta(piece, &mut out);
+        out
+    }
+
+    /// A change of item kind, or a tool call with another index.
+    fn needs_transition(&self, target: Current, piece: &Piece) -> bool {
         let index = match piece {
             Piece::ToolHeader { index, .. } | Piece::ToolArgs { index, .. } => Some(*index),
             _ => None,
@@ -1180,14 +1253,15 @@ impl Processor {
             && index.is_some()
             && self.call_index.is_some()
             && index != self.call_index;
-        if self.current != target || switch_tool {
-            self.close("completed", &mut out);
-            self.open(target, piece, &mut out);
-        }
-        match piece {
+        self.current != target || switch_tool
+    }
+
+    /// The piece's text joins the current item and goes out as a delta event.
+    fn emit_delta(&mut self, piece: &Piece, out: &mut String) {
+        let e = match piece {
             Piece::Content(s) => {
                 self.text.push_str(s);
-                let e = self.event(
+                self.event(
                     "response.output_text.delta",
                     Obj::default()
                         .f("content_index", v(0))
@@ -1196,12 +1270,11 @@ impl Processor {
                         .f("logprobs", empty())
                         .f("output_index", self.oi()),
                     Obj::default(),
-                );
-                out.push_str(&e);
+                )
             }
             Piece::Reasoning(s) => {
                 self.text.push_str(s);
-                let e = self.event(
+                self.event(
                     "response.reasoning_text.delta",
                     Obj::default()
                         .f("content_index", v(0))
@@ -1209,27 +1282,36 @@ impl Processor {
                         .f("item_id", v(self.item_id.clone()))
                         .f("output_index", self.oi()),
                     Obj::default(),
-                );
-                out.push_str(&e);
+                )
             }
             // The header carries no arguments: no delta event.
-            Piece::ToolHeader { .. } => {}
+            Piece::ToolHeader { .. } => return,
+            Piece::ToolArgs { args, .. } if args.is_empty() => return,
             Piece::ToolArgs { args, .. } => {
-                if !args.is_empty() {
-                    self.text.push_str(args);
-                    let e = self.event(
-                        "response.function_call_arguments.delta",
-                        Obj::default()
-                            .f("delta", v(args.clone()))
-                            .f("item_id", v(self.item_id.clone()))
-                            .f("output_index", self.oi()),
-                        Obj::default(),
-                    );
-                    out.push_str(&e);
-                }
+                self.text.push_str(args);
+                self.event(
+                    "response.function_call_arguments.delta",
+                    Obj::default()
+                        .f("delta", v(args.clone()))
+                        .f("item_id", v(self.item_id.clone()))
+                        .f("output_index", self.oi()),
+                    Obj::default(),
+                )
             }
-        }
-        out
+        };
+        out.push_str(&e);
+    }
+}
+
+/// `resolve_target_state`: the kind of item a piece belongs to; `None` for
+/// a piece that is no state.
+fn target_state(piece: &Piece) -> Option<Current> {
+    match piece {
+        Piece::ToolHeader { .. } | Piece::ToolArgs { .. } => Some(Current::ToolCall),
+        Piece::Reasoning(_) => Some(Current::Reasoning),
+        // `if delta_message.content:` -- empty text is no state.
+        Piece::Content(s) if !s.is_empty() => Some(Current::Content),
+        Piece::Content(_) => None,
     }
 }
 
@@ -1323,50 +1405,40 @@ pub(crate) async fn create(
             return e.into_openai_response(st.cfg.vllm_release);
         }
     };
+    let Planned {
+        req,
+        prompt_tokens,
+        budget,
+        script,
+        generation,
+        prefill,
+    } = planned;
     let ctx = RespCtx {
         // `ResponsesRequest.request_id` default: `resp_{random_uuid()}`.
         id: format!("resp_{}", random_hex()),
         created_at: unix_now(),
         model: st.cfg.served_model_name.clone(),
-        tool_choice: planned.req.tool_choice.clone(),
-        budget: planned.budget,
-        prompt_tokens: planned.prompt_tokens,
-        usage_null: planned.script.usage_null,
-        body: planned.req.body,
+        tool_choice: req.tool_choice,
+        budget,
+        prompt_tokens,
+        usage_null: script.usage_null,
+        body: req.body,
     };
-    if planned.req.stream {
-        let stream = responses_stream(
-            ctx,
-            planned.generation,
-            planned.prefill,
-            planned.script.pace,
-            guard,
-        );
+    if req.stream {
+        let stream = responses_stream(ctx, generation, prefill, script.pace, guard);
         return sse_response(Body::from_stream(stream));
     }
-    if !planned.prefill.is_zero() {
-        tokio::time::sleep(planned.prefill).await;
+    if !prefill.is_zero() {
+        tokio::time::sleep(prefill).await;
     }
-    let Some(finish) = planned.generation.finish.as_ref() else {
-        // `die` without streaming: headers, a partial body, then the cut.
-        guard.abort();
-        let partial = format!("{{\"id\":\"{}\",\"created_at\":{}", ctx.id, ctx.created_at);
-        let stream = futures::stream::iter(vec![
-            Ok(Bytes::from(partial)),
-            Err(io::Error::other("mock vLLM: simulated engine crash")),
-        ])
-        .then(|item| async move {
-            if item.is_err() {
-                tokio::time::sleep(CRASH_FLUSH).await;
-            }
-            item
-        });
-        let mut resp = Response::new(Body::from_stream(stream));
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        return resp;
+    full_response(&ctx, &generation, guard)
+}
+
+/// `responses_full_generator`: the whole `ResponsesResponse` as one JSON
+/// body, once the engine is done.
+fn full_response(ctx: &RespCtx, generation: &Generation, mut guard: ResponseGuard) -> Response {
+    let Some(finish) = generation.finish.as_ref() else {
+        return crashed_response(ctx, guard);
     };
     // `responses_full_generator`: "incomplete" when the budget ran out.
     let status = if finish.reason == "length" {
@@ -1374,14 +1446,36 @@ pub(crate) async fn create(
     } else {
         "completed"
     };
-    let output = output_items(&planned.generation, status);
-    let usage = usage_obj(&ctx, &planned.generation);
-    let body = response_obj(&ctx, output, status, usage);
+    let output = output_items(generation, status);
+    let usage = usage_obj(ctx, generation);
+    let body = response_obj(ctx, output, status, usage);
     guard.complete();
     json_response(
         StatusCode::OK,
         serde_json::to_vec(&body).unwrap_or_default(),
     )
+}
+
+/// `die` without streaming: headers, a partial body, then the cut.
+fn crashed_response(ctx: &RespCtx, mut guard: ResponseGuard) -> Response {
+    guard.abort();
+    let partial = format!("{{\"id\":\"{}\",\"created_at\":{}", ctx.id, ctx.created_at);
+    let stream = futures::stream::iter(vec![
+        Ok(Bytes::from(partial)),
+        Err(io::Error::other("mock vLLM: simulated engine crash")),
+    ])
+    .then(|item| async move {
+        if item.is_err() {
+            tokio::time::sleep(CRASH_FLUSH).await;
+        }
+        item
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 /// `GET /v1/responses/{response_id}` (`retrieve_responses`): with the store
