@@ -141,32 +141,57 @@ pub async fn messages(
     estimate: u64,
     log: &mut AccessLog,
 ) -> Result<Forwarded, ApiError> {
-    let session = session_id(headers, &req);
-    let session_hash = session.as_deref().map(balance::session_hash);
-    log.session_id = session;
-    log.stream = req.stream;
-    if rt.settings.log_content {
-        log.content = Some(redacted_content(
-            &serde_json::to_value(&req.messages).unwrap_or_default(),
-        ));
-    }
-    let point = session_hash.unwrap_or_else(rand_u64);
-    let plan = route.plan(&facts(&req, headers, estimate), point);
+    let content = || serde_json::to_value(&req.messages).unwrap_or_default();
+    let session = note(log, rt, session_id(headers, &req), req.stream, content);
+    let plan = route.plan(
+        &facts(&req, headers, estimate),
+        session.unwrap_or_else(rand_u64),
+    );
     log.rule = plan.rule.map(str::to_owned);
-    let life = Life {
-        app,
-        rt,
-        route,
-        headers,
-        session: session_hash,
-        estimate,
-        deadline: log.started + Duration::from_millis(route.timeouts.first_token_ms),
-    };
+    let life = Life::new(app, rt, route, headers, session, estimate, log.started);
     life.run(plan.backends, Payload::Messages(Box::new(req)), log)
         .await
 }
 
-impl Life<'_> {
+/// Notes in the access line what is known before sending (session, stream, content when
+/// logged); returns the session's hash for affinity.
+fn note(
+    log: &mut AccessLog,
+    rt: &Runtime,
+    session: Option<String>,
+    stream: bool,
+    content: impl FnOnce() -> Value,
+) -> Option<u64> {
+    let hash = session.as_deref().map(balance::session_hash);
+    log.session_id = session;
+    log.stream = stream;
+    if rt.settings.log_content {
+        log.content = Some(redacted_content(&content()));
+    }
+    hash
+}
+
+impl<'a> Life<'a> {
+    fn new(
+        app: &'a Arc<AppState>,
+        rt: &'a Arc<Runtime>,
+        route: &'a CompiledRoute,
+        headers: &'a HeaderMap,
+        session: Option<u64>,
+        estimate: u64,
+        started: Instant,
+    ) -> Self {
+        Life {
+            app,
+            rt,
+            route,
+            headers,
+            session,
+            estimate,
+            deadline: started + Duration::from_millis(route.timeouts.first_token_ms),
+        }
+    }
+
     /// Tries the plan's backends in order (healthy first) until one answers.
     async fn run(
         &self,

@@ -11,12 +11,11 @@
 //! line and the token limits.
 
 use super::relay::{self, StreamGuard, Timers};
-use super::{client_auth_headers, rand_u64, Attempt, AttemptError, Forwarded, Life, Payload};
+use super::{client_auth_headers, note, rand_u64, Attempt, AttemptError, Forwarded, Life, Payload};
 use crate::config::Runtime;
 use crate::error::ApiError;
-use crate::observe::access_log::{redacted_content, AccessLog};
+use crate::observe::access_log::AccessLog;
 use crate::protocol::anthropic::Usage;
-use crate::routing::balance;
 use crate::routing::route::{CompiledRoute, RequestFacts};
 use crate::state::AppState;
 use crate::upstream::{self, Item, RawEvent, UpstreamError, UpstreamStream};
@@ -28,7 +27,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The session of a Responses client: Codex's `session-id` header, else the conversation's
 /// `prompt_cache_key` (Codex's thread id) or `user`.
@@ -42,6 +41,21 @@ fn session_of(headers: &HeaderMap, body: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// What the route's rules can see of a Responses request.
+fn facts<'a>(headers: &'a HeaderMap, body: &'a Value, estimate: u64) -> RequestFacts<'a> {
+    RequestFacts {
+        model: body["model"].as_str().unwrap_or_default(),
+        thinking: body.get("reasoning").is_some_and(|r| !r.is_null()),
+        input_tokens: estimate,
+        tools: body["tools"].as_array().is_some_and(|t| !t.is_empty()),
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
+            .collect(),
+        ..Default::default()
+    }
+}
+
 /// Forwards an admitted Responses request (`body` is the client's JSON, `model` in it).
 pub async fn responses(
     app: &Arc<AppState>,
@@ -52,38 +66,18 @@ pub async fn responses(
     body_len: usize,
     log: &mut AccessLog,
 ) -> Result<Forwarded, ApiError> {
-    let session = session_of(headers, &body);
-    let session_hash = session.as_deref().map(balance::session_hash);
-    log.session_id = session;
-    log.stream = body["stream"].as_bool().unwrap_or(false);
-    if rt.settings.log_content {
-        log.content = Some(redacted_content(&body["input"]));
-    }
+    let stream = body["stream"].as_bool().unwrap_or(false);
+    let content = || body["input"].clone();
+    let session = note(log, rt, session_of(headers, &body), stream, content);
     // Bytes / 4: only the routing rules on input tokens read it; no clamp applies here.
     let estimate = (body_len / 4) as u64;
-    let facts = RequestFacts {
-        model: body["model"].as_str().unwrap_or_default(),
-        thinking: body.get("reasoning").is_some_and(|r| !r.is_null()),
-        input_tokens: estimate,
-        tools: body["tools"].as_array().is_some_and(|t| !t.is_empty()),
-        headers: headers
-            .iter()
-            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
-            .collect(),
-        ..Default::default()
-    };
-    let plan = route.plan(&facts, session_hash.unwrap_or_else(rand_u64));
+    let plan = route.plan(
+        &facts(headers, &body, estimate),
+        session.unwrap_or_else(rand_u64),
+    );
     log.rule = plan.rule.map(str::to_owned);
     let backends = plan.backends;
-    let life = Life {
-        app,
-        rt,
-        route,
-        headers,
-        session: session_hash,
-        estimate,
-        deadline: log.started + Duration::from_millis(route.timeouts.first_token_ms),
-    };
+    let life = Life::new(app, rt, route, headers, session, estimate, log.started);
     life.run(backends, Payload::Responses(body), log).await
 }
 
