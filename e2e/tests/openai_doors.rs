@@ -19,7 +19,7 @@ async fn mock() -> MockVllm {
 /// in `protocol`.
 fn start(m: &MockVllm, protocol: &str) -> (ProxyProcess, TempFile) {
     let cfg = TempFile::new(&format!(
-        "server:\n  commitAfterMs: 100\n\
+        "server:\n  commitAfterMs: 100\n  pingIntervalMs: 100\n\
          backends:\n  - name: vllm\n    baseUrl: {}\n    protocol: {protocol}\n\
          routes:\n  - name: local\n    models: ['gpt-local', 'claude-*']\n    backend: vllm\n\
          keys:\n  - name: dev\n    sha256: {}\n",
@@ -386,4 +386,32 @@ async fn a_forwarded_stream_cut_by_the_backend_ends_with_response_failed() {
         .collect();
     assert!(seq.windows(2).all(|w| w[0] < w[1]), "increasing: {seq:?}");
     assert_eq!(events.last().unwrap().1["response"]["model"], "gpt-local");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_prefill_is_kept_alive_with_sse_comments() {
+    let m = mock().await;
+    let (proxy, _cfg) = start(&m, "openai");
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            chat("[[mock:slow:700]] [[mock:text:2]]", true),
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "gpt-local", "stream": true, "input": "[[mock:slow:700]] [[mock:text:2]]"}),
+        ),
+    ] {
+        let (status, text) = post(&proxy, path, "sk-door", &body).await;
+        assert_eq!(status, 200, "{text}");
+        let ping = text
+            .find("\n\n: ping\n\n")
+            .expect("the silence as SSE comments");
+        let token = text.find("word0").expect("then the tokens");
+        assert!(ping < token, "{path}: {text}");
+        assert!(
+            !text.contains("event: ping"),
+            "{path}: no Anthropic event: {text}"
+        );
+    }
 }

@@ -181,6 +181,13 @@ fn write_events(
             writer.cut(out);
             return true;
         };
+        if ev.event == "ping" {
+            // Neither OpenAI protocol has a ping; an SSE comment keeps a long prefill's
+            // silence from idle timeouts on the way (ingress, load balancers), and every
+            // SSE client skips comments (WHATWG: lines starting with `:`).
+            out.extend_from_slice(b": ping\n\n");
+            continue;
+        }
         writer.event(ev.event, ev.data, out);
         if matches!(ev.event, "message_stop" | "error") {
             return true;
