@@ -165,25 +165,11 @@ pub(crate) async fn chat_completions(
         tokio::time::sleep(planned.prefill).await;
     }
     if planned.generation.finish.is_none() {
-        // `die` without streaming: headers, a partial body, then the cut.
         guard.abort();
-        let partial = format!("{{\"id\":\"{}\",\"object\":\"chat.completion\"", ctx.id);
-        let stream = futures::stream::iter(vec![
-            Ok(Bytes::from(partial)),
-            Err(io::Error::other("mock vLLM: simulated engine crash")),
-        ])
-        .then(|item| async move {
-            if item.is_err() {
-                tokio::time::sleep(CRASH_FLUSH).await;
-            }
-            item
-        });
-        let mut resp = Response::new(Body::from_stream(stream));
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        return resp;
+        return crashed_json_response(format!(
+            "{{\"id\":\"{}\",\"object\":\"chat.completion\"",
+            ctx.id
+        ));
     }
     let body = completion_json(&ctx, &planned.generation, planned.script.usage_null);
     guard.complete();
@@ -540,6 +526,27 @@ struct MessageOut {
 
 /// A JSON response from pre-serialised bytes (keeps struct field order,
 /// which a `serde_json::Value` would sort).
+/// `die` without streaming: the headers and `partial` (the start of a JSON answer), then
+/// the connection cut, as when the engine dies mid-request.
+pub(crate) fn crashed_json_response(partial: String) -> Response {
+    let stream = futures::stream::iter(vec![
+        Ok(Bytes::from(partial)),
+        Err(io::Error::other("mock vLLM: simulated engine crash")),
+    ])
+    .then(|item| async move {
+        if item.is_err() {
+            tokio::time::sleep(CRASH_FLUSH).await;
+        }
+        item
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
 pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;

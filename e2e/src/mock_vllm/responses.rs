@@ -65,15 +65,15 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::chat::{assemble, json_response, sse_response, CRASH_FLUSH};
+use super::chat::{assemble, crashed_json_response, json_response, sse_response, CRASH_FLUSH};
 use super::errors::ApiError;
 use super::generate::{self, Generation};
 use super::scenario::{self, Piece, ScenarioInput, Script};
@@ -1459,23 +1459,10 @@ fn full_response(ctx: &RespCtx, generation: &Generation, mut guard: ResponseGuar
 /// `die` without streaming: headers, a partial body, then the cut.
 fn crashed_response(ctx: &RespCtx, mut guard: ResponseGuard) -> Response {
     guard.abort();
-    let partial = format!("{{\"id\":\"{}\",\"created_at\":{}", ctx.id, ctx.created_at);
-    let stream = futures::stream::iter(vec![
-        Ok(Bytes::from(partial)),
-        Err(io::Error::other("mock vLLM: simulated engine crash")),
-    ])
-    .then(|item| async move {
-        if item.is_err() {
-            tokio::time::sleep(CRASH_FLUSH).await;
-        }
-        item
-    });
-    let mut resp = Response::new(Body::from_stream(stream));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
+    crashed_json_response(format!(
+        "{{\"id\":\"{}\",\"created_at\":{}",
+        ctx.id, ctx.created_at
+    ))
 }
 
 /// `GET /v1/responses/{response_id}` (`retrieve_responses`): with the store

@@ -43,7 +43,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -118,19 +118,7 @@ pub(crate) async fn messages(
     }
     if planned.generation.finish.is_none() {
         guard.abort();
-        let stream = futures::stream::iter(vec![
-            Ok(Bytes::from(format!(
-                "{{\"id\":\"{id}\",\"type\":\"message\""
-            ))),
-            Err(io::Error::other("mock vLLM: simulated engine crash")),
-        ])
-        .then(|item| async move {
-            if item.is_err() {
-                tokio::time::sleep(CRASH_FLUSH).await;
-            }
-            item
-        });
-        return json_stream_response(Body::from_stream(stream));
+        return chat::crashed_json_response(format!("{{\"id\":\"{id}\",\"type\":\"message\""));
     }
     let body = message_json(&id, &model, prompt_tokens, &planned.generation, release);
     guard.complete();
@@ -177,15 +165,6 @@ pub(crate) async fn count_tokens(
         ),
         Err(e) => e.into_anthropic_response(release),
     }
-}
-
-fn json_stream_response(body: Body) -> Response {
-    let mut resp = Response::new(body);
-    resp.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("application/json"),
-    );
-    resp
 }
 
 /// `(stop_reason, stop_sequence)` for a finish (`_to_anthropic_stop_reason`):
