@@ -48,19 +48,24 @@ impl ErrorKind {
     }
 
     /// The kind an Anthropic error `type` names (the proxy's own answers, read back at an
-    /// OpenAI front door); unknown types are `api_error`.
+    /// OpenAI front door); unknown types are `api_error`. `as_str` read backwards: where two
+    /// kinds share a type, the first listed is taken.
     pub fn from_anthropic(kind: &str) -> Self {
-        match kind {
-            "invalid_request_error" => ErrorKind::InvalidRequest,
-            "authentication_error" => ErrorKind::Authentication,
-            "permission_error" => ErrorKind::Permission,
-            "not_found_error" => ErrorKind::NotFound,
-            "request_too_large" => ErrorKind::RequestTooLarge,
-            "timeout_error" => ErrorKind::BodyTimeout,
-            "rate_limit_error" => ErrorKind::RateLimit,
-            "overloaded_error" => ErrorKind::Overloaded,
-            _ => ErrorKind::Api,
-        }
+        const ALL: [ErrorKind; 10] = [
+            ErrorKind::InvalidRequest,
+            ErrorKind::Authentication,
+            ErrorKind::Permission,
+            ErrorKind::NotFound,
+            ErrorKind::MethodNotAllowed,
+            ErrorKind::RequestTooLarge,
+            ErrorKind::BodyTimeout,
+            ErrorKind::RateLimit,
+            ErrorKind::Api,
+            ErrorKind::Overloaded,
+        ];
+        ALL.into_iter()
+            .find(|k| k.as_str() == kind)
+            .unwrap_or(ErrorKind::Api)
     }
 
     pub fn status(self) -> StatusCode {
@@ -202,5 +207,28 @@ impl IntoResponse for ApiError {
         let mut resp = (self.kind.status(), axum::Json(self.body())).into_response();
         self.retry_headers(&mut resp);
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anthropic_types_read_back_to_their_kind() {
+        for (name, kind) in [
+            ("invalid_request_error", ErrorKind::InvalidRequest),
+            ("authentication_error", ErrorKind::Authentication),
+            ("permission_error", ErrorKind::Permission),
+            ("not_found_error", ErrorKind::NotFound),
+            ("request_too_large", ErrorKind::RequestTooLarge),
+            ("timeout_error", ErrorKind::BodyTimeout),
+            ("rate_limit_error", ErrorKind::RateLimit),
+            ("api_error", ErrorKind::Api),
+            ("overloaded_error", ErrorKind::Overloaded),
+            ("billing_error", ErrorKind::Api),
+        ] {
+            assert_eq!(ErrorKind::from_anthropic(name), kind, "{name}");
+        }
     }
 }

@@ -72,16 +72,22 @@ pub fn count_upstream_error(app: &AppState, backend: &str, e: &UpstreamError) {
 /// (Claude Code), else `metadata.user_id` itself (OpenAI clients' `user`, older Claude Code
 /// CLIs' `user_…_session_…`): the same conversation keeps its backend and prefix cache.
 pub fn session_id(headers: &HeaderMap, req: &MessagesRequest) -> Option<String> {
-    for name in ["x-claude-code-session-id", "session-id"] {
-        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
-            return Some(v.to_owned());
-        }
+    if let Some(v) = session_header(headers) {
+        return Some(v.to_owned());
     }
     let user_id = req.metadata.as_ref()?.user_id.as_deref()?;
     match serde_json::from_str::<Value>(user_id) {
         Ok(v) => v.get("session_id")?.as_str().map(str::to_owned),
         Err(_) => Some(user_id.to_owned()),
     }
+}
+
+/// A client's session header: Claude Code's `X-Claude-Code-Session-Id`, Codex's
+/// `session-id`.
+fn session_header(headers: &HeaderMap) -> Option<&str> {
+    ["x-claude-code-session-id", "session-id"]
+        .iter()
+        .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
 }
 
 fn has_images(req: &MessagesRequest) -> bool {

@@ -11,7 +11,10 @@
 //! line and the token limits.
 
 use super::relay::{self, StreamGuard, Timers};
-use super::{client_auth_headers, note, rand_u64, Attempt, AttemptError, Forwarded, Life, Payload};
+use super::{
+    client_auth_headers, note, rand_u64, session_header, Attempt, AttemptError, Forwarded, Life,
+    Payload,
+};
 use crate::config::Runtime;
 use crate::error::ApiError;
 use crate::observe::access_log::AccessLog;
@@ -32,10 +35,7 @@ use std::time::Instant;
 /// The session of a Responses client: Codex's `session-id` header, else the conversation's
 /// `prompt_cache_key` (Codex's thread id) or `user`.
 fn session_of(headers: &HeaderMap, body: &Value) -> Option<String> {
-    let header = ["session-id", "x-claude-code-session-id"]
-        .iter()
-        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()));
-    header
+    session_header(headers)
         .or_else(|| body["prompt_cache_key"].as_str())
         .or_else(|| body["user"].as_str())
         .map(str::to_owned)
