@@ -105,7 +105,7 @@ impl Timers {
 
 /// How long to wait for the next upstream item, and what it means if nothing comes: a
 /// `ping` is due (`None`), or a deadline of the route passes (its description).
-pub(super) fn next_wait(
+fn next_wait(
     timers: &Timers,
     started: Instant,
     last_data: Option<Instant>,
@@ -131,6 +131,35 @@ pub(super) fn next_wait(
         (left, Some(what))
     } else {
         (timers.ping_every, None)
+    }
+}
+
+/// What waiting for the next upstream item brought: the item, a due `ping`, or a deadline of
+/// the route passed (the backend's timeout).
+pub(super) enum Waited<T> {
+    Item(T),
+    Ping,
+    Late(UpstreamError),
+}
+
+/// The next item of `s`, within the route's timers (see [`next_wait`]).
+pub(super) async fn wait_next<S: futures::Stream + Unpin>(
+    s: &mut S,
+    timers: &Timers,
+    started: Instant,
+    last_data: Option<Instant>,
+    backend: &str,
+) -> Waited<Option<S::Item>> {
+    let (wait, deadline) = next_wait(timers, started, last_data);
+    match tokio::time::timeout(wait, s.next()).await {
+        Ok(item) => Waited::Item(item),
+        Err(_) => match deadline {
+            None => Waited::Ping,
+            Some(what) => Waited::Late(UpstreamError::Timeout {
+                backend: backend.to_owned(),
+                detail: what.into(),
+            }),
+        },
     }
 }
 
@@ -213,17 +242,13 @@ pub fn openai_body(
         while !tr.finished() {
             // Room for a few events up front: growing from empty cost four reallocs a token.
             let mut out = Vec::with_capacity(1024);
-            let (wait, deadline) = next_wait(&timers, started, last_data);
-            match tokio::time::timeout(wait, chunks.next()).await {
-                Err(_) => match deadline {
-                    None => ping(&mut out),
-                    Some(what) => {
-                        let e = UpstreamError::Timeout { backend: backend.clone(), detail: what.into() };
-                        guard.upstream_error(&e);
-                        tr.fail(&e.to_api(), &mut out);
-                    }
-                },
-                Ok(item) => {
+            match wait_next(&mut chunks, &timers, started, last_data, &backend).await {
+                Waited::Ping => ping(&mut out),
+                Waited::Late(e) => {
+                    guard.upstream_error(&e);
+                    tr.fail(&e.to_api(), &mut out);
+                }
+                Waited::Item(item) => {
                     if feed(item, &mut tr, &mut out, &mut guard, &backend) {
                         last_data = Some(Instant::now());
                     }
@@ -404,13 +429,10 @@ pub fn anthropic_body(
         let mut failed = false;
         while !relay.stopped && !failed {
             let mut out = Vec::new();
-            let (wait, deadline) = next_wait(&timers, started, last_data);
-            let failure = match tokio::time::timeout(wait, events.next()).await {
-                Err(_) => match deadline {
-                    None => { ping(&mut out); None }
-                    Some(what) => Some(UpstreamError::Timeout { backend: backend.clone(), detail: what.into() }),
-                },
-                Ok(item) => {
+            let failure = match wait_next(&mut events, &timers, started, last_data, &backend).await {
+                Waited::Ping => { ping(&mut out); None }
+                Waited::Late(e) => Some(e),
+                Waited::Item(item) => {
                     last_data = Some(Instant::now());
                     let mut failure = relay_item(item, &mut relay, &mut out, &mut guard, &backend);
                     let mut batch = Batch::default();

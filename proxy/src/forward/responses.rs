@@ -10,7 +10,7 @@
 //! the model in its response objects (the client's name), its usage read for the access
 //! line and the token limits.
 
-use super::relay::{self, StreamGuard, Timers};
+use super::relay::{self, StreamGuard, Timers, Waited};
 use super::{
     client_auth_headers, note, rand_u64, session_header, Attempt, AttemptError, Forwarded, Life,
     Payload,
@@ -26,7 +26,6 @@ use axum::body::{Body, Bytes};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::Json;
-use futures::StreamExt;
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -213,13 +212,10 @@ fn responses_body(
         let mut ended = false;
         while !ended {
             let mut out = Vec::new();
-            let (wait, deadline) = relay::next_wait(&timers, started, last_data);
-            let failure = match tokio::time::timeout(wait, events.next()).await {
-                Err(_) => match deadline {
-                    None => { out.extend_from_slice(b": keep-alive\n\n"); None }
-                    Some(what) => Some(UpstreamError::Timeout { backend: backend.clone(), detail: what.into() }),
-                },
-                Ok(mut item) => {
+            let failure = match relay::wait_next(&mut events, &timers, started, last_data, &backend).await {
+                Waited::Ping => { out.extend_from_slice(b": keep-alive\n\n"); None }
+                Waited::Late(e) => Some(e),
+                Waited::Item(mut item) => {
                     last_data = Some(Instant::now());
                     let mut batch = relay::Batch::default();
                     loop {
