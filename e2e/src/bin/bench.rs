@@ -2,6 +2,8 @@
 //!
 //! - `direct`: OpenAI Chat Completions straight to `mock-vllm` (the baseline);
 //! - `switchyard`: Anthropic Messages through `switchyard-proxy`;
+//! - `floor`: the same through `relay-floor`, the proxy's HTTP stack passing bytes to the
+//!   mock's own `/v1/messages` (what hyper, reqwest and tokio cost before any work);
 //! - `litellm`: Anthropic Messages through the LiteLLM proxy.
 //!
 //! The `openai` workload speaks OpenAI Chat Completions (`/v1/chat/completions`) to every
@@ -71,6 +73,13 @@ struct Args {
     /// PID of switchyard-proxy.
     #[arg(long, requires = "switchyard")]
     switchyard_pid: Option<u32>,
+    /// Base URL of `relay-floor` (the proxy's HTTP stack passing bytes through, no work of
+    /// its own): the floor under the proxy's CPU and memory figures.
+    #[arg(long)]
+    floor: Option<String>,
+    /// PID of relay-floor.
+    #[arg(long, requires = "floor")]
+    floor_pid: Option<u32>,
     /// Base URL of the LiteLLM proxy.
     #[arg(long)]
     litellm: Option<String>,
@@ -782,6 +791,19 @@ async fn main() -> anyhow::Result<()> {
             url,
             Proto::Anthropic,
             &args.proxy_model,
+            "bench",
+            proc_,
+        )?));
+    }
+    if let Some(url) = &args.floor {
+        // Anthropic clients reach the mock's own `/v1/messages` through it: the same bytes
+        // on the client side as through the proxy, none of the proxy's work in between.
+        let proc_ = args.floor_pid.map(|p| Watched::new(p, true));
+        targets.push(Arc::new(Target::new(
+            "floor",
+            url,
+            Proto::Anthropic,
+            &args.direct_model,
             "bench",
             proc_,
         )?));

@@ -240,8 +240,7 @@ pub fn openai_body(
         let mut last_data = guard.log.ttft.map(|_| Instant::now());
         yield Ok::<Bytes, Infallible>(Bytes::from(first));
         while !tr.finished() {
-            // Room for a few events up front: growing from empty cost four reallocs a token.
-            let mut out = Vec::with_capacity(1024);
+            let mut out = Vec::new();
             match wait_next(&mut chunks, &timers, started, last_data, &backend).await {
                 Waited::Ping => ping(&mut out),
                 Waited::Late(e) => {
@@ -249,6 +248,10 @@ pub fn openai_body(
                     tr.fail(&e.to_api(), &mut out);
                 }
                 Waited::Item(item) => {
+                    // Room for a few events, taken once there is something to write (an
+                    // idle stream holds no buffer): growing from empty cost four reallocs a
+                    // token.
+                    out.reserve(1024);
                     if feed(item, &mut tr, &mut out, &mut guard, &backend) {
                         last_data = Some(Instant::now());
                     }
