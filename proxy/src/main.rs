@@ -81,9 +81,13 @@ struct Cli {
     /// Client API listener.
     #[arg(long, default_value = "0.0.0.0:4000")]
     listen: SocketAddr,
-    /// Admin listener: /metrics, /healthz, /readyz, /config.
+    /// Admin listener: /metrics, /healthz, /readyz, /config, the request view (/ui, /api/…).
     #[arg(long, default_value = "0.0.0.0:4001")]
     admin_listen: SocketAddr,
+    /// Key the admin API (/api/…, what /ui shows) wants as `Authorization: Bearer`; without
+    /// it that API is open to whoever reaches the admin listener.
+    #[arg(long, env = "SWITCHYARD_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -273,7 +277,16 @@ async fn run(cli: Cli, snapshot: Option<RoutingSnapshot>) -> anyhow::Result<()> 
         version = %state.runtime.load().version,
         "switchyard-proxy listening"
     );
-    let admin_app = admin_router(state.clone());
+    if cli.admin_key.is_none() && !cli.admin_listen.ip().is_loopback() {
+        tracing::warn!(
+            admin = %cli.admin_listen,
+            "no admin key: the request view's API (/api/requests) is open to anyone who reaches the admin listener"
+        );
+    }
+    let admin_app = admin_router(
+        state.clone(),
+        cli.admin_key.clone().filter(|k| !k.is_empty()),
+    );
     tokio::spawn(async move { axum::serve(admin, admin_app).await });
 
     // SIGTERM: /readyz fails at once; requests are still accepted for the grace period (load

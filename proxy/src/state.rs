@@ -4,6 +4,7 @@
 use crate::config::Runtime;
 use crate::error::{ApiError, ErrorKind};
 use crate::observe::metrics::{Metrics, ReasonLabels, VersionLabels};
+use crate::observe::records::Records;
 use crate::upstream;
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,6 +14,8 @@ pub struct AppState {
     pub runtime: ArcSwap<Runtime>,
     pub client: reqwest::Client,
     pub metrics: Metrics,
+    /// Recent request records and their live feed (admin UI, `/api/requests`).
+    pub records: Records,
     pub ready: AtomicBool,
     /// Requests being served now, all keys and routes (`server.maxInFlight`).
     in_flight: Arc<AtomicUsize>,
@@ -32,6 +35,7 @@ impl AppState {
             runtime: ArcSwap::from_pointee(runtime),
             client: upstream::client(),
             metrics,
+            records: Records::default(),
             ready: AtomicBool::new(true),
             in_flight: Arc::new(AtomicUsize::new(0)),
             counts: CountCache::default(),

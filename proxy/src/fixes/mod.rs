@@ -19,36 +19,49 @@ use switchyard_api::SystemMessagePlacement;
 /// in front of the prompt defeats the backend's prefix cache across sessions.
 const BILLING_HEADER_PREFIX: &str = "x-anthropic-billing-header:";
 
-/// Applies every fix in place.
-pub fn apply(req: &mut MessagesRequest, placement: SystemMessagePlacement) {
-    remove_billing_header(req);
-    place_system_messages(req, placement);
-    remove_server_tools(req);
-    resolve_deferred_tools(req);
-    repair_tools(req);
+/// Applies every fix in place; returns the names of those that changed the request (the
+/// request records and the admin UI show them).
+pub fn apply(req: &mut MessagesRequest, placement: SystemMessagePlacement) -> Vec<&'static str> {
+    let fired = [
+        ("billing_header", remove_billing_header(req)),
+        ("system_placement", place_system_messages(req, placement)),
+        ("server_tools", remove_server_tools(req)),
+        ("deferred_tools", resolve_deferred_tools(req)),
+        ("schema_repair", repair_tools(req)),
+    ];
+    fired.iter().filter(|(_, f)| *f).map(|(n, _)| *n).collect()
 }
 
-pub fn remove_billing_header(req: &mut MessagesRequest) {
+/// True when the billing block was there.
+pub fn remove_billing_header(req: &mut MessagesRequest) -> bool {
     match &mut req.system {
-        Some(SystemPrompt::Blocks(blocks)) => blocks.retain(|b| {
-            !matches!(b, ContentBlock::Text { text, .. } if text.starts_with(BILLING_HEADER_PREFIX))
-        }),
+        Some(SystemPrompt::Blocks(blocks)) => {
+            let before = blocks.len();
+            blocks.retain(|b| {
+                !matches!(b, ContentBlock::Text { text, .. } if text.starts_with(BILLING_HEADER_PREFIX))
+            });
+            blocks.len() != before
+        }
         Some(SystemPrompt::Text(text)) if text.starts_with(BILLING_HEADER_PREFIX) => {
             // A single string: drop only its first line.
-            *text = text.split_once('\n').map(|(_, rest)| rest.to_owned()).unwrap_or_default();
+            *text = text
+                .split_once('\n')
+                .map(|(_, rest)| rest.to_owned())
+                .unwrap_or_default();
+            true
         }
-        _ => {}
+        _ => false,
     }
 }
 
 /// Claude Code sends `role: "system"` entries inside `messages`, often last or
 /// mid-conversation; most open-model chat templates raise on a system message that is not
-/// first. Their text is kept, placed as the backend's policy says.
-pub fn place_system_messages(req: &mut MessagesRequest, placement: SystemMessagePlacement) {
+/// first. Their text is kept, placed as the backend's policy says. True when any was moved.
+pub fn place_system_messages(req: &mut MessagesRequest, placement: SystemMessagePlacement) -> bool {
     if placement == SystemMessagePlacement::Keep
         || !req.messages.iter().any(|m| m.role == Role::System)
     {
-        return;
+        return false;
     }
     let messages = std::mem::take(&mut req.messages);
     let mut out: Vec<Message> = Vec::with_capacity(messages.len());
@@ -92,6 +105,7 @@ pub fn place_system_messages(req: &mut MessagesRequest, placement: SystemMessage
         });
     }
     req.messages = out;
+    true
 }
 
 fn append_system(req: &mut MessagesRequest, text: String) {
@@ -109,7 +123,8 @@ fn append_system(req: &mut MessagesRequest, text: String) {
 /// ToolSearch result names them with a `tool_reference` block. A backend without tool search
 /// gets exactly the tools the model is meant to see: the loaded ones plus every referenced
 /// deferred one, and each reference becomes a sentence saying that tool is now available.
-pub fn resolve_deferred_tools(req: &mut MessagesRequest) {
+/// True when a reference was rewritten or a deferred tool dropped.
+pub fn resolve_deferred_tools(req: &mut MessagesRequest) -> bool {
     let mut referenced: HashSet<String> = HashSet::new();
     for m in &mut req.messages {
         if let Content::Blocks(blocks) = &mut m.content {
@@ -129,15 +144,18 @@ pub fn resolve_deferred_tools(req: &mut MessagesRequest) {
             }
         }
     }
+    let mut changed = !referenced.is_empty();
     if let Some(tools) = &mut req.tools {
         tools.retain_mut(|t| {
             if t.defer_loading != Some(true) {
                 return true;
             }
             t.defer_loading = None;
+            changed = true;
             referenced.contains(&t.name)
         });
     }
+    changed
 }
 
 /// What a `tool_reference` means, said in text for a backend without tool search.
@@ -150,8 +168,11 @@ pub fn tool_loaded_text(tool_name: &str) -> String {
 /// so does a `tool_choice` naming one, or any `tool_choice` once no tool is left (backends
 /// reject a choice without tools).
 /// A request with server tools only never gets here: `server_tools::answer` answers it.
-pub fn remove_server_tools(req: &mut MessagesRequest) {
-    let Some(tools) = &mut req.tools else { return };
+/// True when any was removed.
+pub fn remove_server_tools(req: &mut MessagesRequest) -> bool {
+    let Some(tools) = &mut req.tools else {
+        return false;
+    };
     let mut removed = Vec::new();
     tools.retain(|t| {
         let server = is_server_tool(t);
@@ -161,7 +182,7 @@ pub fn remove_server_tools(req: &mut MessagesRequest) {
         !server
     });
     if removed.is_empty() {
-        return;
+        return false;
     }
     tracing::debug!(tools = ?removed, "server tools removed: the backend cannot run them");
     if tools.is_empty() {
@@ -171,29 +192,41 @@ pub fn remove_server_tools(req: &mut MessagesRequest) {
     if matches!(&req.tool_choice, Some(ToolChoice::Tool { name, .. }) if removed.contains(name)) {
         req.tool_choice = None;
     }
+    true
 }
 
 /// Every tool gets a string description and an object schema: templates and OpenAI-style
-/// validators reject `null` descriptions and schemas without `type: object`.
-pub fn repair_tools(req: &mut MessagesRequest) {
-    let Some(tools) = &mut req.tools else { return };
+/// validators reject `null` descriptions and schemas without `type: object`. True when a
+/// tool needed it (a `$schema` key alone does not count: every Claude Code tool has one).
+pub fn repair_tools(req: &mut MessagesRequest) -> bool {
+    let Some(tools) = &mut req.tools else {
+        return false;
+    };
+    let mut changed = false;
     for t in tools.iter_mut() {
         if t.description.is_none() {
             t.description = Some(String::new());
+            changed = true;
         }
         let schema = t.input_schema.get_or_insert_with(|| json!({}));
         if let Value::Object(obj) = schema {
             obj.remove("$schema");
             // A tool's arguments are an object whatever the schema says (`"type": "string"`,
             // `["object", "null"]`, …); templates read `properties` as a mapping.
-            obj.insert("type".into(), json!("object"));
+            if obj.get("type") != Some(&json!("object")) {
+                obj.insert("type".into(), json!("object"));
+                changed = true;
+            }
             if !obj.get("properties").is_some_and(Value::is_object) {
                 obj.insert("properties".into(), json!({}));
+                changed = true;
             }
         } else {
             *schema = json!({"type": "object", "properties": {}});
+            changed = true;
         }
     }
+    changed
 }
 
 #[cfg(test)]
@@ -350,6 +383,31 @@ mod tests {
         assert_eq!(
             t[2].input_schema,
             Some(json!({"type":"object","properties":{}}))
+        );
+    }
+
+    /// `apply` names exactly the fixes that changed a recorded Claude Code request: its
+    /// billing block, its `role: "system"` entry and its `defer_loading` tools; nothing on
+    /// its well-formed tool schemas.
+    #[test]
+    fn apply_names_the_fixes_that_fired_on_a_real_request() {
+        let rec: Value = serde_json::from_str(include_str!(
+            "../../../fixtures/claude-code/text1/01_messages_stream.json"
+        ))
+        .unwrap();
+        let mut r = req(rec["body"].clone());
+        let fired = apply(&mut r, SystemMessagePlacement::Inline);
+        assert_eq!(
+            fired,
+            ["billing_header", "system_placement", "deferred_tools"]
+        );
+        // Once applied, nothing is left to fix.
+        assert!(apply(&mut r, SystemMessagePlacement::Inline).is_empty());
+        let mut bad = req(json!({"model":"m","max_tokens":1,"messages":[],
+            "tools":[{"name":"a","description":null,"input_schema":{"type":"string"}}]}));
+        assert_eq!(
+            apply(&mut bad, SystemMessagePlacement::Inline),
+            ["schema_repair"]
         );
     }
 }

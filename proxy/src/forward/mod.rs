@@ -15,7 +15,7 @@ use crate::error::{ApiError, ErrorKind};
 use crate::fixes::context::{self, Budget, Fit, Overflow, TooLong};
 use crate::observe::access_log::{redacted_content, AccessLog};
 use crate::observe::metrics::{BackendLabels, KindLabels};
-use crate::protocol::anthropic::{Content, ContentBlock, MessagesRequest, ThinkingKind};
+use crate::protocol::anthropic::{Content, ContentBlock, MessagesRequest, OutBlock, ThinkingKind};
 use crate::protocol::openai::ChatRequest;
 use crate::routing::balance::{self, Endpoint, InFlight, Verdict};
 use crate::routing::route::{CompiledRoute, RequestFacts};
@@ -510,7 +510,9 @@ impl Attempt<'_> {
         let in_flight = self.endpoint.start();
         let discovered =
             upstream::discover_at(&self.app.client, self.backend, &self.endpoint.url).await?;
-        crate::fixes::apply(&mut req, self.backend.spec.system_messages);
+        for fix in crate::fixes::apply(&mut req, self.backend.spec.system_messages) {
+            log.fixed(fix);
+        }
         let answer = Answer {
             client_model: req.model.clone(),
             prompt: estimate,
@@ -599,7 +601,7 @@ impl Attempt<'_> {
             parameters: &self.backend.spec.parameters,
         };
         let translated = to_openai(req, asked, &shape).map_err(AttemptError::Client)?;
-        self.count_dropped(&translated.dropped);
+        self.count_dropped(&translated.dropped, log);
         let mut chat = translated.request;
         let budget = context::budget(asked, d.context_window, d.clamps_max_tokens, answer.prompt);
         answer.fit = match budget {
@@ -623,6 +625,7 @@ impl Attempt<'_> {
         };
         chat.max_tokens = answer.fit.max_tokens;
         let resp = self.send_chat(&mut chat, &mut answer).await?;
+        note_fit(log, asked, answer.fit);
         let message_id = new_id("msg");
         let timers = Timers::new(self.rt.settings.ping_interval_ms, &self.route.timeouts);
         if !chat.stream {
@@ -633,6 +636,10 @@ impl Attempt<'_> {
                     detail: e.to_string(),
                 })?;
             let fills = fills_window(chat_resp.usage.as_ref(), d.context_window);
+            let native_calls = chat_resp
+                .choices
+                .first()
+                .map_or(0, |c| c.message.tool_calls.as_ref().map_or(0, Vec::len));
             let mut msg = to_anthropic(
                 chat_resp,
                 message_id,
@@ -644,6 +651,13 @@ impl Attempt<'_> {
             msg.stop_reason = msg
                 .stop_reason
                 .map(|r| r.window_bound(answer.fit.window_bound || fills));
+            let calls = msg
+                .content
+                .iter()
+                .filter(|b| matches!(b, OutBlock::ToolUse { .. }));
+            if calls.count() > native_calls {
+                log.fixed("text_tool_calls");
+            }
             log.usage = msg.usage;
             log.stop_reason = msg.stop_reason;
             return Ok(Forwarded::Complete(Json(msg).into_response()));
@@ -760,7 +774,10 @@ impl Attempt<'_> {
     }
 
     /// Client fields this backend cannot take: a debug line and a count each.
-    fn count_dropped(&self, names: &[String]) {
+    fn count_dropped(&self, names: &[String], log: &mut AccessLog) {
+        if !names.is_empty() {
+            log.fixed("dropped_fields");
+        }
         for name in names {
             tracing::debug!(field = %name, backend = %self.name(), "field not supported by backend; dropped");
             self.app
@@ -789,7 +806,7 @@ impl Attempt<'_> {
             .into_iter()
             .map(|(k, _)| k)
             .collect();
-        self.count_dropped(&dropped);
+        self.count_dropped(&dropped, log);
         for name in &self.backend.spec.parameters.drop {
             req.extra.remove(name);
         }
@@ -823,6 +840,7 @@ impl Attempt<'_> {
             }
             other => other?,
         };
+        note_fit(log, asked, answer.fit);
         let timers = Timers::new(self.rt.settings.ping_interval_ms, &self.route.timeouts);
         if !req.stream {
             let bytes = read_whole(self.backend, resp, &timers, log.started).await?;
@@ -968,6 +986,14 @@ fn too_long(t: TooLong) -> AttemptError {
     // one less, so that N > M holds (Claude Code parses both numbers).
     let maximum = t.window.min(t.prompt.saturating_sub(1));
     AttemptError::TooLong(ApiError::prompt_too_long(t.prompt, maximum))
+}
+
+/// A `max_tokens` other than the client's (lowered to fit the window, or left to the
+/// backend to fill it) is the context clamp.
+fn note_fit(log: &mut AccessLog, asked: u32, fit: Fit) {
+    if fit.max_tokens != Some(asked) {
+        log.fixed("context_clamp");
+    }
 }
 
 /// Sets the fitted `max_tokens` on a native request and keeps an enabled thinking budget

@@ -201,7 +201,7 @@ impl StreamGuard {
         self.log.status = StatusCode::OK.as_u16();
         self.log.usage = usage;
         self.log.stop_reason = stop;
-        self.log.finish(&self.app.metrics);
+        self.log.finish(&self.app.metrics, &self.app.records);
     }
 }
 
@@ -211,7 +211,7 @@ impl Drop for StreamGuard {
         if !self.done {
             self.app.metrics.client_disconnects.inc();
             self.log.error = Some("client disconnected; upstream request cancelled".into());
-            self.log.finish(&self.app.metrics);
+            self.log.finish(&self.app.metrics, &self.app.records);
         }
     }
 }
@@ -267,6 +267,9 @@ pub fn openai_body(
             if !out.is_empty() {
                 yield Ok(Bytes::from(out));
             }
+        }
+        if tr.text_tool_calls > 0 {
+            guard.log.fixed("text_tool_calls");
         }
         if tr.anomalies > 0 {
             tracing::warn!(fragments = tr.anomalies, "tool-call fragments arrived after their call was closed");

@@ -41,7 +41,7 @@ pub(super) async fn count_tokens(
     validate_request(&req)?;
     let route = resolve(&rt, &req.model)?;
     key.authorize_route(&route.name)?;
-    let estimate = edit_context(&mut req);
+    let (estimate, _) = edit_context(&mut req);
     let plan = route.plan(&forward::facts(&req, &headers, estimate), 0);
     let Some(backend) = plan.backends.first().map(|i| rt.backends[*i].clone()) else {
         return Ok(Json(json!({"input_tokens": estimate})));

@@ -97,13 +97,13 @@ pub(super) async fn messages(
         Ok((Forwarded::Streaming(resp), slot)) => GuardedBody::wrap(resp, slot),
         Ok((Forwarded::Complete(resp), _slot)) => {
             log.status = resp.status().as_u16();
-            span.in_scope(|| log.finish(&app.metrics));
+            span.in_scope(|| log.finish(&app.metrics, &app.records));
             resp
         }
         Err(err) => {
             log.status = err.kind.status().as_u16();
             log.error = Some(err.message.clone());
-            span.in_scope(|| log.finish(&app.metrics));
+            span.in_scope(|| log.finish(&app.metrics, &app.records));
             err.into_response()
         }
     };
@@ -173,7 +173,10 @@ pub(super) async fn route_and_forward(
     let Admitted { rt, key, .. } = admitted;
     validate_request(&req)?;
     let (route, route_limiter) = enter_route(&rt, &key, &req.model, log)?;
-    let estimate = edit_context(&mut req);
+    let (estimate, edited) = edit_context(&mut req);
+    if edited {
+        log.fixed("context_edits");
+    }
     check_size(&key, route_limiter, estimate)?;
     if let Some(answer) = answer_server_tools(&req, estimate, log) {
         return Ok(Forwarded::Complete(answer));
@@ -234,13 +237,14 @@ fn check_size(
     Ok(())
 }
 
-/// Carries out the request's `context_management` edits and returns the prompt estimate.
+/// Carries out the request's `context_management` edits; returns the prompt estimate and
+/// whether an edit cleared anything.
 ///
 /// Here rather than in `fixes::apply`: the edits shrink the prompt, and everything after this
 /// point must see the shrunk one: the size check against the token quotas, the routing rules
 /// on input tokens and the `max_tokens` clamp in `forward` (which estimate the request they
 /// are given), and `count_tokens`. `fixes` runs per attempt and backend, after those.
-pub(super) fn edit_context(req: &mut MessagesRequest) -> u64 {
+pub(super) fn edit_context(req: &mut MessagesRequest) -> (u64, bool) {
     let applied = crate::fixes::context_edits::apply(req);
     if applied.cleared_tool_uses > 0 {
         tracing::debug!(
@@ -249,7 +253,7 @@ pub(super) fn edit_context(req: &mut MessagesRequest) -> u64 {
             "context_management: old tool results cleared"
         );
     }
-    estimate_prompt_tokens(req)
+    (estimate_prompt_tokens(req), applied.cleared_tool_uses > 0)
 }
 
 /// A request whose only tools are Anthropic server tools (Claude Code's WebSearch/WebFetch

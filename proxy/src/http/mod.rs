@@ -1,5 +1,6 @@
 //! The client-facing HTTP API (Anthropic Messages; OpenAI Chat Completions and Responses in
-//! `openai`, through the same path) and the admin listener.
+//! `openai`, through the same path) and the admin listener (`admin`: metrics, health, the
+//! request view).
 //!
 //! A request reads top-down: `messages` (keys, limits, parse, route) → `forward` (plan,
 //! endpoint, retries, fallbacks; `fixes` → `translate` → `upstream`) → `relay` for streams.
@@ -9,6 +10,8 @@
 
 pub mod serve;
 
+pub mod admin;
+
 pub mod count_tokens;
 pub mod guard;
 pub mod messages;
@@ -17,8 +20,7 @@ pub mod openai;
 
 use crate::error::{ApiError, ErrorKind};
 use crate::state::AppState;
-use axum::extract::State;
-use axum::http::{header, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -27,7 +29,6 @@ use guard::guarded;
 use messages::messages;
 use models::{get_model, list_models};
 use serde_json::{json, Value};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 pub fn api_router(state: Arc<AppState>) -> Router {
@@ -44,15 +45,6 @@ pub fn api_router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found);
     guarded(routes).with_state(state)
-}
-
-pub fn admin_router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics_text))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/config", get(config_version))
-        .with_state(state)
 }
 
 async fn root(method: Method) -> Response {
@@ -83,30 +75,4 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
     )
 }
 
-async fn metrics_text(State(app): State<Arc<AppState>>) -> Response {
-    let now = app.in_flight();
-    app.metrics
-        .requests_in_flight
-        .set(i64::try_from(now).unwrap_or(i64::MAX));
-    let text = app.metrics.encode();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
-}
-
-async fn readyz(State(app): State<Arc<AppState>>) -> Response {
-    if app.ready.load(Ordering::Relaxed) {
-        "ready".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
-    }
-}
-
-async fn config_version(State(app): State<Arc<AppState>>) -> Json<Value> {
-    Json(json!({"version": app.runtime.load().version}))
-}
+pub use admin::admin_router;

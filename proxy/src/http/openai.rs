@@ -81,13 +81,13 @@ async fn serve(app: Arc<AppState>, headers: HeaderMap, body: Body, door: Door) -
         }
         Ok((Forwarded::Complete(resp), front, _slot)) => {
             log.status = resp.status().as_u16();
-            span.in_scope(|| log.finish(&app.metrics));
+            span.in_scope(|| log.finish(&app.metrics, &app.records));
             whole_out(resp, &front).await
         }
         Err(err) => {
             log.status = err.kind.status().as_u16();
             log.error = Some(err.message.clone());
-            span.in_scope(|| log.finish(&app.metrics));
+            span.in_scope(|| log.finish(&app.metrics, &app.records));
             err.openai_response()
         }
     };

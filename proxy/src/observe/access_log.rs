@@ -2,6 +2,7 @@
 //! request ends (for streams: when the last event went out or the client left).
 
 use crate::observe::metrics::{BackendLabels, Metrics, RequestLabels, TokenLabels};
+use crate::observe::records::{Records, RequestRecord};
 use crate::protocol::anthropic::{StopReason, Usage};
 use crate::routing::keys::{ConcurrencyPermit, KeyEntry};
 use regex::Regex;
@@ -31,6 +32,8 @@ pub struct AccessLog {
     pub error: Option<String>,
     /// Request messages, only with `logContent: true`, secrets redacted.
     pub content: Option<String>,
+    /// Fixes that changed the request or its answer, each named once.
+    pub fixes: Vec<&'static str>,
     /// The client key's and the route's limiters: their concurrency permits are held until
     /// the request ends (streams included), and they are charged its tokens then.
     pub limiters: Vec<(Arc<KeyEntry>, Arc<ConcurrencyPermit>)>,
@@ -57,12 +60,20 @@ impl AccessLog {
             usage: Usage::default(),
             error: None,
             content: None,
+            fixes: Vec::new(),
             limiters: Vec::new(),
         }
     }
 
-    /// Writes the line and records the request's metrics.
-    pub fn finish(&self, metrics: &Metrics) {
+    /// Notes a fix that fired (once, however many times it fires).
+    pub fn fixed(&mut self, name: &'static str) {
+        if !self.fixes.contains(&name) {
+            self.fixes.push(name);
+        }
+    }
+
+    /// Writes the line, records the request's metrics and keeps its record.
+    pub fn finish(&self, metrics: &Metrics, records: &Records) {
         let tokens =
             self.usage.input_tokens + self.usage.output_tokens + self.usage.cache_read_input_tokens;
         for (limiter, _) in &self.limiters {
@@ -115,6 +126,12 @@ impl AccessLog {
                     .inc_by(n);
             }
         }
+        let endpoint = shown_endpoint(&self.endpoint);
+        records.push(RequestRecord::from_log(
+            self,
+            duration.as_millis() as u64,
+            &endpoint,
+        ));
         tracing::info!(
             target: "access",
             request_id = %self.request_id,
@@ -126,7 +143,7 @@ impl AccessLog {
             rule = self.rule.as_deref(),
             backend = %self.backend,
             // Endpoints hold shown URLs already (config/); this keeps it so whatever sets it.
-            endpoint = %shown_endpoint(&self.endpoint),
+            endpoint = %endpoint,
             attempts = self.attempts,
             status = self.status,
             stream = self.stream,
@@ -137,6 +154,7 @@ impl AccessLog {
             output_tokens = self.usage.output_tokens,
             cache_read_tokens = self.usage.cache_read_input_tokens,
             error = self.error.as_deref(),
+            fixes = ?self.fixes,
             content = self.content.as_deref(),
             "request completed"
         );
@@ -152,7 +170,7 @@ fn shown_endpoint(url: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn stop_reason_str(r: StopReason) -> &'static str {
+pub fn stop_reason_str(r: StopReason) -> &'static str {
     match r {
         StopReason::EndTurn => "end_turn",
         StopReason::MaxTokens => "max_tokens",

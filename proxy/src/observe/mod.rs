@@ -1,4 +1,6 @@
-//! What the proxy tells operators: Prometheus metrics and the access log.
+//! What the proxy tells operators: Prometheus metrics, the access log and the request
+//! records behind the admin UI.
 
 pub mod access_log;
 pub mod metrics;
+pub mod records;

@@ -190,6 +190,8 @@ pub struct StreamTranslator {
     window: Option<u32>,
     /// Fragments for tool calls that were already closed (counted, logged by the caller).
     pub anomalies: u32,
+    /// Tool calls recovered from the answer's text (the backend's parser left them there).
+    pub text_tool_calls: u32,
     /// Why the translator itself ended the stream with an `error` event (the backend sent
     /// something no client can be given), for the caller's log.
     failure: Option<ApiError>,
@@ -221,6 +223,7 @@ impl StreamTranslator {
             window_bound: false,
             window: None,
             anomalies: 0,
+            text_tool_calls: 0,
             failure: None,
         }
     }
@@ -366,6 +369,7 @@ impl StreamTranslator {
                 Piece::Text(t) => self.text(&t, out),
                 Piece::Reasoning(r) => self.reasoning(&r, out),
                 Piece::ToolCall { name, arguments } => {
+                    self.text_tool_calls += 1;
                     let id = super::response::new_tool_id();
                     self.whole_tool(&id, &name, &arguments, out);
                 }

@@ -753,7 +753,7 @@ async fn client_keys_in_the_secret_are_enforced_and_reloaded() {
     eventually("keys applied", || !app.runtime.load().keys.is_open()).await;
 
     let api = serve(crate::http::api_router(app.clone())).await;
-    let admin = serve(crate::http::admin_router(app.clone())).await;
+    let admin = serve(crate::http::admin_router(app.clone(), None)).await;
     let http = reqwest::Client::new();
     let models = |key: Option<&'static str>| {
         let mut req = http.get(format!("{api}/v1/models"));

@@ -1,0 +1,183 @@
+//! The request view's API on the admin listener (issue 12), through the real binary: each
+//! finished request becomes a record with its route, backend, attempts, usage and the fixes
+//! that fired, listed by `/api/requests`, fetched by id, and pushed live on
+//! `/api/requests/live`; with an admin key, nothing without it. The page itself is driven in
+//! headless Chromium by `e2e/clients/node/ui.test.mjs`.
+
+use serde_json::{json, Value};
+use std::time::Duration;
+use switchyard_e2e::mock_vllm::{MockConfig, MockVllm};
+use switchyard_e2e::proxy_process::ProxyProcess;
+use switchyard_e2e::testkit::{http, TempFile};
+
+/// A proxy whose route tries a dead backend first and falls back to the mock (32k window).
+async fn setup(extra_args: &[&str]) -> (MockVllm, ProxyProcess, TempFile) {
+    let m = MockVllm::start(MockConfig::default(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("mock starts");
+    let cfg = TempFile::new(&format!(
+        "backends:\n  - name: dead\n    baseUrl: 'http://127.0.0.1:9/v1'\n    servedModel: qwen3-coder\n    \
+         contextWindow: 32768\n  - name: vllm\n    baseUrl: '{}'\n\
+         routes:\n  - name: code\n    models: ['claude-*']\n    backend: dead\n    fallbacks: [vllm]\n",
+        m.base_url()
+    ));
+    let mut args = vec!["--config", cfg.path()];
+    args.extend_from_slice(extra_args);
+    let proxy = ProxyProcess::start(&args).unwrap();
+    (m, proxy, cfg)
+}
+
+async fn ask(proxy: &ProxyProcess, body: Value) -> String {
+    let resp = http()
+        .post(format!("{}/v1/messages", proxy.url()))
+        .header("x-claude-code-session-id", "sess-view-1")
+        .json(&body)
+        .send()
+        .await
+        .expect("proxy answers");
+    assert_eq!(resp.status(), 200);
+    resp.headers()["request-id"].to_str().unwrap().to_owned()
+}
+
+async fn get(url: String, key: Option<&str>) -> (u16, Value) {
+    let mut req = http().get(url);
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let resp = req.send().await.expect("admin answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+const TOOLS: &str = r#"[{"name": "Bash", "description": "Run a command",
+    "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}]"#;
+
+#[tokio::test]
+async fn records_name_route_backend_attempts_and_the_fixes_that_fired() {
+    let (_m, proxy, _cfg) = setup(&[]).await;
+    let admin = proxy.admin_url();
+
+    // Live feed first, so it sees the requests below.
+    let mut live = http()
+        .get(format!("{admin}/api/requests/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        live.headers()["content-type"],
+        "text/event-stream; charset=utf-8"
+    );
+
+    // 1: max_tokens over the 32k window: clamped.
+    let clamped = ask(
+        &proxy,
+        json!({"model": "claude-sonnet-4-5", "max_tokens": 64000,
+        "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    // 2: the backend leaves a Hermes tool call in the text, streamed: recovered.
+    let tools: Value = serde_json::from_str(TOOLS).unwrap();
+    let recovered = ask(
+        &proxy,
+        json!({"model": "claude-sonnet-4-5", "max_tokens": 300,
+        "stream": true, "tools": tools,
+        "messages": [{"role": "user", "content": "[[mock:hermes]]"}]}),
+    )
+    .await;
+
+    let (status, list) = get(format!("{admin}/api/requests?limit=10"), None).await;
+    assert_eq!(status, 200);
+    let records = list["requests"].as_array().unwrap();
+    assert_eq!(records.len(), 2, "{list}");
+    // Newest first.
+    assert_eq!(records[0]["id"], recovered.as_str());
+    assert_eq!(records[1]["id"], clamped.as_str());
+    for r in records {
+        assert_eq!(r["route"], "code");
+        assert_eq!(r["backend"], "vllm", "{r}");
+        // The dead backend first (refused), then the fallback: two attempts.
+        assert_eq!(r["attempts"], 2, "{r}");
+        assert_eq!(r["status"], 200);
+        assert_eq!(r["session"], "sess-view-1");
+        assert_eq!(r["api"], "messages");
+        assert!(r["input_tokens"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["output_tokens"].as_u64().unwrap() > 0, "{r}");
+        assert_eq!(r["content"], Value::Null, "content logging is off: {r}");
+    }
+    assert_eq!(
+        records[1]["fixes"],
+        json!(["context_clamp"]),
+        "{}",
+        records[1]
+    );
+    assert_eq!(records[1]["stop_reason"], "end_turn");
+    assert_eq!(
+        records[0]["fixes"],
+        json!(["text_tool_calls"]),
+        "{}",
+        records[0]
+    );
+    assert_eq!(records[0]["stop_reason"], "tool_use");
+    assert_eq!(records[0]["stream"], true);
+
+    let (status, one) = get(format!("{admin}/api/requests/{clamped}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(one["id"], clamped.as_str());
+    let (status, missing) = get(format!("{admin}/api/requests/req_nope"), None).await;
+    assert_eq!(status, 404);
+    assert_eq!(missing["error"]["type"], "not_found_error");
+
+    // The live feed got both, in order, as `request` events.
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while text.matches("event: request").count() < 2 {
+        let chunk = tokio::time::timeout_at(deadline, live.chunk())
+            .await
+            .expect("live records within 10 s")
+            .unwrap()
+            .expect("feed open");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let ids: Vec<String> = text
+        .split("\n\n")
+        .filter_map(|b| b.strip_prefix("event: request\ndata: "))
+        .map(|d| {
+            serde_json::from_str::<Value>(d).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids, [clamped, recovered]);
+}
+
+#[tokio::test]
+async fn with_an_admin_key_the_api_wants_it_and_the_page_does_not_hold_data() {
+    let (_m, proxy, _cfg) = setup(&["--admin-key", "adm-secret-1"]).await;
+    let admin = proxy.admin_url();
+    ask(
+        &proxy,
+        json!({"model": "claude-sonnet-4-5", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    for path in ["/api/requests", "/api/requests/live", "/api/requests/req_x"] {
+        let (status, body) = get(format!("{admin}{path}"), None).await;
+        assert_eq!(status, 401, "{path}");
+        assert_eq!(body["error"]["type"], "authentication_error");
+        let (status, _) = get(format!("{admin}{path}"), Some("adm-wrong")).await;
+        assert_eq!(status, 401, "{path}");
+    }
+    let (status, list) = get(format!("{admin}/api/requests"), Some("adm-secret-1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["requests"].as_array().unwrap().len(), 1);
+    // The page is served without the key (it asks for it) and embeds no record.
+    let page = http().get(format!("{admin}/ui")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<table id=\"requests\">"));
+    assert!(!html.contains("claude-sonnet-4-5"));
+    // The key is never logged.
+    assert!(!proxy.log_text().contains("adm-secret-1"));
+}

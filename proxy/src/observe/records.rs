@@ -1,0 +1,189 @@
+//! Request records: what the admin UI and `/api/requests` show, one per finished request.
+//!
+//! Kept in memory, newest last, up to a bound (a ring), and sent to live subscribers (the
+//! UI's event stream). Pushing never waits on a subscriber: a subscriber that falls behind
+//! the channel's capacity misses records and is told how many (`Lagged`), and the request
+//! path only takes a mutex for a `VecDeque` push.
+
+use crate::observe::access_log::AccessLog;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::broadcast;
+
+/// Records kept for `/api/requests` and the UI's first page.
+pub const DEFAULT_KEPT: usize = 1_000;
+/// Records a live subscriber may fall behind by before it misses some.
+const LIVE_BACKLOG: usize = 256;
+
+/// One finished request, as the UI shows it. Holds no secret: `key` is the client key's
+/// name, `endpoint` is shown without credentials, `content` only exists with `logContent`
+/// on and is redacted (observe::access_log).
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRecord {
+    pub id: String,
+    /// Unix time in milliseconds when the request arrived.
+    pub time_ms: u64,
+    pub api: &'static str,
+    pub model: String,
+    pub route: Option<String>,
+    pub rule: Option<String>,
+    pub backend: Option<String>,
+    pub endpoint: Option<String>,
+    pub session: Option<String>,
+    pub key: String,
+    pub status: u16,
+    pub stream: bool,
+    pub stop_reason: Option<&'static str>,
+    pub ttft_ms: Option<u64>,
+    pub duration_ms: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub attempts: u32,
+    /// Fixes that changed the request or its answer (`fixes::apply`, `context_clamp`,
+    /// `dropped_fields`, `context_edits`, `text_tool_calls`).
+    pub fixes: Vec<&'static str>,
+    pub error: Option<String>,
+    pub content: Option<String>,
+}
+
+impl RequestRecord {
+    pub fn from_log(log: &AccessLog, duration_ms: u64, endpoint: &str) -> Self {
+        let since = log.started.elapsed().as_millis() as u64;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        Self {
+            id: log.request_id.clone(),
+            time_ms: now.saturating_sub(since),
+            api: log.api,
+            model: log.model.clone(),
+            route: some(&log.route),
+            rule: log.rule.clone(),
+            backend: some(&log.backend),
+            endpoint: some(endpoint),
+            session: log.session_id.clone(),
+            key: log.key.clone(),
+            status: log.status,
+            stream: log.stream,
+            stop_reason: log
+                .stop_reason
+                .map(crate::observe::access_log::stop_reason_str),
+            ttft_ms: log.ttft.map(|t| t.as_millis() as u64),
+            duration_ms,
+            input_tokens: log.usage.input_tokens,
+            output_tokens: log.usage.output_tokens,
+            cache_read_tokens: log.usage.cache_read_input_tokens,
+            attempts: log.attempts,
+            fixes: log.fixes.clone(),
+            error: log.error.clone(),
+            content: log.content.clone(),
+        }
+    }
+}
+
+/// The recent records and the live feed.
+pub struct Records {
+    kept: usize,
+    recent: Mutex<VecDeque<Arc<RequestRecord>>>,
+    live: broadcast::Sender<Arc<RequestRecord>>,
+}
+
+impl Default for Records {
+    fn default() -> Self {
+        Self::new(DEFAULT_KEPT)
+    }
+}
+
+impl Records {
+    pub fn new(kept: usize) -> Self {
+        Self {
+            kept: kept.max(1),
+            recent: Mutex::new(VecDeque::with_capacity(kept.clamp(1, 1024))),
+            live: broadcast::channel(LIVE_BACKLOG).0,
+        }
+    }
+
+    pub fn push(&self, record: RequestRecord) {
+        let record = Arc::new(record);
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            if recent.len() == self.kept {
+                recent.pop_front();
+            }
+            recent.push_back(record.clone());
+        }
+        // No subscriber is not an error.
+        let _ = self.live.send(record);
+    }
+
+    /// Up to `limit` records, newest first.
+    pub fn recent(&self, limit: usize) -> Vec<Arc<RequestRecord>> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().rev().take(limit).cloned().collect()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<RequestRecord>> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().rev().find(|r| r.id == id).cloned()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<RequestRecord>> {
+        self.live.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn record(id: &str) -> RequestRecord {
+        let mut log = AccessLog::new(id.to_owned(), Instant::now());
+        log.model = "claude-sonnet-4-5".into();
+        log.status = 200;
+        log.fixes = vec!["context_clamp"];
+        RequestRecord::from_log(&log, 7, "")
+    }
+
+    #[test]
+    fn keeps_the_newest_up_to_its_bound_newest_first() {
+        let records = Records::new(3);
+        for i in 0..5 {
+            records.push(record(&format!("req_{i}")));
+        }
+        let ids: Vec<_> = records.recent(10).iter().map(|r| r.id.clone()).collect();
+        assert_eq!(ids, ["req_4", "req_3", "req_2"]);
+        assert_eq!(records.recent(1)[0].id, "req_4");
+        assert!(records.get("req_1").is_none());
+        assert_eq!(records.get("req_2").unwrap().fixes, ["context_clamp"]);
+    }
+
+    #[test]
+    fn live_subscribers_get_each_record_and_a_slow_one_is_told_what_it_missed() {
+        let records = Records::new(10);
+        let mut fast = records.subscribe();
+        let mut slow = records.subscribe();
+        records.push(record("req_a"));
+        assert_eq!(fast.try_recv().unwrap().id, "req_a");
+        for i in 0..LIVE_BACKLOG + 5 {
+            records.push(record(&format!("req_{i}")));
+        }
+        assert!(matches!(
+            slow.try_recv(),
+            Err(broadcast::error::TryRecvError::Lagged(6))
+        ));
+    }
+
+    #[test]
+    fn a_record_serializes_without_empty_route_or_backend() {
+        let v = serde_json::to_value(record("req_x")).unwrap();
+        assert_eq!(v["route"], serde_json::Value::Null);
+        assert_eq!(v["model"], "claude-sonnet-4-5");
+        assert_eq!(v["duration_ms"], 7);
+        assert_eq!(v["fixes"], serde_json::json!(["context_clamp"]));
+    }
+}
