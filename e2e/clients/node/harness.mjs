@@ -11,7 +11,8 @@
 // stalling CI.
 
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -118,8 +119,12 @@ async function get(url) {
 /**
  * Starts mock-vllm (context window 32768) and switchyard-proxy in front of it.
  * Returns URLs plus helpers for the mock's stats and the proxy's metrics.
+ *
+ * `config(mockUrl)`, when given, returns the proxy's YAML config (written to a
+ * temporary file and passed as `--config` instead of `--upstream`); `proxyArgs`
+ * are added to the proxy's command line.
  */
-export async function startStack() {
+export async function startStack({ config, proxyArgs = [] } = {}) {
   const children = [];
   const stop = async () => {
     // Proxy first, so it does not log upstream errors about a vanished mock.
@@ -134,12 +139,20 @@ export async function startStack() {
     children.push(mock);
     const [, mockUrl] = await mock.waitFor(/mock-vllm listening on (http:\/\/\S+)/);
 
+    let source = ['--upstream', `${mockUrl}/v1`];
+    if (config) {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'switchyard-node-'));
+      const file = path.join(dir, 'proxy.yaml');
+      writeFileSync(file, config(mockUrl));
+      source = ['--config', file];
+    }
     const proxy = new Child(
       binary('switchyard-proxy'),
       [
-        '--upstream', `${mockUrl}/v1`,
+        ...source,
         '--listen', '127.0.0.1:0',
         '--admin-listen', '127.0.0.1:0',
+        ...proxyArgs,
       ],
       // Logs go to a pipe, so they carry no ANSI colours; `info` is the level
       // that prints the listening line.

@@ -1,0 +1,134 @@
+// The request view (`/ui` on the admin listener) in real headless Chromium (Debian's
+// `chromium`, driven by playwright-core): the page asks for the admin key, then shows
+// requests live as they finish — one whose max_tokens the context clamp lowered, one whose
+// tool call was recovered from text, one plain — each after failing over from a dead
+// backend, with the right route, backend, status, attempts and fixes; a row opens its
+// details. Set UI_SCREENSHOT=FILE to keep a screenshot of the page (the README's).
+//
+// Run: cd /work/main && SWITCHYARD_BIN_DIR="$PWD/target/debug" node --test e2e/clients/node/ui.test.mjs
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+import { startStack } from './harness.mjs';
+
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const ADMIN_KEY = 'adm-ui-test-key';
+
+let stack;
+let browser;
+
+before(async () => {
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} missing: apt-get install chromium (.ci/run does)`);
+  stack = await startStack({
+    // The route tries a backend that refuses connections first, then falls back to the mock.
+    config: (mockUrl) => `backends:
+  - name: dead
+    baseUrl: 'http://127.0.0.1:9/v1'
+    servedModel: qwen3-coder
+    contextWindow: 32768
+  - name: vllm
+    baseUrl: '${mockUrl}/v1'
+routes:
+  - name: code
+    models: ['claude-*']
+    backend: dead
+    fallbacks: [vllm]
+`,
+    proxyArgs: ['--admin-key', ADMIN_KEY],
+  });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    timeout: 30_000,
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await stack?.stop();
+});
+
+/** Sends a Messages request through the proxy; returns its request id. */
+async function ask(body) {
+  const res = await fetch(`${stack.proxyUrl}/v1/messages`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+    body: JSON.stringify({ model: 'claude-sonnet-4-5', ...body }),
+    signal: AbortSignal.timeout(20_000),
+  });
+  assert.equal(res.status, 200, await res.clone().text());
+  await res.text();
+  return res.headers.get('request-id');
+}
+
+/** The cells of the row of `id`, by column name. */
+async function row(page, id) {
+  return page.$eval(`tr[data-id="${id}"]`, (tr) => {
+    const out = {};
+    for (const td of tr.querySelectorAll('td[data-col]')) {
+      out[td.dataset.col] = td.dataset.col === 'fixes'
+        ? [...td.querySelectorAll('.fix')].map((s) => s.textContent)
+        : td.textContent;
+    }
+    return out;
+  });
+}
+
+test('the live table shows each request with its route, backend, attempts and fixes', async () => {
+  const page = await browser.newPage({ viewport: { width: 1600, height: 560 } });
+  page.setDefaultTimeout(15_000);
+  await page.goto(`${stack.adminUrl}/ui`);
+
+  // Locked until the key is given; a wrong one is refused.
+  await page.waitForSelector('#login.show');
+  await page.fill('#key', 'wrong-key');
+  await page.click('#login button');
+  await page.waitForFunction(() => document.querySelector('#login-error').textContent.includes('refused'));
+  await page.fill('#key', ADMIN_KEY);
+  await page.click('#login button');
+  await page.waitForFunction(() => document.querySelector('#live').textContent === 'live');
+  assert.equal(await page.$$eval('tr.row', (r) => r.length), 0);
+
+  const clamped = await ask({ max_tokens: 64000, messages: [{ role: 'user', content: 'hi' }] });
+  const recovered = await ask({
+    max_tokens: 300,
+    stream: true,
+    tools: [{ name: 'Bash', description: 'Run a command',
+      input_schema: { type: 'object', properties: { command: { type: 'string' } } } }],
+    messages: [{ role: 'user', content: '[[mock:hermes]]' }],
+  });
+  const plain = await ask({ max_tokens: 20, messages: [{ role: 'user', content: 'hello' }] });
+
+  // Arrived live, newest on top, without a reload.
+  await page.waitForFunction(() => document.querySelectorAll('tr.row').length === 3);
+  const order = await page.$$eval('tr.row', (rows) => rows.map((r) => r.dataset.id));
+  assert.deepEqual(order, [plain, recovered, clamped]);
+
+  for (const id of [clamped, recovered, plain]) {
+    const r = await row(page, id);
+    assert.equal(r.model, 'claude-sonnet-4-5');
+    assert.equal(r.route, 'code');
+    assert.equal(r.backend, 'vllm');
+    assert.equal(r.status, '200');
+    assert.equal(r.attempts, '2', `failed over from the dead backend: ${JSON.stringify(r)}`);
+    assert.ok(Number(r.in) > 0 && Number(r.out) > 0, JSON.stringify(r));
+  }
+  assert.deepEqual((await row(page, clamped)).fixes, ['context_clamp']);
+  assert.deepEqual((await row(page, recovered)).fixes, ['text_tool_calls']);
+  assert.equal((await row(page, recovered)).stop, 'tool_use');
+  assert.deepEqual((await row(page, plain)).fixes, []);
+
+  // A row opens its details; content logging is off, and the page says so.
+  await page.click(`tr[data-id="${clamped}"]`);
+  await page.waitForSelector('#detail:not([hidden])');
+  assert.equal(await page.textContent('#detail-id'), clamped);
+  assert.match(await page.textContent('#detail-content'), /Content logging is off/);
+  assert.match(await page.textContent('#detail-fields'), /context_clamp/);
+
+  if (process.env.UI_SCREENSHOT) {
+    await page.screenshot({ path: process.env.UI_SCREENSHOT });
+  }
+  await page.close();
+});
