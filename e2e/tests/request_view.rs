@@ -181,3 +181,63 @@ async fn with_an_admin_key_the_api_wants_it_and_the_page_does_not_hold_data() {
     // The key is never logged.
     assert!(!proxy.log_text().contains("adm-secret-1"));
 }
+
+/// With `--history FILE` the records outlive a restart: listed and added up from the file by
+/// the next process, which also writes what was still queued when the first one got SIGTERM.
+#[tokio::test]
+async fn history_outlives_a_restart() {
+    let m = MockVllm::start(MockConfig::default(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("mock starts");
+    let cfg = TempFile::new(&format!(
+        "server:\n  shutdownGraceMs: 50\n  drainTimeoutMs: 2000\n\
+         backends:\n  - name: vllm\n    baseUrl: '{}'\n\
+         routes:\n  - name: code\n    models: ['claude-*']\n    backend: vllm\n",
+        m.base_url()
+    ));
+    let db = TempFile::new("");
+    std::fs::remove_file(db.path()).unwrap(); // the proxy creates it
+    let args = ["--config", cfg.path(), "--history", db.path()];
+    let mut first = ProxyProcess::start(&args).unwrap();
+    let mut ids = Vec::new();
+    for text in ["one", "two"] {
+        ids.push(
+            ask(
+                &first,
+                json!({"model": "claude-sonnet-4-5", "max_tokens": 10,
+                "messages": [{"role": "user", "content": text}]}),
+            )
+            .await,
+        );
+    }
+    assert!(first.terminate(Duration::from_secs(20)).unwrap().success());
+
+    let second = ProxyProcess::start(&args).unwrap();
+    let admin = second.admin_url();
+    let (status, list) = get(format!("{admin}/api/requests"), None).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["source"], "history");
+    let listed: Vec<&str> = list["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [ids[1].as_str(), ids[0].as_str()]);
+    let (status, one) = get(format!("{admin}/api/requests/{}", ids[0]), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(one["route"], "code");
+    let (_, usage) = get(format!("{admin}/api/usage?window=1h"), None).await;
+    assert_eq!(usage["source"], "history");
+    let rows = usage["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{usage}");
+    assert_eq!(rows[0]["requests"], 2);
+    assert_eq!(rows[0]["failed"], 0);
+    assert_eq!(rows[0]["backend"], "vllm");
+    let (status, bad) = get(format!("{admin}/api/usage?window=2y"), None).await;
+    assert_eq!(status, 400);
+    assert_eq!(bad["error"]["type"], "invalid_request_error");
+    for side in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{side}", db.path()));
+    }
+}

@@ -11,6 +11,7 @@ use switchyard_proxy::config::reload;
 use switchyard_proxy::config::{self, Runtime};
 use switchyard_proxy::http::serve;
 use switchyard_proxy::http::{admin_router, api_router};
+use switchyard_proxy::observe::history::{History, Retention};
 use switchyard_proxy::state::AppState;
 use switchyard_proxy::upstream::health::HealthChecks;
 
@@ -88,6 +89,16 @@ struct Cli {
     /// it that API is open to whoever reaches the admin listener.
     #[arg(long, env = "SWITCHYARD_ADMIN_KEY", hide_env_values = true)]
     admin_key: Option<String>,
+    /// SQLite file for the request history (created if missing): the request view's list
+    /// and usage then outlive a restart. Without it the last 1,000 requests are kept in memory.
+    #[arg(long, env = "SWITCHYARD_HISTORY")]
+    history: Option<PathBuf>,
+    /// History older than this is deleted.
+    #[arg(long, default_value_t = 168)]
+    history_max_age_hours: u64,
+    /// At most this many requests are kept in the history (the oldest go first).
+    #[arg(long, default_value_t = 1_000_000)]
+    history_max_rows: u64,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -240,6 +251,16 @@ async fn run(cli: Cli, snapshot: Option<RoutingSnapshot>) -> anyhow::Result<()> 
         }
     };
     let state = AppState::new(runtime);
+    if let Some(path) = &cli.history {
+        let keep = Retention {
+            max_age: Duration::from_secs(cli.history_max_age_hours.saturating_mul(3600)),
+            max_rows: cli.history_max_rows,
+        };
+        let history = History::open(path, keep)
+            .with_context(|| format!("cannot open the request history {}", path.display()))?;
+        tracing::info!(path = %path.display(), "request history");
+        state.records.attach_history(history);
+    }
     // Discover every backend now so a misconfiguration shows in the first log lines; a backend
     // still loading is retried on first use.
     for backend in state.runtime.load().backends.iter() {
@@ -323,6 +344,14 @@ async fn run(cli: Cli, snapshot: Option<RoutingSnapshot>) -> anyhow::Result<()> 
         () = server => {}
         _ = drain_deadline => tracing::warn!("drain deadline passed; exiting with streams still open"),
     }
+    // Records of the last requests still queued for the history file are written now.
+    let closing = state.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(h) = closing.records.history() {
+            h.close(Duration::from_secs(5));
+        }
+    })
+    .await;
     tracing::info!("shut down");
     Ok(())
 }

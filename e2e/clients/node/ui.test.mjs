@@ -2,8 +2,8 @@
 // `chromium`, driven by playwright-core): the page asks for the admin key, then shows
 // requests live as they finish — one whose max_tokens the context clamp lowered, one whose
 // tool call was recovered from text, one plain — each after failing over from a dead
-// backend, with the right route, backend, status, attempts and fixes; a row opens its
-// details. Set UI_SCREENSHOT=FILE to keep a screenshot of the page (the README's).
+// backend, with the right route, backend, status, attempts and fixes; the usage table adds
+// them up; a row opens its details. Set UI_SCREENSHOT=FILE to keep a screenshot of the page (the README's).
 //
 // Run: cd /work/main && SWITCHYARD_BIN_DIR="$PWD/target/debug" node --test e2e/clients/node/ui.test.mjs
 
@@ -119,6 +119,27 @@ test('the live table shows each request with its route, backend, attempts and fi
   assert.deepEqual((await row(page, recovered)).fixes, ['text_tool_calls']);
   assert.equal((await row(page, recovered)).stop, 'tool_use');
   assert.deepEqual((await row(page, plain)).fixes, []);
+
+  // The usage table adds them up: one model, route, backend and key, three requests whose
+  // tokens are the rows' sums.
+  await page.waitForFunction(() => {
+    const c = document.querySelector('#usage-table tr.usage-row td[data-col="requests"]');
+    return c && c.textContent === '3';
+  });
+  const usageRows = await page.$$eval('#usage-table tr.usage-row', (trs) => trs.map((tr) =>
+    Object.fromEntries([...tr.querySelectorAll('td[data-col]')].map((td) => [td.dataset.col, td.textContent]))));
+  assert.equal(usageRows.length, 1, JSON.stringify(usageRows));
+  let inSum = 0;
+  let outSum = 0;
+  for (const id of [clamped, recovered, plain]) {
+    const r = await row(page, id);
+    inSum += Number(r.in);
+    outSum += Number(r.out);
+  }
+  assert.deepEqual(usageRows[0], {
+    model: 'claude-sonnet-4-5', route: 'code', backend: 'vllm', key: 'anonymous',
+    requests: '3', failed: '0', in: String(inSum), out: String(outSum),
+  });
 
   // A row opens its details; content logging is off, and the page says so.
   await page.click(`tr[data-id="${clamped}"]`);

@@ -6,6 +6,7 @@
 //! asks for the key. Without one the API is open, like `/metrics`: bind the admin listener to
 //! a private address (the chart keeps it inside the cluster).
 
+use crate::observe::history::{History, HistoryError};
 use crate::observe::records::{RequestRecord, DEFAULT_KEPT};
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
@@ -20,7 +21,7 @@ use serde_json::json;
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -36,6 +37,7 @@ pub fn admin_router(state: Arc<AppState>, admin_key: Option<String>) -> Router {
         .route("/api/requests", get(list_requests))
         .route("/api/requests/live", get(live_requests))
         .route("/api/requests/{id}", get(get_request))
+        .route("/api/usage", get(usage))
         .route_layer(middleware::from_fn(move |req: Request, next: Next| {
             let key = key.clone();
             async move { authorize(key.as_deref(), req, next).await }
@@ -85,30 +87,103 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
+/// Most records one `/api/requests` answer holds.
+const MAX_LIST: usize = 10_000;
+
 /// `GET /api/requests?limit=N`: the newest N finished requests (default 100), newest first,
-/// and how many are in flight now.
-async fn list_requests(
-    State(app): State<Arc<AppState>>,
-    Query(q): Query<ListQuery>,
-) -> Json<serde_json::Value> {
-    let limit = q.limit.unwrap_or(100).min(DEFAULT_KEPT);
-    let recent = app.records.recent(limit);
+/// from the history file when there is one (so they outlive a restart), and how many are in
+/// flight now.
+async fn list_requests(State(app): State<Arc<AppState>>, Query(q): Query<ListQuery>) -> Response {
+    let limit = q.limit.unwrap_or(100).min(MAX_LIST);
+    let in_flight = app.in_flight();
+    if app.records.history().is_some() {
+        let read = from_history(&app, move |h| h.recent(limit)).await;
+        return match read {
+            Ok(requests) => Json(json!({
+                "requests": requests,
+                "in_flight": in_flight,
+                "source": "history",
+                "dropped": app.records.history().map_or(0, |h| h.dropped()),
+            }))
+            .into_response(),
+            Err(e) => e,
+        };
+    }
+    let recent = app.records.recent(limit.min(DEFAULT_KEPT));
     let requests: Vec<&RequestRecord> = recent.iter().map(|r| &**r).collect();
-    Json(json!({
-        "requests": requests,
-        "in_flight": app.in_flight(),
-    }))
+    Json(json!({"requests": requests, "in_flight": in_flight, "source": "memory"})).into_response()
 }
 
 async fn get_request(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match app.records.get(&id) {
-        Some(r) => Json(&*r).into_response(),
-        None => {
-            let body = json!({"error": {"type": "not_found_error",
-                "message": format!("no recent request with id {id}")}});
-            (StatusCode::NOT_FOUND, Json(body)).into_response()
+    if let Some(r) = app.records.get(&id) {
+        return Json(&*r).into_response();
+    }
+    if app.records.history().is_some() {
+        let wanted = id.clone();
+        match from_history(&app, move |h| h.get(&wanted)).await {
+            Ok(Some(r)) => return Json(r).into_response(),
+            Ok(None) => {}
+            Err(e) => return e,
         }
     }
+    let body = json!({"error": {"type": "not_found_error",
+        "message": format!("no recent request with id {id}")}});
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
+#[derive(Deserialize)]
+struct UsageQuery {
+    window: Option<String>,
+}
+
+/// `GET /api/usage?window=1h|24h|7d` (default 24h): requests, failures and tokens per model,
+/// route, backend and key over the window, most requests first.
+async fn usage(State(app): State<Arc<AppState>>, Query(q): Query<UsageQuery>) -> Response {
+    let window = q.window.as_deref().unwrap_or("24h");
+    let span = match window {
+        "1h" => Duration::from_secs(3600),
+        "24h" => Duration::from_secs(86_400),
+        "7d" => Duration::from_secs(7 * 86_400),
+        other => {
+            let body = json!({"error": {"type": "invalid_request_error",
+                "message": format!("window must be 1h, 24h or 7d, not {other:?}")}});
+            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+        }
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let since = now.saturating_sub(span.as_millis() as u64);
+    let (rows, source) = if app.records.history().is_some() {
+        match from_history(&app, move |h| h.usage(since)).await {
+            Ok(rows) => (rows, "history"),
+            Err(e) => return e,
+        }
+    } else {
+        (app.records.usage(since), "memory")
+    };
+    Json(json!({"window": window, "since_ms": since, "source": source, "rows": rows}))
+        .into_response()
+}
+
+/// Runs a history read off the async threads; a failure is a 500 that names it.
+async fn from_history<T: Send + 'static>(
+    app: &Arc<AppState>,
+    read: impl FnOnce(&History) -> Result<T, HistoryError> + Send + 'static,
+) -> Result<T, Response> {
+    let app = app.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        read(app.records.history().expect("checked by the caller"))
+    })
+    .await;
+    let message = match joined {
+        Ok(Ok(v)) => return Ok(v),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => format!("request history read failed: {e}"),
+    };
+    tracing::warn!(error = %message, "admin API");
+    let body = json!({"error": {"type": "api_error", "message": message}});
+    Err((StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response())
 }
 
 /// `GET /api/requests/live`: server-sent events, `event: request` with a record as each

@@ -2,5 +2,6 @@
 //! records behind the admin UI.
 
 pub mod access_log;
+pub mod history;
 pub mod metrics;
 pub mod records;

@@ -6,9 +6,10 @@
 //! path only takes a mutex for a `VecDeque` push.
 
 use crate::observe::access_log::AccessLog;
+use crate::observe::history::History;
 use serde::Serialize;
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 
@@ -50,6 +51,11 @@ pub struct RequestRecord {
 }
 
 impl RequestRecord {
+    /// Counted as failed in usage: an error status, or a stream that ended with an error.
+    pub fn failed(&self) -> bool {
+        self.status >= 400 || self.error.is_some()
+    }
+
     pub fn from_log(log: &AccessLog, duration_ms: u64, endpoint: &str) -> Self {
         let since = log.started.elapsed().as_millis() as u64;
         let now = SystemTime::now()
@@ -85,11 +91,73 @@ impl RequestRecord {
     }
 }
 
-/// The recent records and the live feed.
+/// Requests, failures and tokens of one model, route, backend and key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageRow {
+    pub model: String,
+    pub route: String,
+    pub backend: String,
+    pub key: String,
+    pub requests: u64,
+    pub failed: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+}
+
+/// Usage of the records that arrived at or after `since_ms` (the in-memory twin of
+/// `History::usage`, used without a history file).
+pub fn usage<'a>(records: impl Iterator<Item = &'a RequestRecord>, since_ms: u64) -> Vec<UsageRow> {
+    let mut rows: BTreeMap<(String, String, String, String), UsageRow> = BTreeMap::new();
+    for r in records.filter(|r| r.time_ms >= since_ms) {
+        let (route, backend) = (
+            r.route.clone().unwrap_or_default(),
+            r.backend.clone().unwrap_or_default(),
+        );
+        let row = rows
+            .entry((
+                r.model.clone(),
+                route.clone(),
+                backend.clone(),
+                r.key.clone(),
+            ))
+            .or_insert_with(|| UsageRow {
+                model: r.model.clone(),
+                route,
+                backend,
+                key: r.key.clone(),
+                requests: 0,
+                failed: 0,
+                input_tokens: 0,
+                output_tokens: 0,
+                cache_read_tokens: 0,
+            });
+        row.requests += 1;
+        row.failed += u64::from(r.failed());
+        row.input_tokens += r.input_tokens;
+        row.output_tokens += r.output_tokens;
+        row.cache_read_tokens += r.cache_read_tokens;
+    }
+    let mut out: Vec<UsageRow> = rows.into_values().collect();
+    sort_usage(&mut out);
+    out
+}
+
+/// Most requests first, then by name: one order for both sources.
+pub fn sort_usage(rows: &mut [UsageRow]) {
+    rows.sort_by(|a, b| {
+        b.requests.cmp(&a.requests).then_with(|| {
+            (&a.model, &a.route, &a.backend, &a.key).cmp(&(&b.model, &b.route, &b.backend, &b.key))
+        })
+    });
+}
+
+/// The recent records, the live feed and, with `--history`, the history file.
 pub struct Records {
     kept: usize,
     recent: Mutex<VecDeque<Arc<RequestRecord>>>,
     live: broadcast::Sender<Arc<RequestRecord>>,
+    history: OnceLock<History>,
 }
 
 impl Default for Records {
@@ -104,7 +172,19 @@ impl Records {
             kept: kept.max(1),
             recent: Mutex::new(VecDeque::with_capacity(kept.clamp(1, 1024))),
             live: broadcast::channel(LIVE_BACKLOG).0,
+            history: OnceLock::new(),
         }
+    }
+
+    /// From now on every record also goes to `history` (set once, at start-up).
+    pub fn attach_history(&self, history: History) {
+        if self.history.set(history).is_err() {
+            tracing::warn!("request history attached twice; keeping the first");
+        }
+    }
+
+    pub fn history(&self) -> Option<&History> {
+        self.history.get()
     }
 
     pub fn push(&self, record: RequestRecord) {
@@ -115,6 +195,9 @@ impl Records {
                 recent.pop_front();
             }
             recent.push_back(record.clone());
+        }
+        if let Some(h) = self.history.get() {
+            h.record(record.clone());
         }
         // No subscriber is not an error.
         let _ = self.live.send(record);
@@ -129,6 +212,12 @@ impl Records {
     pub fn get(&self, id: &str) -> Option<Arc<RequestRecord>> {
         let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         recent.iter().rev().find(|r| r.id == id).cloned()
+    }
+
+    /// Usage from the records in memory (see [`usage`]).
+    pub fn usage(&self, since_ms: u64) -> Vec<UsageRow> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        usage(recent.iter().map(|r| &**r), since_ms)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<RequestRecord>> {
