@@ -120,6 +120,35 @@ async fn records_name_route_backend_attempts_and_the_fixes_that_fired() {
     assert_eq!(records[0]["stop_reason"], "tool_use");
     assert_eq!(records[0]["stream"], true);
 
+    // Health: the dead backend's endpoint counted both refusals (3 make a cool-down) and says
+    // why; discovery found the mock's model and window; the config loaded once.
+    let (status, health) = get(format!("{admin}/api/health"), None).await;
+    assert_eq!(status, 200);
+    let dead = &health["backends"][0];
+    assert_eq!(dead["name"], "dead");
+    let ep = &dead["endpoints"][0];
+    assert_eq!(ep["url"], "http://127.0.0.1:9/v1");
+    assert_eq!(
+        (ep["state"].as_str(), ep["consecutive_failures"].as_u64()),
+        (Some("ok"), Some(2)),
+        "{health}"
+    );
+    let why = ep["last_failure"].as_str().unwrap_or_default();
+    assert_eq!(
+        why,
+        "backend `dead` is unreachable: connection failed: Connection refused (os error 111)"
+    );
+    let live_backend = &health["backends"][1];
+    assert_eq!(
+        live_backend["discovered"]["served_model"], "qwen3-coder",
+        "{health}"
+    );
+    assert_eq!(live_backend["discovered"]["context_window"], 32768);
+    assert_eq!(live_backend["endpoints"][0]["state"], "ok");
+    assert_eq!(health["reloads"].as_array().unwrap().len(), 1);
+    assert_eq!(health["reloads"][0]["result"], "applied");
+    assert_eq!(health["reloads"][0]["version"], health["config_version"]);
+
     let (status, one) = get(format!("{admin}/api/requests/{clamped}"), None).await;
     assert_eq!(status, 200);
     assert_eq!(one["id"], clamped.as_str());

@@ -7,8 +7,9 @@ use crate::observe::metrics::{Metrics, ReasonLabels, VersionLabels};
 use crate::observe::records::Records;
 use crate::upstream;
 use arc_swap::ArcSwap;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub struct AppState {
     pub runtime: ArcSwap<Runtime>,
@@ -16,6 +17,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Recent request records and their live feed (admin UI, `/api/requests`).
     pub records: Records,
+    /// The last config changes, applied or refused, newest last (admin API health view).
+    reloads: Mutex<VecDeque<ReloadEvent>>,
     pub ready: AtomicBool,
     /// Requests being served now, all keys and routes (`server.maxInFlight`).
     in_flight: Arc<AtomicUsize>,
@@ -31,15 +34,19 @@ impl AppState {
                 version: runtime.version.clone(),
             })
             .set(1);
-        Arc::new(Self {
+        let version = runtime.version.clone();
+        let state = Arc::new(Self {
             runtime: ArcSwap::from_pointee(runtime),
             client: upstream::client(),
             metrics,
             records: Records::default(),
+            reloads: Mutex::new(VecDeque::new()),
             ready: AtomicBool::new(true),
             in_flight: Arc::new(AtomicUsize::new(0)),
             counts: CountCache::default(),
-        })
+        });
+        state.note_reload(&version, None);
+        state
     }
 
     /// A place under `server.maxInFlight`, held until the answer (a stream: its last byte)
@@ -63,10 +70,48 @@ impl AppState {
         ))
     }
 
+    /// Notes a config change: `error` is `None` when it was applied.
+    pub fn note_reload(&self, version: &str, error: Option<String>) {
+        let mut reloads = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
+        if reloads.len() == RELOADS_KEPT {
+            reloads.pop_front();
+        }
+        reloads.push_back(ReloadEvent {
+            time_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            result: if error.is_none() {
+                "applied"
+            } else {
+                "refused"
+            },
+            version: version.to_owned(),
+            error,
+        });
+    }
+
+    /// The last config changes, newest first.
+    pub fn reloads(&self) -> Vec<ReloadEvent> {
+        let reloads = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
+        reloads.iter().rev().cloned().collect()
+    }
+
     pub fn refused(&self, reason: &'static str) {
         let labels = ReasonLabels { reason };
         self.metrics.requests_refused.get_or_create(&labels).inc();
     }
+}
+
+/// Config changes kept for the health view.
+const RELOADS_KEPT: usize = 20;
+
+/// A config change: applied (now serving `version`) or refused (still serving `version`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadEvent {
+    pub time_ms: u64,
+    pub result: &'static str,
+    pub version: String,
+    pub error: Option<String>,
 }
 
 /// One request's place under `maxInFlight`; given back when dropped.

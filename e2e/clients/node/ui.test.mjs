@@ -77,7 +77,7 @@ async function row(page, id) {
 }
 
 test('the live table shows each request with its route, backend, attempts and fixes', async () => {
-  const page = await browser.newPage({ viewport: { width: 1600, height: 560 } });
+  const page = await browser.newPage({ viewport: { width: 1600, height: 760 } });
   page.setDefaultTimeout(15_000);
   await page.goto(`${stack.adminUrl}/ui`);
 
@@ -141,6 +141,23 @@ test('the live table shows each request with its route, backend, attempts and fi
     requests: '3', failed: '0', in: String(inSum), out: String(outSum),
   });
 
+  // The backends table: the dead backend's only endpoint cooled down after its third refusal
+  // (it stays in, behind the live backend) and says why; the mock's model and window.
+  await page.waitForFunction(() => {
+    const c = document.querySelector('tr.health-row[data-backend="dead"] td[data-col="state"]');
+    return c && c.textContent === 'cooling';
+  });
+  const health = await page.$$eval('tr.health-row', (trs) => trs.map((tr) =>
+    Object.fromEntries([...tr.querySelectorAll('td[data-col]')].map((td) => [td.dataset.col, td.textContent]))));
+  assert.equal(health.length, 2, JSON.stringify(health));
+  assert.equal(health[0].backend, 'dead');
+  assert.match(health[0].why, /backend `dead` is unreachable: connection failed/);
+  assert.deepEqual(
+    { backend: health[1].backend, served: health[1].served, window: health[1].window, state: health[1].state },
+    { backend: 'vllm', served: 'qwen3-coder', window: '32768', state: 'ok' },
+  );
+  assert.match(await page.textContent('#config'), /last change applied/);
+
   // A row opens its details; content logging is off, and the page says so.
   await page.click(`tr[data-id="${clamped}"]`);
   await page.waitForSelector('#detail:not([hidden])');
@@ -149,7 +166,7 @@ test('the live table shows each request with its route, backend, attempts and fi
   assert.match(await page.textContent('#detail-fields'), /context_clamp/);
 
   if (process.env.UI_SCREENSHOT) {
-    await page.screenshot({ path: process.env.UI_SCREENSHOT });
+    await page.screenshot({ path: process.env.UI_SCREENSHOT, fullPage: true });
   }
   await page.close();
 });

@@ -67,6 +67,7 @@ pub fn install(app: &AppState, health: &HealthChecks, next: Runtime, from: &str)
         })
         .set(1);
     health.replace(&next);
+    app.note_reload(&next.version, None);
     app.runtime.store(Arc::new(next));
     app.metrics
         .reloads
@@ -77,6 +78,7 @@ pub fn install(app: &AppState, health: &HealthChecks, next: Runtime, from: &str)
 /// Logs and counts a refused config change; the last good config keeps serving.
 pub fn refuse(app: &AppState, error: &dyn std::fmt::Display, serving: &str) {
     tracing::error!(error = %error, version = %serving, "config change refused; still serving the last good config");
+    app.note_reload(serving, Some(error.to_string()));
     app.metrics
         .reloads
         .get_or_create(&ResultLabels { result: "rejected" })

@@ -416,7 +416,8 @@ impl Life<'_> {
         if !e.breaks_endpoint() || !first_failure_here {
             return;
         }
-        let kind = match endpoint.record_failure(&backend.spec.outlier, now, others) {
+        let why = e.to_string();
+        let kind = match endpoint.record_failure(&backend.spec.outlier, now, others, &why) {
             Verdict::Counted => return,
             Verdict::Ejected => "consecutive_failures",
             Verdict::Cooling => "cooldown",

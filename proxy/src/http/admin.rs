@@ -8,6 +8,7 @@
 
 use crate::observe::history::{History, HistoryError};
 use crate::observe::records::{RequestRecord, DEFAULT_KEPT};
+use crate::routing::balance::EndpointStatus;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
@@ -21,7 +22,7 @@ use serde_json::json;
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -38,6 +39,7 @@ pub fn admin_router(state: Arc<AppState>, admin_key: Option<String>) -> Router {
         .route("/api/requests/live", get(live_requests))
         .route("/api/requests/{id}", get(get_request))
         .route("/api/usage", get(usage))
+        .route("/api/health", get(health))
         .route_layer(middleware::from_fn(move |req: Request, next: Next| {
             let key = key.clone();
             async move { authorize(key.as_deref(), req, next).await }
@@ -164,6 +166,39 @@ async fn usage(State(app): State<Arc<AppState>>, Query(q): Query<UsageQuery>) ->
     };
     Json(json!({"window": window, "since_ms": since, "source": source, "rows": rows}))
         .into_response()
+}
+
+/// `GET /api/health`: each backend with what discovery found and each endpoint's state (in,
+/// ejected or cooling, and the last failure), the config version and its recent changes.
+async fn health(State(app): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let rt = app.runtime.load();
+    let now = Instant::now();
+    let backends: Vec<serde_json::Value> = rt
+        .backends
+        .iter()
+        .map(|b| {
+            let endpoints: Vec<EndpointStatus> =
+                b.endpoints.iter().map(|e| e.status(now)).collect();
+            json!({
+                "name": b.spec.name,
+                "protocol": b.spec.protocol,
+                "base_url": b.base_url,
+                "discovered": b.discovered.get().map(|d| json!({
+                    "served_model": d.served_model,
+                    "context_window": d.context_window,
+                    "clamps_max_tokens": d.clamps_max_tokens,
+                })),
+                "endpoints": endpoints,
+            })
+        })
+        .collect();
+    Json(json!({
+        "config_version": rt.version,
+        "ready": app.ready.load(Ordering::Relaxed),
+        "in_flight": app.in_flight(),
+        "backends": backends,
+        "reloads": app.reloads(),
+    }))
 }
 
 /// Runs a history read off the async threads; a failure is a 500 that names it.

@@ -43,6 +43,23 @@ struct Health {
     /// backend's requests still need it) but the backend goes behind the route's healthy
     /// alternatives until then, as LiteLLM's deployment cooldown does.
     cooling_until: Option<Instant>,
+    /// What the last counted failure was (shown by the admin API's health view).
+    last_failure: Option<String>,
+}
+
+/// An endpoint's state as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EndpointStatus {
+    pub url: String,
+    /// `ok`, `ejected` (out until `until_ms`), `cooling` (the backend's last endpoint, kept
+    /// in but behind the route's healthy alternatives) or `failing_health_check`.
+    pub state: &'static str,
+    /// Milliseconds until an ejection or cool-down ends.
+    pub until_ms: Option<u64>,
+    pub outstanding: u32,
+    pub consecutive_failures: u32,
+    pub ejections: u32,
+    pub last_failure: Option<String>,
 }
 
 /// What one failure did to an endpoint.
@@ -108,6 +125,33 @@ impl Endpoint {
                 .is_none_or(|until| now >= until)
     }
 
+    pub fn status(&self, now: Instant) -> EndpointStatus {
+        let h = self.health.lock().expect("health lock");
+        let left = |t: Option<Instant>| {
+            t.filter(|t| *t > now)
+                .map(|t| t.duration_since(now).as_millis() as u64)
+        };
+        let (ejected, cooling) = (left(h.ejected_until), left(h.cooling_until));
+        let state = if !self.active_healthy.load(Ordering::Relaxed) {
+            "failing_health_check"
+        } else if ejected.is_some() {
+            "ejected"
+        } else if cooling.is_some() {
+            "cooling"
+        } else {
+            "ok"
+        };
+        EndpointStatus {
+            url: self.url.clone(),
+            state,
+            until_ms: ejected.or(cooling),
+            outstanding: self.outstanding(),
+            consecutive_failures: h.consecutive_failures,
+            ejections: h.ejections,
+            last_failure: h.last_failure.clone(),
+        }
+    }
+
     pub fn record_success(&self) {
         let mut h = self.health.lock().expect("health lock");
         *h = Health::default();
@@ -122,8 +166,10 @@ impl Endpoint {
         policy: &OutlierPolicy,
         now: Instant,
         others_available: bool,
+        why: &str,
     ) -> Verdict {
         let mut h = self.health.lock().expect("health lock");
+        h.last_failure = Some(why.chars().take(300).collect());
         h.consecutive_failures += 1;
         if h.consecutive_failures < policy.consecutive_failures.max(1) {
             return Verdict::Counted;
@@ -347,13 +393,19 @@ mod tests {
         };
         let ep = Endpoint::new("http://x/v1");
         let t0 = Instant::now();
-        assert_eq!(ep.record_failure(&policy, t0, true), Verdict::Counted);
-        assert_eq!(ep.record_failure(&policy, t0, true), Verdict::Ejected);
+        assert_eq!(
+            ep.record_failure(&policy, t0, true, "refused"),
+            Verdict::Counted
+        );
+        assert_eq!(
+            ep.record_failure(&policy, t0, true, "refused"),
+            Verdict::Ejected
+        );
         assert!(!ep.available(t0 + Duration::from_millis(999)));
         assert!(ep.available(t0 + Duration::from_millis(1000)));
         let t1 = t0 + Duration::from_secs(2);
-        ep.record_failure(&policy, t1, true);
-        ep.record_failure(&policy, t1, true);
+        ep.record_failure(&policy, t1, true, "refused");
+        ep.record_failure(&policy, t1, true, "refused");
         assert!(
             !ep.available(t1 + Duration::from_millis(1999)),
             "second ejection doubles"
@@ -361,13 +413,46 @@ mod tests {
         ep.record_success();
         assert!(ep.available(t1));
         let eps = vec![ep.clone(), Endpoint::new("http://y/v1")];
-        ep.record_failure(&policy, t1, true);
-        ep.record_failure(&policy, t1, true);
+        ep.record_failure(&policy, t1, true, "refused");
+        ep.record_failure(&policy, t1, true, "refused");
         assert_eq!(
             pick(&eps, Some(session_hash("any")), &[], t1),
             Some(1),
             "ejected endpoint skipped"
         );
+    }
+
+    #[test]
+    fn status_says_whether_and_why_an_endpoint_is_out() {
+        let policy = OutlierPolicy {
+            consecutive_failures: 2,
+            base_ejection_ms: 5000,
+            max_ejection_ms: 5000,
+        };
+        let t0 = Instant::now();
+        let eps = endpoints(2);
+        eps[0].record_failure(&policy, t0, true, "connection refused");
+        let s = eps[0].status(t0);
+        assert_eq!((s.state, s.consecutive_failures, s.ejections), ("ok", 1, 0));
+        assert_eq!(s.last_failure.as_deref(), Some("connection refused"));
+        eps[0].record_failure(&policy, t0, true, "reset mid-stream");
+        let s = eps[0].status(t0 + Duration::from_millis(1000));
+        assert_eq!(
+            (s.state, s.until_ms, s.ejections),
+            ("ejected", Some(4000), 1)
+        );
+        assert_eq!(s.last_failure.as_deref(), Some("reset mid-stream"));
+        assert_eq!(eps[0].status(t0 + Duration::from_millis(5000)).state, "ok");
+        for _ in 0..2 {
+            eps[1].record_failure(&policy, t0, false, "timeout");
+        }
+        assert_eq!(eps[1].status(t0).state, "cooling");
+        eps[1].active_healthy.store(false, Ordering::Relaxed);
+        assert_eq!(eps[1].status(t0).state, "failing_health_check");
+        eps[1].active_healthy.store(true, Ordering::Relaxed);
+        eps[1].record_success();
+        let s = eps[1].status(t0);
+        assert_eq!((s.state, s.last_failure), ("ok", None));
     }
 
     #[test]
@@ -380,12 +465,12 @@ mod tests {
         let t0 = Instant::now();
         let eps = endpoints(2);
         assert_eq!(
-            eps[0].record_failure(&policy, t0, others_available(&eps, 0, t0)),
+            eps[0].record_failure(&policy, t0, others_available(&eps, 0, t0), "refused"),
             Verdict::Ejected
         );
         assert!(!others_available(&eps, 1, t0));
         assert_eq!(
-            eps[1].record_failure(&policy, t0, others_available(&eps, 1, t0)),
+            eps[1].record_failure(&policy, t0, others_available(&eps, 1, t0), "refused"),
             Verdict::Cooling,
             "the only endpoint left stays in"
         );
