@@ -420,6 +420,14 @@ keys:
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The request view's API, now that every request has its record: records (with the
+    // logged content), usage, backends and endpoints with their last failures.
+    for path in ["/api/requests?limit=1000", "/api/usage?window=1h", "/api/health"] {
+        let resp = client.get(proxy.admin(path)).send().await.unwrap();
+        let (status, body) = seen.response(&format!("admin {path}"), resp).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(body.len() > 20, "{path}: {body}");
+    }
     let log = proxy.log();
     assert!(log.contains("request completed"), "{log}");
     assert!(
