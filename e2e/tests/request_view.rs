@@ -270,3 +270,74 @@ async fn history_outlives_a_restart() {
         let _ = std::fs::remove_file(format!("{}{side}", db.path()));
     }
 }
+
+/// `--history-postgres`: two proxies of a fleet share one history in a real PostgreSQL
+/// server (`SWITCHYARD_TEST_POSTGRES`, a key=value DSN; `.ci/run` starts one): each lists the
+/// other's requests, and both add them up the same.
+#[tokio::test]
+async fn a_fleet_shares_one_history_in_postgres() {
+    let Ok(dsn) = std::env::var("SWITCHYARD_TEST_POSTGRES") else {
+        eprintln!(
+            "SKIPPED a_fleet_shares_one_history_in_postgres: SWITCHYARD_TEST_POSTGRES is not set (.ci/run sets it)"
+        );
+        return;
+    };
+    let db = format!("switchyard_fleet_{}", std::process::id());
+    let admin_dsn = dsn.clone();
+    let fresh = db.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut c = postgres::Client::connect(&admin_dsn, postgres::NoTls).unwrap();
+        c.batch_execute(&format!("DROP DATABASE IF EXISTS {fresh}"))
+            .unwrap();
+        c.batch_execute(&format!("CREATE DATABASE {fresh}"))
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    let history = format!("{dsn} dbname={db}");
+
+    let m = MockVllm::start(MockConfig::default(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("mock starts");
+    let cfg = TempFile::new(&format!(
+        "backends:\n  - name: vllm\n    baseUrl: '{}'\n\
+         routes:\n  - name: code\n    models: ['claude-*']\n    backend: vllm\n",
+        m.base_url()
+    ));
+    let args = ["--config", cfg.path()];
+    let env = [("SWITCHYARD_HISTORY_POSTGRES", history.as_str())];
+    let a = ProxyProcess::start_with_env(&args, &env).unwrap();
+    let b = ProxyProcess::start_with_env(&args, &env).unwrap();
+    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let from_a = ask(&a, body.clone()).await;
+    let from_b = ask(&b, body).await;
+
+    // Written off the request path: poll until both are in (bounded).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for proxy in [&a, &b] {
+        let listed = loop {
+            let (status, list) = get(format!("{}/api/requests", proxy.admin_url()), None).await;
+            assert_eq!(status, 200, "{list}");
+            assert_eq!(list["source"], "history");
+            let ids: Vec<String> = list["requests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_owned())
+                .collect();
+            if ids.len() == 2 || tokio::time::Instant::now() > deadline {
+                break ids;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(listed, [from_b.clone(), from_a.clone()]);
+        let (_, usage) = get(format!("{}/api/usage?window=1h", proxy.admin_url()), None).await;
+        assert_eq!(usage["source"], "history");
+        assert_eq!(usage["rows"][0]["requests"], 2, "{usage}");
+    }
+    // The DSN is never logged.
+    for proxy in [&a, &b] {
+        assert!(!proxy.log_text().contains(&db), "{}", proxy.log_text());
+    }
+}

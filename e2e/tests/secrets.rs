@@ -422,7 +422,11 @@ keys:
     }
     // The request view's API, now that every request has its record: records (with the
     // logged content), usage, backends and endpoints with their last failures.
-    for path in ["/api/requests?limit=1000", "/api/usage?window=1h", "/api/health"] {
+    for path in [
+        "/api/requests?limit=1000",
+        "/api/usage?window=1h",
+        "/api/health",
+    ] {
         let resp = client.get(proxy.admin(path)).send().await.unwrap();
         let (status, body) = seen.response(&format!("admin {path}"), resp).await;
         assert_eq!(status, 200, "{path}");
