@@ -335,6 +335,9 @@ BAD_VALUES: list[tuple[str, dict, str, str]] = [
      "/proxy/podAnnotations/a", "got number, want string"),
     ("clientKeys.existingSecret not a string", {"clientKeys": {"existingSecret": True}},
      "/clientKeys/existingSecret", "got boolean, want string"),
+    ("proxy.requestView.historySecret not a Secret name",
+     {"proxy": {"requestView": {"historySecret": "postgres://u:p@db/x"}}},
+     "/proxy/requestView/historySecret", "does not match pattern"),
     ("clientKeys.existingSecret not a Secret name",
      {"clientKeys": {"existingSecret": "Team_Keys"}},
      "/clientKeys/existingSecret", "'Team_Keys' does not match pattern"),
@@ -449,6 +452,20 @@ ALL_ON: dict[str, Any] = {
     "grafanaDashboard": {"enabled": True, "namespace": "grafana"},
     "clientKeys": {"existingSecret": "team-keys"},
 }
+ALL_ON["proxy"]["requestView"] = {"adminKeySecret": "ui-admin", "historySecret": "ui-history"}
+
+
+def check_request_view(objects: list[dict], on: bool) -> None:
+    """The admin key and the history DSN reach the proxy from their Secrets, by reference
+    only; without them neither variable is set."""
+    env = {e["name"]: e for e in container(find(objects, "Deployment", "switchyard-proxy"))["env"]}
+    if not on:
+        assert "SWITCHYARD_ADMIN_KEY" not in env and "SWITCHYARD_HISTORY_POSTGRES" not in env, env
+        return
+    assert env["SWITCHYARD_ADMIN_KEY"] == {"name": "SWITCHYARD_ADMIN_KEY", "valueFrom": {
+        "secretKeyRef": {"name": "ui-admin", "key": "admin-key"}}}, env
+    assert env["SWITCHYARD_HISTORY_POSTGRES"] == {"name": "SWITCHYARD_HISTORY_POSTGRES", "valueFrom": {
+        "secretKeyRef": {"name": "ui-history", "key": "dsn"}}}, env
 
 
 # ---------------------------------------------------------------- additions of issue 9
@@ -641,6 +658,10 @@ def chart_additions(default: list[dict]) -> None:
         check("default: resources from values",
               lambda: check_resources(default, merged({})))
     if all_on:
+        check("default: request view without admin key or history Secret",
+              lambda: check_request_view(default, False))
+        check("all-on: request view's admin key and PostgreSQL DSN from their Secrets",
+              lambda: check_request_view(all_on, True))
         check("all-on: security contexts of both Deployments", lambda: check_security(all_on))
         check("all-on: resources from values", lambda: check_resources(all_on, merged(ALL_ON)))
         check("all-on: HorizontalPodAutoscaler (CPU), Deployment without replicas",
