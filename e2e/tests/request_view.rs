@@ -177,7 +177,13 @@ async fn records_name_route_backend_attempts_and_the_fixes_that_fired() {
                 .to_owned()
         })
         .collect();
-    assert_eq!(ids, [clamped, recovered]);
+    assert_eq!(ids, [clamped.clone(), recovered.clone()]);
+    // Each was announced as `started` (routed, on its way) before its record.
+    for id in [&clamped, &recovered] {
+        let started = text.find(&format!("event: started\ndata: {{\"id\":\"{id}\""));
+        let finished = text.find(&format!("event: request\ndata: {{\"id\":\"{id}\""));
+        assert!(started.is_some() && started < finished, "{id}: {text}");
+    }
 }
 
 #[tokio::test]

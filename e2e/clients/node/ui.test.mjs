@@ -3,7 +3,7 @@
 // requests live as they finish — one whose max_tokens the context clamp lowered, one whose
 // tool call was recovered from text, one plain — each after failing over from a dead
 // backend, with the right route, backend, status, attempts and fixes; the usage table adds
-// them up; a row opens its details. Set UI_SCREENSHOT=FILE to keep a screenshot of the page (the README's).
+// them up; a row opens its details; a slow stream shows in progress until it ends. Set UI_SCREENSHOT=FILE to keep a screenshot of the page (the README's).
 //
 // Run: cd /work/main && SWITCHYARD_BIN_DIR="$PWD/target/debug" node --test e2e/clients/node/ui.test.mjs
 
@@ -168,5 +168,24 @@ test('the live table shows each request with its route, backend, attempts and fi
   if (process.env.UI_SCREENSHOT) {
     await page.screenshot({ path: process.env.UI_SCREENSHOT, fullPage: true });
   }
+
+  // A slow stream shows as in progress while it runs, then becomes its record in place.
+  const slow = ask({ max_tokens: 50, stream: true,
+    messages: [{ role: 'user', content: '[[mock:text:6]] [[mock:pace:300]]' }] });
+  await page.waitForSelector('tr.row.pending');
+  const pending = await page.$eval('tr.row.pending', (tr) => ({
+    id: tr.dataset.id,
+    status: tr.querySelector('td[data-col="status"]').textContent,
+    stop: tr.querySelector('td[data-col="stop"]').textContent,
+  }));
+  assert.deepEqual({ status: pending.status, stop: pending.stop }, { status: '…', stop: 'streaming' });
+  const slowId = await slow;
+  assert.equal(pending.id, slowId);
+  await page.waitForFunction((id) => {
+    const tr = document.querySelector(`tr[data-id="${id}"]`);
+    return tr && !tr.classList.contains('pending');
+  }, slowId);
+  assert.equal((await row(page, slowId)).status, '200');
+  assert.equal(await page.$$eval('tr.row', (r) => r.length), 4);
   await page.close();
 });

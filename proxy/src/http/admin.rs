@@ -7,7 +7,7 @@
 //! a private address (the chart keeps it inside the cluster).
 
 use crate::observe::history::{History, HistoryError};
-use crate::observe::records::{RequestRecord, DEFAULT_KEPT};
+use crate::observe::records::{Live, RequestRecord, DEFAULT_KEPT};
 use crate::routing::balance::EndpointStatus;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
@@ -221,15 +221,17 @@ async fn from_history<T: Send + 'static>(
     Err((StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response())
 }
 
-/// `GET /api/requests/live`: server-sent events, `event: request` with a record as each
-/// request finishes; `event: lagged` with `{"missed": n}` when this reader fell behind.
+/// `GET /api/requests/live`: server-sent events, `event: started` (id, model, route, …) as a
+/// request is routed, `event: request` with its record as it finishes; `event: lagged` with
+/// `{"missed": n}` when this reader fell behind.
 async fn live_requests(State(app): State<Arc<AppState>>) -> Response {
     let mut rx = app.records.subscribe();
     let stream = async_stream::stream! {
         yield Ok::<Bytes, Infallible>(Bytes::from_static(b": live\n\n"));
         loop {
             match tokio::time::timeout(LIVE_KEEPALIVE, rx.recv()).await {
-                Ok(Ok(record)) => yield Ok(event("request", &record)),
+                Ok(Ok(Live::Started(s))) => yield Ok(event("started", &*s)),
+                Ok(Ok(Live::Finished(record))) => yield Ok(event("request", &*record)),
                 Ok(Err(RecvError::Lagged(n))) => {
                     yield Ok(Bytes::from(format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n")))
                 }
@@ -245,7 +247,7 @@ async fn live_requests(State(app): State<Arc<AppState>>) -> Response {
         .expect("static response parts are valid")
 }
 
-fn event(name: &str, record: &RequestRecord) -> Bytes {
+fn event(name: &str, record: &impl serde::Serialize) -> Bytes {
     let mut out = format!("event: {name}\ndata: ").into_bytes();
     serde_json::to_writer(&mut out, record).expect("a record serializes");
     out.extend_from_slice(b"\n\n");

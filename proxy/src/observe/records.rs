@@ -91,6 +91,27 @@ impl RequestRecord {
     }
 }
 
+/// A request that was routed and is on its way: the live feed's `started` event (the UI
+/// shows it in progress until its record arrives). Not kept anywhere.
+#[derive(Debug, Clone, Serialize)]
+pub struct Started {
+    pub id: String,
+    pub time_ms: u64,
+    pub api: &'static str,
+    pub model: String,
+    pub route: String,
+    pub session: Option<String>,
+    pub key: String,
+    pub stream: bool,
+}
+
+/// What the live feed carries.
+#[derive(Debug, Clone)]
+pub enum Live {
+    Started(Arc<Started>),
+    Finished(Arc<RequestRecord>),
+}
+
 /// Requests, failures and tokens of one model, route, backend and key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UsageRow {
@@ -156,7 +177,7 @@ pub fn sort_usage(rows: &mut [UsageRow]) {
 pub struct Records {
     kept: usize,
     recent: Mutex<VecDeque<Arc<RequestRecord>>>,
-    live: broadcast::Sender<Arc<RequestRecord>>,
+    live: broadcast::Sender<Live>,
     history: OnceLock<History>,
 }
 
@@ -200,7 +221,7 @@ impl Records {
             h.record(record.clone());
         }
         // No subscriber is not an error.
-        let _ = self.live.send(record);
+        let _ = self.live.send(Live::Finished(record));
     }
 
     /// Up to `limit` records, newest first.
@@ -220,7 +241,28 @@ impl Records {
         usage(recent.iter().map(|r| &**r), since_ms)
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<RequestRecord>> {
+    /// Tells live readers a request was routed; nothing is built when nobody reads.
+    pub fn started(&self, log: &AccessLog) {
+        if self.live.receiver_count() == 0 {
+            return;
+        }
+        let since = log.started.elapsed().as_millis() as u64;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let _ = self.live.send(Live::Started(Arc::new(Started {
+            id: log.request_id.clone(),
+            time_ms: now.saturating_sub(since),
+            api: log.api,
+            model: log.model.clone(),
+            route: log.route.clone(),
+            session: log.session_id.clone(),
+            key: log.key.clone(),
+            stream: log.stream,
+        })));
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Live> {
         self.live.subscribe()
     }
 }
@@ -257,8 +299,15 @@ mod tests {
         let mut fast = records.subscribe();
         let mut slow = records.subscribe();
         records.push(record("req_a"));
-        assert_eq!(fast.try_recv().unwrap().id, "req_a");
-        for i in 0..LIVE_BACKLOG + 5 {
+        assert!(matches!(fast.try_recv(), Ok(Live::Finished(r)) if r.id == "req_a"));
+        let mut log = AccessLog::new("req_b".into(), Instant::now());
+        log.model = "m".into();
+        records.started(&log);
+        assert!(
+            matches!(fast.try_recv(), Ok(Live::Started(s)) if s.id == "req_b" && s.model == "m")
+        );
+        assert!(records.get("req_b").is_none(), "a start is not a record");
+        for i in 0..LIVE_BACKLOG + 4 {
             records.push(record(&format!("req_{i}")));
         }
         assert!(matches!(
