@@ -26,6 +26,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const QUEUE: usize = 4_096;
 /// Most records inserted in one transaction.
 const BATCH: usize = 512;
+/// After a record arrives the writer gathers more for this long before it commits: one
+/// transaction for a burst instead of one per request (`bench/run --history`).
+const GATHER: Duration = Duration::from_millis(50);
 /// Retention runs at least this often.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
@@ -199,6 +202,7 @@ fn write_loop(mut store: Box<dyn Store>, place: &str, rx: Receiver<Msg>, keep: R
             Err(RecvTimeoutError::Disconnected) => break,
         };
         let mut batch: Vec<Arc<RequestRecord>> = Vec::new();
+        let until = Instant::now() + GATHER;
         let mut next = first;
         while let Some(msg) = next {
             match msg {
@@ -208,8 +212,9 @@ fn write_loop(mut store: Box<dyn Store>, place: &str, rx: Receiver<Msg>, keep: R
                     break;
                 }
             }
+            let left = until.saturating_duration_since(Instant::now());
             next = if batch.len() < BATCH {
-                rx.try_recv().ok()
+                rx.recv_timeout(left).ok()
             } else {
                 None
             };
