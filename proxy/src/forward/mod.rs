@@ -154,7 +154,7 @@ pub async fn messages(
         session.unwrap_or_else(rand_u64),
     );
     log.rule = plan.rule.map(str::to_owned);
-    app.records.started(log);
+    app.records.started(|| log.started_event());
     let life = Life::new(app, rt, route, headers, session, estimate, log.started);
     life.run(plan.backends, Payload::Messages(Box::new(req)), log)
         .await

@@ -75,7 +75,7 @@ pub async fn responses(
         session.unwrap_or_else(rand_u64),
     );
     log.rule = plan.rule.map(str::to_owned);
-    app.records.started(log);
+    app.records.started(|| log.started_event());
     let backends = plan.backends;
     let life = Life::new(app, rt, route, headers, session, estimate, log.started);
     life.run(backends, Payload::Responses(body), log).await

@@ -2,13 +2,14 @@
 //! request ends (for streams: when the last event went out or the client left).
 
 use crate::observe::metrics::{BackendLabels, Metrics, RequestLabels, TokenLabels};
-use crate::observe::records::{Records, RequestRecord};
+use crate::observe::record::RequestRecord;
+use crate::observe::records::{Records, Started};
 use crate::protocol::anthropic::{StopReason, Usage};
 use crate::routing::keys::{ConcurrencyPermit, KeyEntry};
 use regex::Regex;
 use std::sync::Arc;
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Clone)]
 pub struct AccessLog {
@@ -72,6 +73,57 @@ impl AccessLog {
         }
     }
 
+    /// The request's record for the request view (`endpoint` already shown without credentials).
+    pub fn to_record(&self, duration_ms: u64, endpoint: &str) -> RequestRecord {
+        let since = self.started.elapsed().as_millis() as u64;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        RequestRecord {
+            id: self.request_id.clone(),
+            time_ms: now.saturating_sub(since),
+            api: self.api,
+            model: self.model.clone(),
+            route: some(&self.route),
+            rule: self.rule.clone(),
+            backend: some(&self.backend),
+            endpoint: some(endpoint),
+            session: self.session_id.clone(),
+            key: self.key.clone(),
+            status: self.status,
+            stream: self.stream,
+            stop_reason: self.stop_reason.map(stop_reason_str),
+            ttft_ms: self.ttft.map(|t| t.as_millis() as u64),
+            duration_ms,
+            input_tokens: self.usage.input_tokens,
+            output_tokens: self.usage.output_tokens,
+            cache_read_tokens: self.usage.cache_read_input_tokens,
+            attempts: self.attempts,
+            fixes: self.fixes.clone(),
+            error: self.error.clone(),
+            content: self.content.clone(),
+        }
+    }
+
+    /// What the live feed says when the request has been routed.
+    pub fn started_event(&self) -> Started {
+        let since = self.started.elapsed().as_millis() as u64;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Started {
+            id: self.request_id.clone(),
+            time_ms: now.saturating_sub(since),
+            api: self.api,
+            model: self.model.clone(),
+            route: self.route.clone(),
+            session: self.session_id.clone(),
+            key: self.key.clone(),
+            stream: self.stream,
+        }
+    }
+
     /// Writes the line, records the request's metrics and keeps its record.
     pub fn finish(&self, metrics: &Metrics, records: &Records) {
         let tokens =
@@ -127,11 +179,7 @@ impl AccessLog {
             }
         }
         let endpoint = shown_endpoint(&self.endpoint);
-        records.push(RequestRecord::from_log(
-            self,
-            duration.as_millis() as u64,
-            &endpoint,
-        ));
+        records.push(self.to_record(duration.as_millis() as u64, &endpoint));
         tracing::info!(
             target: "access",
             request_id = %self.request_id,

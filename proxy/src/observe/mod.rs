@@ -4,4 +4,5 @@
 pub mod access_log;
 pub mod history;
 pub mod metrics;
+pub mod record;
 pub mod records;

@@ -5,91 +5,17 @@
 //! the channel's capacity misses records and is told how many (`Lagged`), and the request
 //! path only takes a mutex for a `VecDeque` push.
 
-use crate::observe::access_log::AccessLog;
 use crate::observe::history::History;
+pub use crate::observe::record::{sort_usage, usage, RequestRecord, UsageRow};
 use serde::Serialize;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 
 /// Records kept for `/api/requests` and the UI's first page.
 pub const DEFAULT_KEPT: usize = 1_000;
 /// Records a live subscriber may fall behind by before it misses some.
 const LIVE_BACKLOG: usize = 256;
-
-/// One finished request, as the UI shows it. Holds no secret: `key` is the client key's
-/// name, `endpoint` is shown without credentials, `content` only exists with `logContent`
-/// on and is redacted (observe::access_log).
-#[derive(Debug, Clone, Serialize)]
-pub struct RequestRecord {
-    pub id: String,
-    /// Unix time in milliseconds when the request arrived.
-    pub time_ms: u64,
-    pub api: &'static str,
-    pub model: String,
-    pub route: Option<String>,
-    pub rule: Option<String>,
-    pub backend: Option<String>,
-    pub endpoint: Option<String>,
-    pub session: Option<String>,
-    pub key: String,
-    pub status: u16,
-    pub stream: bool,
-    pub stop_reason: Option<&'static str>,
-    pub ttft_ms: Option<u64>,
-    pub duration_ms: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cache_read_tokens: u64,
-    pub attempts: u32,
-    /// Fixes that changed the request or its answer (`fixes::apply`, `context_clamp`,
-    /// `dropped_fields`, `context_edits`, `text_tool_calls`).
-    pub fixes: Vec<&'static str>,
-    pub error: Option<String>,
-    pub content: Option<String>,
-}
-
-impl RequestRecord {
-    /// Counted as failed in usage: an error status, or a stream that ended with an error.
-    pub fn failed(&self) -> bool {
-        self.status >= 400 || self.error.is_some()
-    }
-
-    pub fn from_log(log: &AccessLog, duration_ms: u64, endpoint: &str) -> Self {
-        let since = log.started.elapsed().as_millis() as u64;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-        Self {
-            id: log.request_id.clone(),
-            time_ms: now.saturating_sub(since),
-            api: log.api,
-            model: log.model.clone(),
-            route: some(&log.route),
-            rule: log.rule.clone(),
-            backend: some(&log.backend),
-            endpoint: some(endpoint),
-            session: log.session_id.clone(),
-            key: log.key.clone(),
-            status: log.status,
-            stream: log.stream,
-            stop_reason: log
-                .stop_reason
-                .map(crate::observe::access_log::stop_reason_str),
-            ttft_ms: log.ttft.map(|t| t.as_millis() as u64),
-            duration_ms,
-            input_tokens: log.usage.input_tokens,
-            output_tokens: log.usage.output_tokens,
-            cache_read_tokens: log.usage.cache_read_input_tokens,
-            attempts: log.attempts,
-            fixes: log.fixes.clone(),
-            error: log.error.clone(),
-            content: log.content.clone(),
-        }
-    }
-}
 
 /// A request that was routed and is on its way: the live feed's `started` event (the UI
 /// shows it in progress until its record arrives). Not kept anywhere.
@@ -110,67 +36,6 @@ pub struct Started {
 pub enum Live {
     Started(Arc<Started>),
     Finished(Arc<RequestRecord>),
-}
-
-/// Requests, failures and tokens of one model, route, backend and key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct UsageRow {
-    pub model: String,
-    pub route: String,
-    pub backend: String,
-    pub key: String,
-    pub requests: u64,
-    pub failed: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cache_read_tokens: u64,
-}
-
-/// Usage of the records that arrived at or after `since_ms` (the in-memory twin of
-/// `History::usage`, used without a history file).
-pub fn usage<'a>(records: impl Iterator<Item = &'a RequestRecord>, since_ms: u64) -> Vec<UsageRow> {
-    let mut rows: BTreeMap<(String, String, String, String), UsageRow> = BTreeMap::new();
-    for r in records.filter(|r| r.time_ms >= since_ms) {
-        let (route, backend) = (
-            r.route.clone().unwrap_or_default(),
-            r.backend.clone().unwrap_or_default(),
-        );
-        let row = rows
-            .entry((
-                r.model.clone(),
-                route.clone(),
-                backend.clone(),
-                r.key.clone(),
-            ))
-            .or_insert_with(|| UsageRow {
-                model: r.model.clone(),
-                route,
-                backend,
-                key: r.key.clone(),
-                requests: 0,
-                failed: 0,
-                input_tokens: 0,
-                output_tokens: 0,
-                cache_read_tokens: 0,
-            });
-        row.requests += 1;
-        row.failed += u64::from(r.failed());
-        row.input_tokens += r.input_tokens;
-        row.output_tokens += r.output_tokens;
-        row.cache_read_tokens += r.cache_read_tokens;
-    }
-    let mut out: Vec<UsageRow> = rows.into_values().collect();
-    sort_usage(&mut out);
-    out
-}
-
-/// Most requests first, then by name: one order for both sources.
-pub fn sort_usage(rows: &mut [UsageRow]) {
-    rows.sort_by(|a, b| {
-        b.requests.cmp(&a.requests).then_with(|| {
-            (&a.model, &a.route, &a.backend, &a.key).cmp(&(&b.model, &b.route, &b.backend, &b.key))
-        })
-    });
 }
 
 /// The recent records, the live feed and, with `--history`, the history file.
@@ -241,25 +106,12 @@ impl Records {
         usage(recent.iter().map(|r| &**r), since_ms)
     }
 
-    /// Tells live readers a request was routed; nothing is built when nobody reads.
-    pub fn started(&self, log: &AccessLog) {
+    /// Tells live readers a request was routed; `make` runs only when somebody reads.
+    pub fn started(&self, make: impl FnOnce() -> Started) {
         if self.live.receiver_count() == 0 {
             return;
         }
-        let since = log.started.elapsed().as_millis() as u64;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let _ = self.live.send(Live::Started(Arc::new(Started {
-            id: log.request_id.clone(),
-            time_ms: now.saturating_sub(since),
-            api: log.api,
-            model: log.model.clone(),
-            route: log.route.clone(),
-            session: log.session_id.clone(),
-            key: log.key.clone(),
-            stream: log.stream,
-        })));
+        let _ = self.live.send(Live::Started(Arc::new(make())));
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Live> {
@@ -270,6 +122,7 @@ impl Records {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::observe::access_log::AccessLog;
     use std::time::Instant;
 
     fn record(id: &str) -> RequestRecord {
@@ -277,7 +130,7 @@ mod tests {
         log.model = "claude-sonnet-4-5".into();
         log.status = 200;
         log.fixes = vec!["context_clamp"];
-        RequestRecord::from_log(&log, 7, "")
+        log.to_record(7, "")
     }
 
     #[test]
@@ -302,7 +155,7 @@ mod tests {
         assert!(matches!(fast.try_recv(), Ok(Live::Finished(r)) if r.id == "req_a"));
         let mut log = AccessLog::new("req_b".into(), Instant::now());
         log.model = "m".into();
-        records.started(&log);
+        records.started(|| log.started_event());
         assert!(
             matches!(fast.try_recv(), Ok(Live::Started(s)) if s.id == "req_b" && s.model == "m")
         );

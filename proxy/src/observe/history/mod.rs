@@ -13,7 +13,7 @@
 mod postgres;
 mod sqlite;
 
-use crate::observe::records::{RequestRecord, UsageRow};
+use crate::observe::record::{RequestRecord, UsageRow};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -179,7 +179,7 @@ impl History {
     /// Requests, failures and tokens per model, route, backend and key since `since_ms`.
     pub fn usage(&self, since_ms: u64) -> Result<Vec<UsageRow>, HistoryError> {
         let mut rows = self.reader.usage(since_ms)?;
-        crate::observe::records::sort_usage(&mut rows);
+        crate::observe::record::sort_usage(&mut rows);
         Ok(rows)
     }
 }
@@ -237,7 +237,7 @@ fn write_loop(mut store: Box<dyn Store>, place: &str, rx: Receiver<Msg>, keep: R
 mod tests {
     use super::*;
     use crate::observe::access_log::AccessLog;
-    use crate::observe::records::usage;
+    use crate::observe::record::usage;
     use std::path::PathBuf;
 
     fn record(id: &str, time_ms: u64, model: &str, status: u16, tokens: u64) -> RequestRecord {
@@ -248,7 +248,7 @@ mod tests {
         log.status = status;
         log.usage.input_tokens = tokens;
         log.usage.output_tokens = tokens / 10;
-        let mut r = RequestRecord::from_log(&log, 5, "");
+        let mut r = log.to_record(5, "");
         r.time_ms = time_ms;
         r
     }

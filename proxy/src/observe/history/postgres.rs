@@ -2,7 +2,7 @@
 //! requests; every proxy's view lists them all).
 
 use super::{HistoryError, Reader, Retention, Store};
-use crate::observe::records::{RequestRecord, UsageRow};
+use crate::observe::record::{RequestRecord, UsageRow};
 use postgres::{Client, Config, NoTls};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! The history in an SQLite file (WAL mode: readers beside the one writer).
 
 use super::{HistoryError, Reader, Retention, Store};
-use crate::observe::records::{RequestRecord, UsageRow};
+use crate::observe::record::{RequestRecord, UsageRow};
 use rusqlite::{params, Connection, OpenFlags};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
