@@ -295,16 +295,14 @@ async fn run(cli: Cli, snapshot: Option<RoutingSnapshot>) -> anyhow::Result<()> 
         version = %state.runtime.load().version,
         "switchyard-proxy listening"
     );
-    if cli.admin_key.is_none() && !cli.admin_listen.ip().is_loopback() {
+    let admin_key = cli.admin_key.clone().filter(|k| !k.is_empty());
+    if admin_key.is_none() && !cli.admin_listen.ip().is_loopback() {
         tracing::warn!(
             admin = %cli.admin_listen,
             "no admin key: the request view's API (/api/requests) is open to anyone who reaches the admin listener"
         );
     }
-    let admin_app = admin_router(
-        state.clone(),
-        cli.admin_key.clone().filter(|k| !k.is_empty()),
-    );
+    let admin_app = admin_router(state.clone(), admin_key);
     tokio::spawn(async move { axum::serve(admin, admin_app).await });
 
     // SIGTERM: /readyz fails at once; requests are still accepted for the grace period (load

@@ -77,9 +77,7 @@ impl AppState {
             reloads.pop_front();
         }
         reloads.push_back(ReloadEvent {
-            time_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            time_ms: crate::observe::record::now_ms(),
             result: if error.is_none() {
                 "applied"
             } else {

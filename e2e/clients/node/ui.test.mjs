@@ -63,6 +63,12 @@ async function ask(body) {
   return res.headers.get('request-id');
 }
 
+/** Each row `selector` matches, as its named cells' texts by column name. */
+async function tableRows(page, selector) {
+  return page.$$eval(selector, (trs) => trs.map((tr) => Object.fromEntries(
+    [...tr.querySelectorAll('td[data-col]')].map((td) => [td.dataset.col, td.textContent]))));
+}
+
 /** The cells of the row of `id`, by column name. */
 async function row(page, id) {
   return page.$eval(`tr[data-id="${id}"]`, (tr) => {
@@ -126,8 +132,7 @@ test('the live table shows each request with its route, backend, attempts and fi
     const c = document.querySelector('#usage-table tr.usage-row td[data-col="requests"]');
     return c && c.textContent === '3';
   });
-  const usageRows = await page.$$eval('#usage-table tr.usage-row', (trs) => trs.map((tr) =>
-    Object.fromEntries([...tr.querySelectorAll('td[data-col]')].map((td) => [td.dataset.col, td.textContent]))));
+  const usageRows = await tableRows(page, '#usage-table tr.usage-row');
   assert.equal(usageRows.length, 1, JSON.stringify(usageRows));
   let inSum = 0;
   let outSum = 0;
@@ -147,8 +152,7 @@ test('the live table shows each request with its route, backend, attempts and fi
     const c = document.querySelector('tr.health-row[data-backend="dead"] td[data-col="state"]');
     return c && c.textContent === 'cooling';
   });
-  const health = await page.$$eval('tr.health-row', (trs) => trs.map((tr) =>
-    Object.fromEntries([...tr.querySelectorAll('td[data-col]')].map((td) => [td.dataset.col, td.textContent]))));
+  const health = await tableRows(page, 'tr.health-row');
   assert.equal(health.length, 2, JSON.stringify(health));
   assert.equal(health[0].backend, 'dead');
   assert.match(health[0].why, /backend `dead` is unreachable: connection failed/);

@@ -6,10 +6,13 @@
 //! asks for the key. Without one the API is open, like `/metrics`: bind the admin listener to
 //! a private address (the chart keeps it inside the cluster).
 
+use crate::error::{ApiError, ErrorKind};
 use crate::observe::history::{History, HistoryError};
-use crate::observe::records::{Live, RequestRecord, DEFAULT_KEPT};
+use crate::observe::record::{now_ms, RequestRecord};
+use crate::observe::records::{Live, DEFAULT_KEPT};
 use crate::routing::balance::EndpointStatus;
 use crate::state::AppState;
+use crate::translate::stream::write_sse;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
@@ -22,7 +25,7 @@ use serde_json::json;
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -68,9 +71,11 @@ async fn authorize(key: Option<&str>, req: Request, next: Next) -> Response {
     if bool::from(given.as_bytes().ct_eq(key.as_bytes())) {
         return next.run(req).await;
     }
-    let body = json!({"error": {"type": "authentication_error",
-        "message": "the admin API wants the admin key as `Authorization: Bearer <key>`"}});
-    (StatusCode::UNAUTHORIZED, Json(body)).into_response()
+    ApiError::new(
+        ErrorKind::Authentication,
+        "the admin API wants the admin key as `Authorization: Bearer <key>`",
+    )
+    .into_response()
 }
 
 async fn ui() -> Response {
@@ -128,9 +133,11 @@ async fn get_request(State(app): State<Arc<AppState>>, Path(id): Path<String>) -
             Err(e) => return e,
         }
     }
-    let body = json!({"error": {"type": "not_found_error",
-        "message": format!("no recent request with id {id}")}});
-    (StatusCode::NOT_FOUND, Json(body)).into_response()
+    ApiError::new(
+        ErrorKind::NotFound,
+        format!("no recent request with id {id}"),
+    )
+    .into_response()
 }
 
 #[derive(Deserialize)]
@@ -147,15 +154,11 @@ async fn usage(State(app): State<Arc<AppState>>, Query(q): Query<UsageQuery>) ->
         "24h" => Duration::from_secs(86_400),
         "7d" => Duration::from_secs(7 * 86_400),
         other => {
-            let body = json!({"error": {"type": "invalid_request_error",
-                "message": format!("window must be 1h, 24h or 7d, not {other:?}")}});
-            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+            return ApiError::invalid(format!("window must be 1h, 24h or 7d, not {other:?}"))
+                .into_response()
         }
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let since = now.saturating_sub(span.as_millis() as u64);
+    let since = now_ms().saturating_sub(span.as_millis() as u64);
     let (rows, source) = if app.records.history().is_some() {
         match from_history(&app, move |h| h.usage(since)).await {
             Ok(rows) => (rows, "history"),
@@ -217,8 +220,7 @@ async fn from_history<T: Send + 'static>(
         Err(e) => format!("request history read failed: {e}"),
     };
     tracing::warn!(error = %message, "admin API");
-    let body = json!({"error": {"type": "api_error", "message": message}});
-    Err((StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response())
+    Err(ApiError::new(ErrorKind::Api, message).into_response())
 }
 
 /// `GET /api/requests/live`: server-sent events, `event: started` (id, model, route, …) as a
@@ -248,9 +250,10 @@ async fn live_requests(State(app): State<Arc<AppState>>) -> Response {
 }
 
 fn event(name: &str, record: &impl serde::Serialize) -> Bytes {
-    let mut out = format!("event: {name}\ndata: ").into_bytes();
-    serde_json::to_writer(&mut out, record).expect("a record serializes");
-    out.extend_from_slice(b"\n\n");
+    let mut out = Vec::new();
+    write_sse(&mut out, name, |out| {
+        serde_json::to_writer(out, record).expect("a record serializes")
+    });
     Bytes::from(out)
 }
 

@@ -2,14 +2,14 @@
 //! request ends (for streams: when the last event went out or the client left).
 
 use crate::observe::metrics::{BackendLabels, Metrics, RequestLabels, TokenLabels};
-use crate::observe::record::RequestRecord;
+use crate::observe::record::{now_ms, RequestRecord};
 use crate::observe::records::{Records, Started};
 use crate::protocol::anthropic::{StopReason, Usage};
 use crate::routing::keys::{ConcurrencyPermit, KeyEntry};
 use regex::Regex;
 use std::sync::Arc;
 use std::sync::LazyLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 #[derive(Clone)]
 pub struct AccessLog {
@@ -73,16 +73,17 @@ impl AccessLog {
         }
     }
 
+    /// Unix time in milliseconds when the request arrived.
+    fn arrived_ms(&self) -> u64 {
+        now_ms().saturating_sub(self.started.elapsed().as_millis() as u64)
+    }
+
     /// The request's record for the request view (`endpoint` already shown without credentials).
     pub fn to_record(&self, duration_ms: u64, endpoint: &str) -> RequestRecord {
-        let since = self.started.elapsed().as_millis() as u64;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
         RequestRecord {
             id: self.request_id.clone(),
-            time_ms: now.saturating_sub(since),
+            time_ms: self.arrived_ms(),
             api: self.api,
             model: self.model.clone(),
             route: some(&self.route),
@@ -108,13 +109,9 @@ impl AccessLog {
 
     /// What the live feed says when the request has been routed.
     pub fn started_event(&self) -> Started {
-        let since = self.started.elapsed().as_millis() as u64;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         Started {
             id: self.request_id.clone(),
-            time_ms: now.saturating_sub(since),
+            time_ms: self.arrived_ms(),
             api: self.api,
             model: self.model.clone(),
             route: self.route.clone(),

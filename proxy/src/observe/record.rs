@@ -3,6 +3,14 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Unix time now, in milliseconds: the clock of records, usage windows and retention.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 /// One finished request, as the UI shows it. Holds no secret: `key` is the client key's
 /// name, `endpoint` is shown without credentials, `content` only exists with `logContent`

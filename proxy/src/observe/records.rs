@@ -6,7 +6,7 @@
 //! path only takes a mutex for a `VecDeque` push.
 
 use crate::observe::history::History;
-pub use crate::observe::record::{sort_usage, usage, RequestRecord, UsageRow};
+use crate::observe::record::{usage, RequestRecord, UsageRow};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock};

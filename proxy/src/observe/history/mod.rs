@@ -13,14 +13,14 @@
 mod postgres;
 mod sqlite;
 
-use crate::observe::record::{RequestRecord, UsageRow};
+use crate::observe::record::{now_ms, RequestRecord, UsageRow};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Records waiting for the writer; beyond this they are dropped (and counted).
 const QUEUE: usize = 4_096;
@@ -184,12 +184,6 @@ impl History {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// The writer: a batch per wake-up, retention now and then; ends at `Close` or when every
 /// sender is gone.
 fn write_loop(mut store: Box<dyn Store>, place: &str, rx: Receiver<Msg>, keep: Retention) {
@@ -253,6 +247,15 @@ mod tests {
         r
     }
 
+    /// The ids of the newest ten records, newest first.
+    fn newest_ids(h: &History) -> Vec<Value> {
+        h.recent(10)
+            .unwrap()
+            .iter()
+            .map(|v| v["id"].clone())
+            .collect()
+    }
+
     /// Opens the same history again each time it is called.
     type Opener = Box<dyn Fn(Retention) -> History>;
 
@@ -310,12 +313,7 @@ mod tests {
             }
             h.close(Duration::from_secs(10));
             let h = open(KEEP_ALL);
-            let ids: Vec<_> = h
-                .recent(10)
-                .unwrap()
-                .iter()
-                .map(|v| v["id"].clone())
-                .collect();
+            let ids = newest_ids(&h);
             assert_eq!(ids, ["req_2", "req_1", "req_0"], "{store}");
             assert_eq!(
                 h.get("req_1").unwrap().unwrap()["time_ms"],
@@ -349,12 +347,7 @@ mod tests {
             }
             h.close(Duration::from_secs(10)); // closing applies the retention once more
             let h = open(keep);
-            let ids: Vec<_> = h
-                .recent(10)
-                .unwrap()
-                .iter()
-                .map(|v| v["id"].clone())
-                .collect();
+            let ids = newest_ids(&h);
             assert_eq!(ids, ["req_3", "req_2"], "{store}");
             h.close(Duration::from_secs(10));
         }
