@@ -741,6 +741,7 @@ spec:
             sha256: "0".repeat(64),
             routes: Vec::new(),
             limits: Default::default(),
+            log_content: false,
         }];
         let out = compile(&CompileInput {
             backends: &[qwen(), passthrough.clone()],

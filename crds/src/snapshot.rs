@@ -46,7 +46,9 @@ pub struct ServerSettings {
     pub shutdown_grace_ms: u64,
     /// On SIGTERM: how long in-flight streams may run before the process exits anyway.
     pub drain_timeout_ms: u64,
-    /// Log message content in the access log (secrets redacted). Off by default.
+    /// Capture every request's content (what the client sent, what went upstream, the
+    /// answer) for the request view, and the client's request in the access log; secrets
+    /// redacted. Off by default; a key's own `logContent` turns it on for that key alone.
     pub log_content: bool,
 }
 
@@ -404,6 +406,10 @@ pub struct ClientKey {
     pub routes: Vec<String>,
     #[serde(default)]
     pub limits: Limits,
+    /// Capture this key's request and answer content for the request view (redacted), as
+    /// `server.logContent` does for every key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub log_content: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

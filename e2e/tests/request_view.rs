@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use switchyard_e2e::mock_vllm::{MockConfig, MockVllm};
 use switchyard_e2e::proxy_process::ProxyProcess;
-use switchyard_e2e::testkit::{http, TempFile};
+use switchyard_e2e::testkit::{hash_key, http, sse_events, TempFile};
 
 /// A proxy whose route tries a dead backend first and falls back to the mock (32k window).
 async fn setup(extra_args: &[&str]) -> (MockVllm, ProxyProcess, TempFile) {
@@ -102,7 +102,7 @@ async fn records_name_route_backend_attempts_and_the_fixes_that_fired() {
         assert_eq!(r["api"], "messages");
         assert!(r["input_tokens"].as_u64().unwrap() > 0, "{r}");
         assert!(r["output_tokens"].as_u64().unwrap() > 0, "{r}");
-        assert_eq!(r["content"], Value::Null, "content logging is off: {r}");
+        assert_eq!(r["has_content"], false, "content capture is off: {r}");
     }
     assert_eq!(
         records[1]["fixes"],
@@ -346,4 +346,160 @@ async fn a_fleet_shares_one_history_in_postgres() {
     for proxy in [&a, &b] {
         assert!(!proxy.log_text().contains(&db), "{}", proxy.log_text());
     }
+}
+
+/// The message a client reads from an Anthropic stream: text and tool inputs put together.
+fn assembled(sse: &str) -> (String, Vec<Value>) {
+    let (mut text, mut inputs, mut partial) = (String::new(), Vec::new(), String::new());
+    for (event, data) in sse_events(sse) {
+        match (event.as_str(), data["delta"]["type"].as_str()) {
+            ("content_block_delta", Some("text_delta")) => {
+                text.push_str(data["delta"]["text"].as_str().unwrap())
+            }
+            ("content_block_delta", Some("input_json_delta")) => {
+                partial.push_str(data["delta"]["partial_json"].as_str().unwrap())
+            }
+            ("content_block_stop", _) if !partial.is_empty() => {
+                inputs.push(serde_json::from_str(&std::mem::take(&mut partial)).unwrap())
+            }
+            _ => {}
+        }
+    }
+    (text, inputs)
+}
+
+#[tokio::test]
+async fn content_is_captured_per_key_translated_upstream_and_reassembled() {
+    let m = MockVllm::start(MockConfig::default(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("mock starts");
+    let (watched, plain) = (hash_key("sk-view-watched-1"), hash_key("sk-view-plain-1"));
+    let cfg = TempFile::new(&format!(
+        "backends:\n  - name: vllm\n    baseUrl: '{}'\n\
+         routes:\n  - name: code\n    models: ['claude-*']\n    backend: vllm\n\
+         keys:\n  - name: watched\n    sha256: {watched}\n    logContent: true\n\
+         \x20 - name: plain\n    sha256: {plain}\n",
+        m.base_url()
+    ));
+    let proxy = ProxyProcess::start(&["--config", cfg.path()]).unwrap();
+    let admin = proxy.admin_url();
+    let tools: Value = serde_json::from_str(TOOLS).unwrap();
+    let send = |key: &'static str, body: Value| {
+        let url = format!("{}/v1/messages", proxy.url());
+        async move {
+            let resp = http()
+                .post(url)
+                .header("x-api-key", key)
+                .header("x-claude-code-agent-id", "agent-7f3a")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            let id = resp.headers()["request-id"].to_str().unwrap().to_owned();
+            (id, resp.text().await.unwrap())
+        }
+    };
+
+    // Streamed, with a tool call the mock streams in fragments, and a secret in the prompt.
+    let (streamed, sse) = send(
+        "sk-view-watched-1",
+        json!({"model": "claude-sonnet-4-5", "max_tokens": 300, "stream": true,
+            "system": [{"type": "text", "text": "You are terse."}], "tools": tools,
+            "messages": [{"role": "user",
+                "content": "[[mock:tool]] my key is sk-ant-api03-abcdefghijklmnop"}]}),
+    )
+    .await;
+    let (_, record) = get(format!("{admin}/api/requests/{streamed}"), None).await;
+    assert_eq!(record["has_content"], true, "{record}");
+    assert_eq!(record["subagent"], "agent-7f3a");
+    let content = &record["content"];
+    let part = |name: &str| -> Value {
+        serde_json::from_str(
+            content[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: {record}")),
+        )
+        .unwrap()
+    };
+    // What the client sent: Anthropic's shape, the secret redacted.
+    let request = part("request");
+    assert_eq!(request["system"][0]["text"], "You are terse.");
+    assert_eq!(
+        request["messages"][0]["content"],
+        "[[mock:tool]] my key is [REDACTED]"
+    );
+    // What went upstream: Chat Completions, the system prompt as the first message, the
+    // tool as a function, the served model's name (the mock serves `qwen3-coder`).
+    let upstream = part("upstream");
+    assert_eq!(upstream["model"], "qwen3-coder", "{upstream}");
+    assert_eq!(upstream["messages"][0]["role"], "system", "{upstream}");
+    assert_eq!(upstream["messages"][0]["content"], "You are terse.");
+    assert_eq!(upstream["tools"][0]["type"], "function");
+    assert_eq!(upstream["tools"][0]["function"]["name"], "Bash");
+    assert_eq!(upstream["stream"], true);
+    assert!(
+        !content.to_string().contains("abcdefghijklmnop"),
+        "a secret reached the captured content: {content}"
+    );
+    // The answer: the stream reassembled into the message the client read.
+    let response = part("response");
+    let (text, inputs) = assembled(&sse);
+    assert_eq!(response["content"][0]["text"], text.as_str(), "{response}");
+    assert_eq!(response["content"][1]["type"], "tool_use");
+    assert_eq!(response["content"][1]["input"], inputs[0]);
+    assert_eq!(response["stop_reason"], "tool_use");
+    assert_eq!(response["model"], "claude-sonnet-4-5");
+
+    // Whole answers are captured as the client got them.
+    let (whole, body) = send(
+        "sk-view-watched-1",
+        json!({"model": "claude-sonnet-4-5", "max_tokens": 64,
+            "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    let (_, record) = get(format!("{admin}/api/requests/{whole}"), None).await;
+    let response: Value =
+        serde_json::from_str(record["content"]["response"].as_str().unwrap()).unwrap();
+    let got: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(response, got);
+    let upstream: Value =
+        serde_json::from_str(record["content"]["upstream"].as_str().unwrap()).unwrap();
+    assert_eq!(upstream["max_tokens"], 64);
+    assert_eq!(upstream["stream"], false);
+
+    // The other key captures nothing; lists never carry content.
+    let (other, _) = send(
+        "sk-view-plain-1",
+        json!({"model": "claude-sonnet-4-5", "max_tokens": 64,
+            "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    let (_, record) = get(format!("{admin}/api/requests/{other}"), None).await;
+    assert_eq!(record["key"], "plain");
+    assert_eq!(
+        (&record["has_content"], &record["content"]),
+        (&json!(false), &Value::Null)
+    );
+    let (_, list) = get(format!("{admin}/api/requests"), None).await;
+    let has: Vec<(&str, bool)> = list["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["key"].as_str().unwrap(),
+                r["has_content"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        has,
+        [("plain", false), ("watched", true), ("watched", true)]
+    );
+    assert!(list["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r.get("content").is_none()));
 }

@@ -3,7 +3,10 @@
 // requests live as they finish — one whose max_tokens the context clamp lowered, one whose
 // tool call was recovered from text, one plain — each after failing over from a dead
 // backend, with the right route, backend, status, attempts and fixes; the usage table adds
-// them up; a row opens its details; a slow stream shows in progress until it ends. Set UI_SCREENSHOT=FILE to keep a screenshot of the page (the README's).
+// them up; a row opens its details with what the client sent, the body that went upstream
+// after translation and the answer (content capture on: `server.logContent`); a slow stream
+// shows in progress until it ends. Set UI_SCREENSHOT=FILE to keep a screenshot of the page
+// (the README's).
 //
 // Run: cd /work/main && SWITCHYARD_BIN_DIR="$PWD/target/debug" node --test e2e/clients/node/ui.test.mjs
 
@@ -23,7 +26,8 @@ before(async () => {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} missing: apt-get install chromium (.ci/run does)`);
   stack = await startStack({
     // The route tries a backend that refuses connections first, then falls back to the mock.
-    config: (mockUrl) => `backends:
+    config: (mockUrl) => `server: {logContent: true}
+backends:
   - name: dead
     baseUrl: 'http://127.0.0.1:9/v1'
     servedModel: qwen3-coder
@@ -162,12 +166,30 @@ test('the live table shows each request with its route, backend, attempts and fi
   );
   assert.match(await page.textContent('#config'), /last change applied/);
 
-  // A row opens its details; content logging is off, and the page says so.
+  // A row opens its details: the record, then what the client sent, what went upstream
+  // after translation (Chat Completions for the served model, max_tokens capped at the 32k
+  // window: the mock, like vLLM ≥ 0.32, fits it to the window's rest itself) and the answer.
   await page.click(`tr[data-id="${clamped}"]`);
   await page.waitForSelector('#detail:not([hidden])');
   assert.equal(await page.textContent('#detail-id'), clamped);
-  assert.match(await page.textContent('#detail-content'), /Content logging is off/);
   assert.match(await page.textContent('#detail-fields'), /context_clamp/);
+  await page.waitForFunction(() => !document.querySelector('#detail-upstream').textContent.includes('loading'));
+  assert.equal(await page.isHidden('#detail-no-content'), true);
+  const shown = async (part) => JSON.parse(await page.textContent(`#detail-${part}`));
+  const sent = await shown('request');
+  assert.deepEqual({ model: sent.model, max_tokens: sent.max_tokens, messages: sent.messages },
+    { model: 'claude-sonnet-4-5', max_tokens: 64000, messages: [{ role: 'user', content: 'hi' }] });
+  const upstream = await shown('upstream');
+  assert.equal(upstream.model, 'qwen3-coder');
+  assert.deepEqual(upstream.messages, [{ role: 'user', content: 'hi' }]);
+  assert.equal(upstream.max_tokens, 32_768);
+  const answer = await shown('response');
+  assert.equal(answer.content[0].text, 'Hello from mock vLLM.');
+  assert.equal(answer.model, 'claude-sonnet-4-5');
+  // The page shows what the API holds, indented.
+  const api = await (await fetch(`${stack.adminUrl}/api/requests/${clamped}`,
+    { headers: { authorization: `Bearer ${ADMIN_KEY}` } })).json();
+  assert.deepEqual(upstream, JSON.parse(api.content.upstream));
 
   if (process.env.UI_SCREENSHOT) {
     await page.screenshot({ path: process.env.UI_SCREENSHOT, fullPage: true });

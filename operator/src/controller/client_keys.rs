@@ -300,6 +300,7 @@ mod tests {
             sha256: HASH.into(),
             routes: routes.iter().map(|r| r.to_string()).collect(),
             limits: Default::default(),
+            log_content: false,
         };
         let mut keys = vec![
             key("all", &[]),

@@ -13,7 +13,7 @@ pub use responses::responses;
 use crate::config::Runtime;
 use crate::error::{ApiError, ErrorKind};
 use crate::fixes::context::{self, Budget, Fit, Overflow, TooLong};
-use crate::observe::access_log::{redacted_content, AccessLog};
+use crate::observe::access_log::AccessLog;
 use crate::observe::metrics::{BackendLabels, KindLabels};
 use crate::protocol::anthropic::{Content, ContentBlock, MessagesRequest, OutBlock, ThinkingKind};
 use crate::protocol::openai::ChatRequest;
@@ -147,8 +147,11 @@ pub async fn messages(
     estimate: u64,
     log: &mut AccessLog,
 ) -> Result<Forwarded, ApiError> {
-    let content = || serde_json::to_value(&req.messages).unwrap_or_default();
-    let session = note(log, rt, session_id(headers, &req), req.stream, content);
+    let session = note(log, session_id(headers, &req), req.stream);
+    log.subagent = headers
+        .get("x-claude-code-agent-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let plan = route.plan(
         &facts(&req, headers, estimate),
         session.unwrap_or_else(rand_u64),
@@ -160,21 +163,12 @@ pub async fn messages(
         .await
 }
 
-/// Notes in the access line what is known before sending (session, stream, content when
-/// logged); returns the session's hash for affinity.
-fn note(
-    log: &mut AccessLog,
-    rt: &Runtime,
-    session: Option<String>,
-    stream: bool,
-    content: impl FnOnce() -> Value,
-) -> Option<u64> {
+/// Notes in the access line what is known before sending (session, stream); returns the
+/// session's hash for affinity.
+fn note(log: &mut AccessLog, session: Option<String>, stream: bool) -> Option<u64> {
     let hash = session.as_deref().map(balance::session_hash);
     log.session_id = session;
     log.stream = stream;
-    if rt.settings.log_content {
-        log.content = Some(redacted_content(&content()));
-    }
     hash
 }
 
@@ -626,7 +620,7 @@ impl Attempt<'_> {
             },
         };
         chat.max_tokens = answer.fit.max_tokens;
-        let resp = self.send_chat(&mut chat, &mut answer).await?;
+        let resp = self.send_chat(&mut chat, &mut answer, log).await?;
         note_fit(log, asked, answer.fit);
         let message_id = new_id("msg");
         let timers = Timers::new(self.rt.settings.ping_interval_ms, &self.route.timeouts);
@@ -662,6 +656,7 @@ impl Attempt<'_> {
             }
             log.usage = msg.usage;
             log.stop_reason = msg.stop_reason;
+            log.capture_response(&msg);
             return Ok(Forwarded::Complete(Json(msg).into_response()));
         }
         let chunks = upstream::chat_chunks(self.backend, resp);
@@ -685,9 +680,13 @@ impl Attempt<'_> {
         &self,
         chat: &mut ChatRequest,
         answer: &mut Answer,
+        log: &mut AccessLog,
     ) -> Result<reqwest::Response, AttemptError> {
         let prompt = answer.prompt;
-        let body = |chat: &ChatRequest| json_body(chat, prompt);
+        let mut body = |chat: &ChatRequest| {
+            log.capture_upstream(chat);
+            json_body(chat, prompt)
+        };
         let overflow = match self.post("/chat/completions", body(chat), &[]).await {
             Err(UpstreamError::Overflow(o)) => o,
             other => return Ok(other?),
@@ -754,7 +753,7 @@ impl Attempt<'_> {
             Ok(None) => return Err(self.empty_response()),
             Err(_) => tr.start(&mut first),
         }
-        let guard = StreamGuard::new(self.app.clone(), log.clone(), in_flight);
+        let guard = StreamGuard::new(self.app.clone(), log.clone(), in_flight).reassembling();
         Ok(Forwarded::Streaming(relay::sse_response(
             relay::openai_body(chunks, tr, first, guard, timers),
         )))
@@ -829,8 +828,11 @@ impl Attempt<'_> {
         };
         apply_fit(&mut req, answer.fit);
         let prompt = answer.prompt;
-        let body = |req: &MessagesRequest| json_body(req, prompt);
-        let resp = match self.post("/messages", body(&req), &extra_headers).await {
+        log.capture_upstream(&req);
+        let resp = match self
+            .post("/messages", json_body(&req, prompt), &extra_headers)
+            .await
+        {
             Err(UpstreamError::Overflow(o)) => {
                 req.max_tokens = asked;
                 answer.fit = self
@@ -838,7 +840,9 @@ impl Attempt<'_> {
                     .await?;
                 apply_fit(&mut req, answer.fit);
                 self.count_context_retry("max_tokens");
-                self.post("/messages", body(&req), &extra_headers).await?
+                log.capture_upstream(&req);
+                self.post("/messages", json_body(&req, prompt), &extra_headers)
+                    .await?
             }
             other => other?,
         };
@@ -858,6 +862,7 @@ impl Attempt<'_> {
             })?;
             log.usage = usage;
             log.stop_reason = stop;
+            log.capture_response(&msg);
             return Ok(Forwarded::Complete(Json(msg).into_response()));
         }
         let mut events = upstream::anthropic_events(self.backend, resp);
@@ -869,7 +874,8 @@ impl Attempt<'_> {
             Ok(None) => return Err(self.empty_response()),
             Err(_) => None,
         };
-        let guard = StreamGuard::new(self.app.clone(), log.clone(), answer.in_flight);
+        let guard =
+            StreamGuard::new(self.app.clone(), log.clone(), answer.in_flight).reassembling();
         let relay = Relay::new(answer.client_model, answer.prompt)
             .window_bound(answer.fit.window_bound, d.context_window);
         Ok(Forwarded::Streaming(relay::sse_response(

@@ -7,6 +7,7 @@
 
 use crate::fixes::context::reaches_window;
 use crate::observe::access_log::AccessLog;
+use crate::observe::capture::Assembler;
 use crate::protocol::anthropic::{self, StopReason, Usage};
 use crate::routing::balance::InFlight;
 use crate::state::AppState;
@@ -169,6 +170,8 @@ pub struct StreamGuard {
     pub(super) log: AccessLog,
     _in_flight: InFlight,
     done: bool,
+    /// Rebuilds the answer from the Messages stream, when its content is captured.
+    assembler: Option<Assembler>,
 }
 
 impl StreamGuard {
@@ -179,7 +182,31 @@ impl StreamGuard {
             log,
             _in_flight: in_flight,
             done: false,
+            assembler: None,
         }
+    }
+
+    /// A guard that also rebuilds the answer from the Anthropic stream it is shown (only when
+    /// the request's content is captured).
+    pub fn reassembling(mut self) -> Self {
+        if self.log.capture.is_some() {
+            self.assembler = Some(Assembler::default());
+        }
+        self
+    }
+
+    /// The bytes of SSE that go to the client next.
+    pub(super) fn sent(&mut self, out: &[u8]) {
+        if let Some(a) = self.assembler.as_mut() {
+            a.feed(out);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(a) = self.assembler.take() {
+            self.log.capture_response(&a.finish());
+        }
+        self.log.finish(&self.app.metrics, &self.app.records);
     }
 
     pub(super) fn token(&mut self) {
@@ -201,7 +228,7 @@ impl StreamGuard {
         self.log.status = StatusCode::OK.as_u16();
         self.log.usage = usage;
         self.log.stop_reason = stop;
-        self.log.finish(&self.app.metrics, &self.app.records);
+        self.finish();
     }
 }
 
@@ -211,7 +238,7 @@ impl Drop for StreamGuard {
         if !self.done {
             self.app.metrics.client_disconnects.inc();
             self.log.error = Some("client disconnected; upstream request cancelled".into());
-            self.log.finish(&self.app.metrics, &self.app.records);
+            self.finish();
         }
     }
 }
@@ -238,6 +265,7 @@ pub fn openai_body(
     let stream = async_stream::stream! {
         let started = guard.log.started;
         let mut last_data = guard.log.ttft.map(|_| Instant::now());
+        guard.sent(&first);
         yield Ok::<Bytes, Infallible>(Bytes::from(first));
         while !tr.finished() {
             let mut out = Vec::new();
@@ -265,6 +293,7 @@ pub fn openai_body(
                 }
             }
             if !out.is_empty() {
+                guard.sent(&out);
                 yield Ok(Bytes::from(out));
             }
         }
@@ -431,6 +460,7 @@ pub fn anthropic_body(
             Some(Item::Done) => relay.stop_event(&mut out),
             None => relay.start(&mut out),
         }
+        guard.sent(&out);
         yield Ok::<Bytes, Infallible>(Bytes::from(out));
         let mut failed = false;
         while !relay.stopped && !failed {
@@ -455,6 +485,7 @@ pub fn anthropic_body(
                 failed = true;
             }
             if !out.is_empty() {
+                guard.sent(&out);
                 yield Ok(Bytes::from(out));
             }
         }

@@ -66,8 +66,7 @@ pub async fn responses(
     log: &mut AccessLog,
 ) -> Result<Forwarded, ApiError> {
     let stream = body["stream"].as_bool().unwrap_or(false);
-    let content = || body["input"].clone();
-    let session = note(log, rt, session_of(headers, &body), stream, content);
+    let session = note(log, session_of(headers, &body), stream);
     // Bytes / 4: only the routing rules on input tokens read it; no clamp applies here.
     let estimate = (body_len / 4) as u64;
     let plan = route.plan(
@@ -93,6 +92,7 @@ impl Attempt<'_> {
         let client_model = body["model"].as_str().unwrap_or_default().to_owned();
         body["model"] = json!(d.served_model);
         let stream = body["stream"].as_bool().unwrap_or(false);
+        log.capture_upstream(&body);
         let bytes = serde_json::to_vec(&body).expect("a JSON value serializes");
         let auth = client_auth_headers(self.backend, self.headers);
         let resp = self.post("/responses", bytes, &auth).await?;
@@ -114,6 +114,7 @@ impl Attempt<'_> {
             obj.insert("model".into(), json!(client_model));
         }
         log.usage = usage(&answer["usage"]);
+        log.capture_response(&answer);
         Ok(Forwarded::Complete(Json(answer).into_response()))
     }
 }
@@ -157,6 +158,8 @@ impl Passing {
         ) {
             self.usage = usage(&response["usage"]);
             self.finished = true;
+            // The final response object is the whole answer.
+            guard.log.capture_response(response);
         }
         relay::write_raw(out, &ev.event, &v.to_string());
     }

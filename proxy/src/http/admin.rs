@@ -121,23 +121,32 @@ async fn list_requests(State(app): State<Arc<AppState>>, Query(q): Query<ListQue
     Json(json!({"requests": requests, "in_flight": in_flight, "source": "memory"})).into_response()
 }
 
+/// `GET /api/requests/{id}`: the record, and under `content` what the request carried
+/// (client request, upstream body, answer) when it was captured and is still recent.
 async fn get_request(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    if let Some(r) = app.records.get(&id) {
-        return Json(&*r).into_response();
-    }
-    if app.records.history().is_some() {
-        let wanted = id.clone();
-        match from_history(&app, move |h| h.get(&wanted)).await {
-            Ok(Some(r)) => return Json(r).into_response(),
-            Ok(None) => {}
-            Err(e) => return e,
+    let record = match app.records.get(&id) {
+        Some(r) => Some(serde_json::to_value(&*r).unwrap_or_default()),
+        None if app.records.history().is_some() => {
+            let wanted = id.clone();
+            match from_history(&app, move |h| h.get(&wanted)).await {
+                Ok(found) => found,
+                Err(e) => return e,
+            }
         }
+        None => None,
+    };
+    let Some(mut record) = record else {
+        return ApiError::new(
+            ErrorKind::NotFound,
+            format!("no recent request with id {id}"),
+        )
+        .into_response();
+    };
+    // Content lives beside the record, in memory only (observe::records).
+    if let Some(fields) = record.as_object_mut() {
+        fields.insert("content".into(), json!(app.records.content(&id).as_deref()));
     }
-    ApiError::new(
-        ErrorKind::NotFound,
-        format!("no recent request with id {id}"),
-    )
-    .into_response()
+    Json(record).into_response()
 }
 
 #[derive(Deserialize)]

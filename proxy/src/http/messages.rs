@@ -7,6 +7,7 @@ use crate::error::{ApiError, ErrorKind};
 use crate::fixes::context::estimate_prompt_tokens;
 use crate::forward::{self, Forwarded};
 use crate::observe::access_log::AccessLog;
+use crate::observe::capture::Captured;
 use crate::protocol::anthropic::MessagesRequest;
 use crate::routing::keys::KeyEntry;
 use crate::routing::route::CompiledRoute;
@@ -145,6 +146,9 @@ pub(super) async fn admit(
     let key = rt.keys.authenticate(headers)?;
     log.key = key.name().to_owned();
     let body = read_body_within(app, headers, body, &rt.settings).await?;
+    if rt.settings.log_content || key.log_content() {
+        log.capture = Some(Box::new(Captured::of_request(&body)));
+    }
     let permit = Arc::new(key.admit()?);
     log.limiters.push((key.clone(), permit));
     Ok(Admitted { rt, key, body })
@@ -269,6 +273,9 @@ fn answer_server_tools(
     // No model ran: the access line and the token quotas see no tokens.
     log.stream = req.stream;
     log.stop_reason = Some(crate::protocol::anthropic::StopReason::EndTurn);
+    if log.capture.is_some() {
+        log.capture_response(&answer.to_json());
+    }
     Some(if req.stream {
         crate::forward::relay::sse_response(Body::from(answer.to_sse()))
     } else {

@@ -1,14 +1,13 @@
 //! One structured line per request, and the request metrics, written in one place when the
 //! request ends (for streams: when the last event went out or the client left).
 
+use crate::observe::capture::{self, Captured};
 use crate::observe::metrics::{BackendLabels, Metrics, RequestLabels, TokenLabels};
 use crate::observe::record::{now_ms, RequestRecord};
 use crate::observe::records::{Records, Started};
 use crate::protocol::anthropic::{StopReason, Usage};
 use crate::routing::keys::{ConcurrencyPermit, KeyEntry};
-use regex::Regex;
 use std::sync::Arc;
-use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 #[derive(Clone)]
@@ -18,6 +17,8 @@ pub struct AccessLog {
     pub api: &'static str,
     pub started: Instant,
     pub session_id: Option<String>,
+    /// Claude Code's `x-claude-code-agent-id`: the subagent that made the request.
+    pub subagent: Option<String>,
     pub key: String,
     pub model: String,
     pub route: String,
@@ -31,8 +32,9 @@ pub struct AccessLog {
     pub ttft: Option<Duration>,
     pub usage: Usage,
     pub error: Option<String>,
-    /// Request messages, only with `logContent: true`, secrets redacted.
-    pub content: Option<String>,
+    /// What the request carried, only with content logging on for it (`logContent` of the
+    /// proxy or of the client's key): redacted and shortened (observe::capture).
+    pub capture: Option<Box<Captured>>,
     /// Fixes that changed the request or its answer, each named once.
     pub fixes: Vec<&'static str>,
     /// The client key's and the route's limiters: their concurrency permits are held until
@@ -47,6 +49,7 @@ impl AccessLog {
             api: "messages",
             started,
             session_id: None,
+            subagent: None,
             key: "anonymous".into(),
             model: String::new(),
             route: String::new(),
@@ -60,7 +63,7 @@ impl AccessLog {
             ttft: None,
             usage: Usage::default(),
             error: None,
-            content: None,
+            capture: None,
             fixes: Vec::new(),
             limiters: Vec::new(),
         }
@@ -91,6 +94,7 @@ impl AccessLog {
             backend: some(&self.backend),
             endpoint: some(endpoint),
             session: self.session_id.clone(),
+            subagent: self.subagent.clone(),
             key: self.key.clone(),
             status: self.status,
             stream: self.stream,
@@ -103,7 +107,7 @@ impl AccessLog {
             attempts: self.attempts,
             fixes: self.fixes.clone(),
             error: self.error.clone(),
-            content: self.content.clone(),
+            has_content: self.capture.is_some(),
         }
     }
 
@@ -116,13 +120,14 @@ impl AccessLog {
             model: self.model.clone(),
             route: self.route.clone(),
             session: self.session_id.clone(),
+            subagent: self.subagent.clone(),
             key: self.key.clone(),
             stream: self.stream,
         }
     }
 
     /// Writes the line, records the request's metrics and keeps its record.
-    pub fn finish(&self, metrics: &Metrics, records: &Records) {
+    pub fn finish(&mut self, metrics: &Metrics, records: &Records) {
         let tokens =
             self.usage.input_tokens + self.usage.output_tokens + self.usage.cache_read_input_tokens;
         for (limiter, _) in &self.limiters {
@@ -176,12 +181,15 @@ impl AccessLog {
             }
         }
         let endpoint = shown_endpoint(&self.endpoint);
-        records.push(self.to_record(duration.as_millis() as u64, &endpoint));
+        let record = self.to_record(duration.as_millis() as u64, &endpoint);
+        let capture = self.capture.take();
+        let content = capture.as_deref().and_then(logged_content);
         tracing::info!(
             target: "access",
             request_id = %self.request_id,
             api = self.api,
             session_id = self.session_id.as_deref(),
+            subagent = self.subagent.as_deref(),
             key = %self.key,
             model = %self.model,
             route = %self.route,
@@ -200,10 +208,39 @@ impl AccessLog {
             cache_read_tokens = self.usage.cache_read_input_tokens,
             error = self.error.as_deref(),
             fixes = ?self.fixes,
-            content = self.content.as_deref(),
+            content,
             "request completed"
         );
+        records.push(record, capture.map(|c| *c));
     }
+}
+
+impl AccessLog {
+    /// Captures `body` as what went upstream, when content is captured for this request.
+    pub fn capture_upstream<T: serde::Serialize>(&mut self, body: &T) {
+        if let Some(c) = self.capture.as_mut() {
+            c.upstream = serde_json::to_value(body).ok().map(|v| capture::shown(&v));
+        }
+    }
+
+    /// Captures a whole answer, when content is captured for this request.
+    pub fn capture_response<T: serde::Serialize>(&mut self, answer: &T) {
+        if let Some(c) = self.capture.as_mut() {
+            c.response = serde_json::to_value(answer)
+                .ok()
+                .map(|v| capture::shown(&v));
+        }
+    }
+}
+
+/// The client's request for the access line: its first 8 KiB.
+fn logged_content(c: &Captured) -> Option<&str> {
+    let text = c.request.as_deref()?;
+    let mut end = text.len().min(8_192);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(&text[..end])
 }
 
 /// An endpoint URL without user info or query (either may carry a credential).
@@ -225,23 +262,6 @@ pub fn stop_reason_str(r: StopReason) -> &'static str {
     }
 }
 
-static SECRET: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?i)(sk-[a-z0-9_\-]{8,}|bearer\s+[a-z0-9_\-\.=]{8,}|(api[_-]?key|token|password|secret)(["']?\s*[:=]\s*["']?)[^\s"',}]{4,})"#)
-        .expect("valid regex")
-});
-
-/// Message content for the debug log: secret-looking values replaced, length bounded.
-pub fn redacted_content(messages: &serde_json::Value) -> String {
-    let text = messages.to_string();
-    let text: String = text.chars().take(8_192).collect();
-    SECRET
-        .replace_all(&text, |c: &regex::Captures| match c.get(2) {
-            Some(name) => format!("{}{}[REDACTED]", name.as_str(), &c[3]),
-            None => "[REDACTED]".to_owned(),
-        })
-        .into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,18 +276,5 @@ mod tests {
             shown_endpoint("http://10.0.0.1:8000/v1"),
             "http://10.0.0.1:8000/v1"
         );
-    }
-
-    #[test]
-    fn secrets_in_content_are_redacted() {
-        let v = serde_json::json!([{"role": "user", "content": "use sk-ant-api03-abcdefghijkl and api_key=hunter2hunter and Bearer abcdefgh12345"}]);
-        let out = redacted_content(&v);
-        assert!(
-            !out.contains("abcdefghijkl")
-                && !out.contains("hunter2hunter")
-                && !out.contains("abcdefgh12345"),
-            "{out}"
-        );
-        assert!(out.contains("api_key=[REDACTED]"), "{out}");
     }
 }

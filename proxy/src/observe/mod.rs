@@ -2,6 +2,7 @@
 //! records behind the admin UI.
 
 pub mod access_log;
+pub mod capture;
 pub mod history;
 pub mod metrics;
 pub mod record;

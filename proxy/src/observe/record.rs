@@ -13,8 +13,8 @@ pub fn now_ms() -> u64 {
 }
 
 /// One finished request, as the UI shows it. Holds no secret: `key` is the client key's
-/// name, `endpoint` is shown without credentials, `content` only exists with `logContent`
-/// on and is redacted (observe::access_log).
+/// name, `endpoint` is shown without credentials. Content, when captured, is kept beside it
+/// (`Records::content`), not in it: lists and the live feed stay small.
 #[derive(Debug, Clone, Serialize)]
 pub struct RequestRecord {
     pub id: String,
@@ -27,6 +27,8 @@ pub struct RequestRecord {
     pub backend: Option<String>,
     pub endpoint: Option<String>,
     pub session: Option<String>,
+    /// Claude Code's subagent id (`x-claude-code-agent-id`), when a subagent asked.
+    pub subagent: Option<String>,
     pub key: String,
     pub status: u16,
     pub stream: bool,
@@ -41,7 +43,8 @@ pub struct RequestRecord {
     /// `dropped_fields`, `context_edits`, `text_tool_calls`).
     pub fixes: Vec<&'static str>,
     pub error: Option<String>,
-    pub content: Option<String>,
+    /// Content was captured (`GET /api/requests/{id}` has it while the request is recent).
+    pub has_content: bool,
 }
 
 impl RequestRecord {

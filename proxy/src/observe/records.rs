@@ -5,6 +5,7 @@
 //! the channel's capacity misses records and is told how many (`Lagged`), and the request
 //! path only takes a mutex for a `VecDeque` push.
 
+use crate::observe::capture::Captured;
 use crate::observe::history::History;
 use crate::observe::record::{usage, RequestRecord, UsageRow};
 use serde::Serialize;
@@ -14,6 +15,8 @@ use tokio::sync::broadcast;
 
 /// Records kept for `/api/requests` and the UI's first page.
 pub const DEFAULT_KEPT: usize = 1_000;
+/// Captured contents kept (the newest): each is up to 3 × 64 KiB, so at most ≈ 38 MB.
+pub const CONTENT_KEPT: usize = 200;
 /// Records a live subscriber may fall behind by before it misses some.
 const LIVE_BACKLOG: usize = 256;
 
@@ -27,6 +30,8 @@ pub struct Started {
     pub model: String,
     pub route: String,
     pub session: Option<String>,
+    /// Claude Code's subagent id (`x-claude-code-agent-id`), when a subagent asked.
+    pub subagent: Option<String>,
     pub key: String,
     pub stream: bool,
 }
@@ -42,6 +47,9 @@ pub enum Live {
 pub struct Records {
     kept: usize,
     recent: Mutex<VecDeque<Arc<RequestRecord>>>,
+    /// Content of the newest requests that captured it, by request id. Memory only: content
+    /// never goes to the history (it is the part most likely to hold what must not be kept).
+    contents: Mutex<VecDeque<(String, Arc<Captured>)>>,
     live: broadcast::Sender<Live>,
     history: OnceLock<History>,
 }
@@ -57,6 +65,7 @@ impl Records {
         Self {
             kept: kept.max(1),
             recent: Mutex::new(VecDeque::with_capacity(kept.clamp(1, 1024))),
+            contents: Mutex::new(VecDeque::new()),
             live: broadcast::channel(LIVE_BACKLOG).0,
             history: OnceLock::new(),
         }
@@ -73,7 +82,15 @@ impl Records {
         self.history.get()
     }
 
-    pub fn push(&self, record: RequestRecord) {
+    /// Keeps a finished request's record, and its content when it was captured.
+    pub fn push(&self, record: RequestRecord, content: Option<Captured>) {
+        if let Some(content) = content {
+            let mut contents = self.contents.lock().unwrap_or_else(|e| e.into_inner());
+            if contents.len() == CONTENT_KEPT {
+                contents.pop_front();
+            }
+            contents.push_back((record.id.clone(), Arc::new(content)));
+        }
         let record = Arc::new(record);
         {
             let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
@@ -98,6 +115,16 @@ impl Records {
     pub fn get(&self, id: &str) -> Option<Arc<RequestRecord>> {
         let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         recent.iter().rev().find(|r| r.id == id).cloned()
+    }
+
+    /// The captured content of a recent request.
+    pub fn content(&self, id: &str) -> Option<Arc<Captured>> {
+        let contents = self.contents.lock().unwrap_or_else(|e| e.into_inner());
+        contents
+            .iter()
+            .rev()
+            .find(|(i, _)| i == id)
+            .map(|(_, c)| c.clone())
     }
 
     /// Usage from the records in memory (see [`usage`]).
@@ -137,7 +164,7 @@ mod tests {
     fn keeps_the_newest_up_to_its_bound_newest_first() {
         let records = Records::new(3);
         for i in 0..5 {
-            records.push(record(&format!("req_{i}")));
+            records.push(record(&format!("req_{i}")), None);
         }
         let ids: Vec<_> = records.recent(10).iter().map(|r| r.id.clone()).collect();
         assert_eq!(ids, ["req_4", "req_3", "req_2"]);
@@ -151,7 +178,7 @@ mod tests {
         let records = Records::new(10);
         let mut fast = records.subscribe();
         let mut slow = records.subscribe();
-        records.push(record("req_a"));
+        records.push(record("req_a"), None);
         assert!(matches!(fast.try_recv(), Ok(Live::Finished(r)) if r.id == "req_a"));
         let mut log = AccessLog::new("req_b".into(), Instant::now());
         log.model = "m".into();
@@ -161,7 +188,7 @@ mod tests {
         );
         assert!(records.get("req_b").is_none(), "a start is not a record");
         for i in 0..LIVE_BACKLOG + 4 {
-            records.push(record(&format!("req_{i}")));
+            records.push(record(&format!("req_{i}")), None);
         }
         assert!(matches!(
             slow.try_recv(),
@@ -176,5 +203,32 @@ mod tests {
         assert_eq!(v["model"], "claude-sonnet-4-5");
         assert_eq!(v["duration_ms"], 7);
         assert_eq!(v["fixes"], serde_json::json!(["context_clamp"]));
+        assert_eq!(v["has_content"], false);
+        assert!(v.get("content").is_none());
+    }
+
+    #[test]
+    fn content_is_kept_for_the_newest_requests_only() {
+        let records = Records::new(CONTENT_KEPT * 2);
+        for i in 0..CONTENT_KEPT + 5 {
+            let content = Captured {
+                request: Some(format!("{{\"n\":{i}}}")),
+                ..Captured::default()
+            };
+            records.push(record(&format!("req_{i}")), Some(content));
+        }
+        assert!(
+            records.content("req_4").is_none(),
+            "the oldest contents are let go"
+        );
+        assert!(records.get("req_4").is_some(), "their records stay");
+        let newest = records
+            .content(&format!("req_{}", CONTENT_KEPT + 4))
+            .unwrap();
+        assert_eq!(
+            newest.request.as_deref(),
+            Some(format!("{{\"n\":{}}}", CONTENT_KEPT + 4).as_str())
+        );
+        assert!(records.content("req_5").is_some());
     }
 }

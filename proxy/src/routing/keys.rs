@@ -424,6 +424,7 @@ impl KeyEntry {
             sha256: String::new(),
             routes: Vec::new(),
             limits: limits.clone(),
+            log_content: false,
         };
         Self {
             digest: [0; 32],
@@ -439,6 +440,7 @@ impl KeyEntry {
             sha256: String::new(),
             routes: Vec::new(),
             limits: Limits::default(),
+            log_content: false,
         };
         Self {
             digest: [0; 32],
@@ -451,6 +453,11 @@ impl KeyEntry {
     /// The key's configured name (for logs and metrics).
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// The key's requests have their content captured (`logContent` on the key).
+    pub fn log_content(&self) -> bool {
+        self.config.log_content
     }
 
     /// Routes this key may use; empty means all.
@@ -750,6 +757,7 @@ mod tests {
             sha256: hash_key(raw),
             routes: Vec::new(),
             limits: Limits::default(),
+            log_content: false,
         }
     }
 

@@ -170,6 +170,7 @@ impl Converter<'_> {
             sha256: sha256_hex(&key),
             routes: Vec::new(),
             limits: Default::default(),
+            log_content: false,
         }])
     }
 }
