@@ -335,9 +335,15 @@ BAD_VALUES: list[tuple[str, dict, str, str]] = [
      "/proxy/podAnnotations/a", "got number, want string"),
     ("clientKeys.existingSecret not a string", {"clientKeys": {"existingSecret": True}},
      "/clientKeys/existingSecret", "got boolean, want string"),
-    ("proxy.requestView.historySecret not a Secret name",
-     {"proxy": {"requestView": {"historySecret": "postgres://u:p@db/x"}}},
-     "/proxy/requestView/historySecret", "does not match pattern"),
+    ("proxy.requestView.history.postgresSecret not a Secret name (a DSN pasted in)",
+     {"proxy": {"requestView": {"history": {"postgresSecret": "postgres://u:p@db/x"}}}},
+     "/proxy/requestView/history/postgresSecret", "does not match pattern"),
+    ("proxy.requestView.history.store not an enum value",
+     {"proxy": {"requestView": {"history": {"store": "mysql"}}}},
+     "/proxy/requestView/history/store", "value must be one of 'sqlite', 'postgres', 'memory'"),
+    ("proxy.requestView.history.maxMegabytes 0",
+     {"proxy": {"requestView": {"history": {"maxMegabytes": 0}}}},
+     "/proxy/requestView/history/maxMegabytes", "minimum: got 0, want 1"),
     ("clientKeys.existingSecret not a Secret name",
      {"clientKeys": {"existingSecret": "Team_Keys"}},
      "/clientKeys/existingSecret", "'Team_Keys' does not match pattern"),
@@ -452,20 +458,65 @@ ALL_ON: dict[str, Any] = {
     "grafanaDashboard": {"enabled": True, "namespace": "grafana"},
     "clientKeys": {"existingSecret": "team-keys"},
 }
-ALL_ON["proxy"]["requestView"] = {"adminKeySecret": "ui-admin", "historySecret": "ui-history"}
+ALL_ON["proxy"]["requestView"] = {
+    "adminKeySecret": "ui-admin",
+    "history": {"store": "postgres", "postgresSecret": "ui-history", "maxAgeHours": 24,
+                "maxRows": 5000, "maxMegabytes": 100, "existingClaim": ""}}
+
+
+def option(args: list[str], name: str) -> str | None:
+    """The value after `name` in a container's args, None when absent."""
+    return args[args.index(name) + 1] if name in args else None
 
 
 def check_request_view(objects: list[dict], on: bool) -> None:
-    """The admin key and the history DSN reach the proxy from their Secrets, by reference
-    only; without them neither variable is set."""
-    env = {e["name"]: e for e in container(find(objects, "Deployment", "switchyard-proxy"))["env"]}
+    """Default: SQLite on an emptyDir sized from maxMegabytes, with its retention; all-on:
+    the admin key and the PostgreSQL DSN from their Secrets, by reference only, no volume."""
+    pod = pod_spec(objects, "switchyard-proxy")
+    c = container(find(objects, "Deployment", "switchyard-proxy"))
+    env = {e["name"]: e for e in c["env"]}
+    args = c["args"]
     if not on:
         assert "SWITCHYARD_ADMIN_KEY" not in env and "SWITCHYARD_HISTORY_POSTGRES" not in env, env
+        assert option(args, "--history") == "/var/lib/switchyard/history.db", args
+        assert (option(args, "--history-max-mb"), option(args, "--history-max-age-hours"),
+                option(args, "--history-max-rows")) == ("512", "168", "1000000"), args
+        assert c["volumeMounts"] == [{"name": "history", "mountPath": "/var/lib/switchyard"}]
+        # 512 MiB + 25% + 64 MiB: room for the WAL and the batch written before a check.
+        assert pod["volumes"] == [{"name": "history", "emptyDir": {"sizeLimit": "704Mi"}}]
+        assert env["SQLITE_TMPDIR"]["value"] == "/var/lib/switchyard", env
         return
     assert env["SWITCHYARD_ADMIN_KEY"] == {"name": "SWITCHYARD_ADMIN_KEY", "valueFrom": {
         "secretKeyRef": {"name": "ui-admin", "key": "admin-key"}}}, env
     assert env["SWITCHYARD_HISTORY_POSTGRES"] == {"name": "SWITCHYARD_HISTORY_POSTGRES", "valueFrom": {
         "secretKeyRef": {"name": "ui-history", "key": "dsn"}}}, env
+    assert "--history" not in args and "--history-max-mb" not in args, args
+    assert (option(args, "--history-max-age-hours"), option(args, "--history-max-rows")) \
+        == ("24", "5000"), args
+    assert "volumes" not in pod and "volumeMounts" not in c, pod
+
+
+def check_history_stores() -> None:
+    """A claim for one proxy; memory writes nothing; what cannot work is refused by name."""
+    one = {"proxy": {"replicas": 1, "requestView": {"history": {"existingClaim": "proxy-history"}}}}
+    objects = render(one)
+    for o in objects:
+        kube_validate(o)
+    assert pod_spec(objects, "switchyard-proxy")["volumes"] == [
+        {"name": "history", "persistentVolumeClaim": {"claimName": "proxy-history"}}]
+    args = container(find(render({"proxy": {"requestView": {"history": {"store": "memory"}}}}),
+                          "Deployment", "switchyard-proxy"))["args"]
+    assert not [a for a in args if a.startswith("--history")], args
+    expect_render_failure(
+        {"proxy": {"replicas": 2, "requestView": {"history": {"existingClaim": "proxy-history"}}}},
+        "proxy.requestView.history.existingClaim needs proxy.replicas 1 and no autoscaling")
+    expect_render_failure(
+        {"proxy": {"replicas": 1, "autoscaling": {"enabled": True},
+                   "requestView": {"history": {"existingClaim": "proxy-history"}}}},
+        "proxy.requestView.history.existingClaim needs proxy.replicas 1 and no autoscaling")
+    expect_render_failure(
+        {"proxy": {"requestView": {"history": {"store": "postgres"}}}},
+        "proxy.requestView.history.store postgres needs proxy.requestView.history.postgresSecret")
 
 
 # ---------------------------------------------------------------- additions of issue 9
@@ -658,7 +709,7 @@ def chart_additions(default: list[dict]) -> None:
         check("default: resources from values",
               lambda: check_resources(default, merged({})))
     if all_on:
-        check("default: request view without admin key or history Secret",
+        check("default: request view without admin key, SQLite history on a sized emptyDir",
               lambda: check_request_view(default, False))
         check("all-on: request view's admin key and PostgreSQL DSN from their Secrets",
               lambda: check_request_view(all_on, True))
@@ -668,6 +719,8 @@ def chart_additions(default: list[dict]) -> None:
               lambda: check_hpa(all_on, default))
         check("all-on: NetworkPolicies (ports, peers, operator → proxy admin)",
               lambda: check_network_policies(all_on, default))
+    check("history: a claim for one proxy, memory writes nothing, what cannot work refused",
+          check_history_stores)
     check("NetworkPolicies with empty peer lists admit any source on their ports",
           check_network_policies_open)
     check("HPA minReplicas above maxReplicas is refused, naming both", lambda:

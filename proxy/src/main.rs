@@ -103,6 +103,10 @@ struct Cli {
     /// At most this many requests are kept in the history (the oldest go first).
     #[arg(long, default_value_t = 1_000_000)]
     history_max_rows: u64,
+    /// SQLite history only: the oldest requests go once the table's pages take more than
+    /// this (checked after every write, so a file on a size-limited volume stays within it).
+    #[arg(long)]
+    history_max_mb: Option<u64>,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -356,6 +360,7 @@ async fn open_history(cli: &Cli) -> anyhow::Result<Option<History>> {
     let keep = Retention {
         max_age: Duration::from_secs(cli.history_max_age_hours.saturating_mul(3600)),
         max_rows: cli.history_max_rows,
+        max_bytes: cli.history_max_mb.map(|mb| mb.saturating_mul(1024 * 1024)),
     };
     if let Some(path) = &cli.history {
         let history = History::sqlite(path, keep)

@@ -52,14 +52,23 @@ pub enum HistoryError {
 pub struct Retention {
     pub max_age: Duration,
     pub max_rows: u64,
+    /// SQLite only: the most the table's pages may take, checked after every write (a file
+    /// on a size-limited volume must never outgrow it). PostgreSQL manages its own storage;
+    /// there rows and age bound the history.
+    pub max_bytes: Option<u64>,
 }
 
 /// The writer's side of a history database.
 trait Store: Send {
     /// Inserts the batch in one transaction (a record already there is replaced).
     fn insert(&mut self, batch: &[Arc<RequestRecord>]) -> Result<(), HistoryError>;
-    /// Deletes rows older than the age limit, then the oldest beyond the row limit.
+    /// Deletes rows older than the age limit, then the oldest beyond the row limit, then (a
+    /// store that measures its size) the oldest until it is within `max_bytes`.
     fn retain(&mut self, keep: Retention, now_ms: u64) -> Result<(), HistoryError>;
+    /// Bytes the history takes, when the store can tell cheaply (SQLite: its used pages).
+    fn used_bytes(&mut self) -> Result<Option<u64>, HistoryError> {
+        Ok(None)
+    }
 }
 
 /// The readers' side.
@@ -218,7 +227,11 @@ fn write_loop(mut store: Box<dyn Store>, place: &str, rx: Receiver<Msg>, keep: R
                 tracing::warn!(history = %place, error = %e, records = batch.len(), "request history: write failed");
             }
         }
-        if last_retention.elapsed() >= RETENTION_EVERY || !open {
+        let oversize = !batch.is_empty()
+            && keep
+                .max_bytes
+                .is_some_and(|max| matches!(store.used_bytes(), Ok(Some(used)) if used > max));
+        if last_retention.elapsed() >= RETENTION_EVERY || !open || oversize {
             if let Err(e) = store.retain(keep, now_ms()) {
                 tracing::warn!(history = %place, error = %e, "request history: retention failed");
             }
@@ -301,6 +314,7 @@ mod tests {
     const KEEP_ALL: Retention = Retention {
         max_age: Duration::from_secs(1_000_000_000),
         max_rows: 1_000_000,
+        max_bytes: None,
     };
 
     #[test]
@@ -331,6 +345,7 @@ mod tests {
             let keep = Retention {
                 max_age: Duration::from_secs(3600),
                 max_rows: 2,
+                max_bytes: None,
             };
             let h = open(keep);
             let now = now_ms();
@@ -351,6 +366,61 @@ mod tests {
             assert_eq!(ids, ["req_3", "req_2"], "{store}");
             h.close(Duration::from_secs(10));
         }
+    }
+
+    /// SQLite's size bound holds after every write: the oldest rows go, the newest stay,
+    /// and the file stops growing (freed pages are reused).
+    #[test]
+    fn sqlite_stays_within_its_size_bound() {
+        let path = temp_db("size");
+        let max: u64 = 256 * 1024;
+        let keep = Retention {
+            max_bytes: Some(max),
+            ..KEEP_ALL
+        };
+        let h = History::sqlite(&path, keep).unwrap();
+        let now = now_ms();
+        for round in 0..6u64 {
+            for i in 0..500u64 {
+                let n = round * 500 + i;
+                h.record(Arc::new(record(
+                    &format!("req_{n:05}"),
+                    now - 10_000 + n,
+                    "m",
+                    200,
+                    1,
+                )));
+            }
+            // Let the writer take the round (the queue holds 4,096; nothing is dropped).
+            std::thread::sleep(Duration::from_millis(400));
+        }
+        h.close(Duration::from_secs(10));
+        assert_eq!(h.dropped(), 0);
+        drop(h);
+        // The last connection closed: the WAL is checkpointed into the file, whose size is the
+        // most pages it ever used. Unbounded, 3,000 records of ≈ 550 bytes take ≈ 1.6 MB.
+        let file = std::fs::metadata(&path).unwrap().len();
+        let (mut store, _) = sqlite::open(&path).unwrap();
+        let used = store.used_bytes().unwrap().unwrap();
+        assert!(used <= max, "{used} bytes used, bound {max}");
+        assert!(
+            file <= 2 * max,
+            "the file reached {file} bytes, bound {max}"
+        );
+        let h = History::sqlite(&path, keep).unwrap();
+        let rows = h.recent(10_000).unwrap();
+        eprintln!(
+            "size bound {max}: {used} bytes used by {} rows, file {file} bytes",
+            rows.len()
+        );
+        assert_eq!(rows[0]["id"], "req_02999", "the newest stays");
+        assert!(
+            rows.len() < 3_000 && rows.len() > 100,
+            "{} rows kept",
+            rows.len()
+        );
+        assert!(h.get("req_00000").unwrap().is_none());
+        h.close(Duration::from_secs(10));
     }
 
     /// The SQL aggregation and the in-memory one (used without a history) agree.

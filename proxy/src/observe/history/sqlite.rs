@@ -11,6 +11,7 @@ use std::time::Duration;
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
     PRAGMA synchronous = NORMAL;
+    PRAGMA journal_size_limit = 8388608;
     CREATE TABLE IF NOT EXISTS requests (
         id TEXT PRIMARY KEY,
         time_ms INTEGER NOT NULL,
@@ -112,13 +113,53 @@ impl Store for Writer {
                 params![oldest as i64],
             )
             .map_err(&e)?;
+        self.keep_newest(keep.max_rows)?;
+        let Some(max) = keep.max_bytes else {
+            return Ok(());
+        };
+        let used = self.used()?;
+        if used > max {
+            // Rows take about the same room each: keep the newest share that fills 90% of
+            // the bound (a margin, so the next writes do not cross it at once).
+            let rows: i64 = self
+                .conn
+                .query_row("SELECT count(*) FROM requests", [], |r| r.get(0))
+                .map_err(&e)?;
+            let share = (max as f64 * 0.9) / used as f64;
+            self.keep_newest((rows as f64 * share) as u64)?;
+        }
+        Ok(())
+    }
+
+    fn used_bytes(&mut self) -> Result<Option<u64>, HistoryError> {
+        self.used().map(Some)
+    }
+}
+
+impl Writer {
+    /// Bytes of the pages the database uses (its file less the free pages it will reuse).
+    fn used(&self) -> Result<u64, HistoryError> {
+        let used: i64 = self
+            .conn
+            .query_row(
+                "SELECT (c.page_count - f.freelist_count) * s.page_size
+                 FROM pragma_page_count() c, pragma_freelist_count() f, pragma_page_size() s",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err(&self.path))?;
+        Ok(used.max(0) as u64)
+    }
+
+    /// Deletes all but the newest `rows` records.
+    fn keep_newest(&self, rows: u64) -> Result<(), HistoryError> {
         self.conn
             .execute(
                 "DELETE FROM requests WHERE rowid IN (
                      SELECT rowid FROM requests ORDER BY time_ms DESC, rowid DESC LIMIT -1 OFFSET ?1)",
-                params![keep.max_rows as i64],
+                params![rows as i64],
             )
-            .map_err(&e)?;
+            .map_err(err(&self.path))?;
         Ok(())
     }
 }
