@@ -53,6 +53,10 @@ struct Cli {
     /// instead of translating them: for a vLLM whose own Responses API you want (gpt-oss).
     #[arg(long, requires = "upstream")]
     forward_responses: bool,
+    /// Capture every request's content for the request view (what the client sent, the body
+    /// sent upstream, the answer; redacted): `server.logContent` of a config file.
+    #[arg(long, requires = "upstream")]
+    log_content: bool,
     /// Served model name of --upstream (discovered from /v1/models when omitted).
     #[arg(long, requires = "upstream")]
     served_model: Option<String>,
@@ -219,6 +223,7 @@ fn load(cli: &Cli) -> anyhow::Result<RoutingSnapshot> {
             if cli.forward_responses {
                 snapshot.routes[0].responses_api = switchyard_api::ResponsesApi::Forward;
             }
+            snapshot.server.log_content = cli.log_content;
             snapshot
         }
         (None, None, None) => {

@@ -103,18 +103,18 @@ const MAX_LIST: usize = 10_000;
 async fn list_requests(State(app): State<Arc<AppState>>, Query(q): Query<ListQuery>) -> Response {
     let limit = q.limit.unwrap_or(100).min(MAX_LIST);
     let in_flight = app.in_flight();
-    if app.records.history().is_some() {
-        let read = from_history(&app, move |h| h.recent(limit)).await;
-        return match read {
-            Ok(requests) => Json(json!({
+    match from_history(&app, move |h| h.recent(limit)).await {
+        Some(Ok(requests)) => {
+            return Json(json!({
                 "requests": requests,
                 "in_flight": in_flight,
                 "source": "history",
                 "dropped": app.records.history().map_or(0, |h| h.dropped()),
             }))
-            .into_response(),
-            Err(e) => e,
-        };
+            .into_response()
+        }
+        Some(Err(e)) => return e,
+        None => {}
     }
     let recent = app.records.recent(limit.min(DEFAULT_KEPT));
     let requests: Vec<&RequestRecord> = recent.iter().map(|r| &**r).collect();
@@ -126,14 +126,14 @@ async fn list_requests(State(app): State<Arc<AppState>>, Query(q): Query<ListQue
 async fn get_request(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     let record = match app.records.get(&id) {
         Some(r) => Some(serde_json::to_value(&*r).unwrap_or_default()),
-        None if app.records.history().is_some() => {
+        None => {
             let wanted = id.clone();
             match from_history(&app, move |h| h.get(&wanted)).await {
-                Ok(found) => found,
-                Err(e) => return e,
+                Some(Ok(found)) => found,
+                Some(Err(e)) => return e,
+                None => None,
             }
         }
-        None => None,
     };
     let Some(mut record) = record else {
         return ApiError::new(
@@ -168,13 +168,10 @@ async fn usage(State(app): State<Arc<AppState>>, Query(q): Query<UsageQuery>) ->
         }
     };
     let since = now_ms().saturating_sub(span.as_millis() as u64);
-    let (rows, source) = if app.records.history().is_some() {
-        match from_history(&app, move |h| h.usage(since)).await {
-            Ok(rows) => (rows, "history"),
-            Err(e) => return e,
-        }
-    } else {
-        (app.records.usage(since), "memory")
+    let (rows, source) = match from_history(&app, move |h| h.usage(since)).await {
+        Some(Ok(rows)) => (rows, "history"),
+        Some(Err(e)) => return e,
+        None => (app.records.usage(since), "memory"),
     };
     Json(json!({"window": window, "since_ms": since, "source": source, "rows": rows}))
         .into_response()
@@ -213,23 +210,29 @@ async fn health(State(app): State<Arc<AppState>>) -> Json<serde_json::Value> {
     }))
 }
 
-/// Runs a history read off the async threads; a failure is a 500 that names it.
+/// Runs a history read off the async threads: `None` without a history; a failed read is a
+/// 500 that names it.
 async fn from_history<T: Send + 'static>(
     app: &Arc<AppState>,
     read: impl FnOnce(&History) -> Result<T, HistoryError> + Send + 'static,
-) -> Result<T, Response> {
+) -> Option<Result<T, Response>> {
+    app.records.history()?;
     let app = app.clone();
     let joined = tokio::task::spawn_blocking(move || {
-        read(app.records.history().expect("checked by the caller"))
+        read(
+            app.records
+                .history()
+                .expect("checked above; set once, never unset"),
+        )
     })
     .await;
     let message = match joined {
-        Ok(Ok(v)) => return Ok(v),
+        Ok(Ok(v)) => return Some(Ok(v)),
         Ok(Err(e)) => e.to_string(),
         Err(e) => format!("request history read failed: {e}"),
     };
     tracing::warn!(error = %message, "admin API");
-    Err(ApiError::new(ErrorKind::Api, message).into_response())
+    Some(Err(ApiError::new(ErrorKind::Api, message).into_response()))
 }
 
 /// `GET /api/requests/live`: server-sent events, `event: started` (id, model, route, …) as a
