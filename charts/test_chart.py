@@ -476,8 +476,13 @@ def check_request_view(objects: list[dict], on: bool) -> None:
     c = container(find(objects, "Deployment", "switchyard-proxy"))
     env = {e["name"]: e for e in c["env"]}
     args = c["args"]
+    op_args = container(find(objects, "Deployment", "switchyard-operator"))["args"]
     if not on:
-        assert "SWITCHYARD_ADMIN_KEY" not in env and "SWITCHYARD_HISTORY_POSTGRES" not in env, env
+        # The operator makes the admin key's Secret; the proxies read it.
+        assert env["SWITCHYARD_ADMIN_KEY"] == {"name": "SWITCHYARD_ADMIN_KEY", "valueFrom": {
+            "secretKeyRef": {"name": "switchyard-admin-key", "key": "admin-key"}}}, env
+        assert "--admin-key-secret=switchyard-admin-key" in op_args, op_args
+        assert "SWITCHYARD_HISTORY_POSTGRES" not in env, env
         assert option(args, "--history") == "/var/lib/switchyard/history.db", args
         assert (option(args, "--history-max-mb"), option(args, "--history-max-age-hours"),
                 option(args, "--history-max-rows")) == ("512", "168", "1000000"), args
@@ -488,12 +493,27 @@ def check_request_view(objects: list[dict], on: bool) -> None:
         return
     assert env["SWITCHYARD_ADMIN_KEY"] == {"name": "SWITCHYARD_ADMIN_KEY", "valueFrom": {
         "secretKeyRef": {"name": "ui-admin", "key": "admin-key"}}}, env
+    assert not [a for a in op_args if a.startswith("--admin-key-secret")], "the user's Secret"
     assert env["SWITCHYARD_HISTORY_POSTGRES"] == {"name": "SWITCHYARD_HISTORY_POSTGRES", "valueFrom": {
         "secretKeyRef": {"name": "ui-history", "key": "dsn"}}}, env
     assert "--history" not in args and "--history-max-mb" not in args, args
     assert (option(args, "--history-max-age-hours"), option(args, "--history-max-rows")) \
         == ("24", "5000"), args
     assert "volumes" not in pod and "volumeMounts" not in c, pod
+
+
+def check_open_admin_api() -> None:
+    """openAdminApi: no key anywhere, and NOTES say the API is open."""
+    values = {"proxy": {"requestView": {"openAdminApi": True}}}
+    objects = render(values)
+    env = {e["name"] for e in container(find(objects, "Deployment", "switchyard-proxy"))["env"]}
+    op_args = container(find(objects, "Deployment", "switchyard-operator"))["args"]
+    assert "SWITCHYARD_ADMIN_KEY" not in env, env
+    assert not [a for a in op_args if a.startswith("--admin-key-secret")], op_args
+    assert "Its API is open to whoever reaches the admin port" in notes(values, NAMESPACE)
+    default = notes(None, NAMESPACE)
+    assert (f"kubectl -n {NAMESPACE} get secret switchyard-admin-key -o jsonpath="
+            "'{.data.admin-key}' | base64 -d") in default, default
 
 
 def check_history_stores() -> None:
@@ -709,7 +729,7 @@ def chart_additions(default: list[dict]) -> None:
         check("default: resources from values",
               lambda: check_resources(default, merged({})))
     if all_on:
-        check("default: request view without admin key, SQLite history on a sized emptyDir",
+        check("default: admin key from the operator's Secret, SQLite history on a sized emptyDir",
               lambda: check_request_view(default, False))
         check("all-on: request view's admin key and PostgreSQL DSN from their Secrets",
               lambda: check_request_view(all_on, True))
@@ -721,6 +741,8 @@ def chart_additions(default: list[dict]) -> None:
               lambda: check_network_policies(all_on, default))
     check("history: a claim for one proxy, memory writes nothing, what cannot work refused",
           check_history_stores)
+    check("openAdminApi: no admin key Secret or env; NOTES say how to read the key, or that "
+          "the API is open", check_open_admin_api)
     check("NetworkPolicies with empty peer lists admit any source on their ports",
           check_network_policies_open)
     check("HPA minReplicas above maxReplicas is refused, naming both", lambda:

@@ -146,6 +146,8 @@ async fn crds_operator_and_proxy_on_a_real_cluster() {
                 "e2e",
                 "--metrics-listen",
                 "127.0.0.1:0",
+                "--admin-key-secret",
+                "switchyard-admin-key",
             ])
             .stdout(Stdio::null())
             .spawn()
@@ -224,6 +226,20 @@ async fn crds_operator_and_proxy_on_a_real_cluster() {
     )
     .await;
     assert!(snapshot.contains(&model.base_url()), "{snapshot}");
+
+    // The proxies' admin key: a Secret the operator made with 64 random hex digits.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+    let admin_key = eventually("admin key Secret", Duration::from_secs(30), || {
+        let secrets = secrets.clone();
+        async move {
+            let s = secrets.get("switchyard-admin-key").await.ok()?;
+            let bytes = s.data?.get("admin-key")?.0.clone();
+            String::from_utf8(bytes).ok()
+        }
+    })
+    .await;
+    assert_eq!(admin_key.len(), 64);
+    assert!(admin_key.chars().all(|c| c.is_ascii_hexdigit()));
     eventually(
         "ModelRoute status Published",
         Duration::from_secs(60),

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_operator::controller::proxy::HttpProbe;
-use switchyard_operator::controller::{backend, snapshot, Context, Settings};
+use switchyard_operator::controller::{admin_key, backend, snapshot, Context, Settings};
 use switchyard_operator::leader::{self, LeaseLock};
 use switchyard_operator::metrics::{self, Metrics};
 use tokio::sync::{oneshot, watch};
@@ -44,6 +44,10 @@ struct Args {
     /// proxies ask for no key.
     #[arg(long)]
     client_keys_secret: Option<String>,
+    /// Secret in the snapshot namespace to create, with a random `admin-key`, when it does not
+    /// exist: the proxies' admin API key (the chart's default). Never updated once there.
+    #[arg(long)]
+    admin_key_secret: Option<String>,
     /// Logs as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -80,6 +84,16 @@ async fn main() -> anyhow::Result<()> {
             }
         })
     };
+
+    // Every replica, leader or not: creating is idempotent, and the proxies cannot start
+    // before the Secret exists.
+    if let Some(name) = args.admin_key_secret.clone() {
+        tokio::spawn(admin_key::run(
+            client.clone(),
+            args.snapshot_namespace.clone(),
+            name,
+        ));
+    }
 
     let identity = args.identity.clone().unwrap_or_else(|| {
         std::env::var("HOSTNAME")

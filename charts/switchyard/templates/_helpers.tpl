@@ -62,3 +62,10 @@ switchyard-proxy
 {{- $derived := add (include "switchyard.proxyDrainSeconds" . | int) .Values.proxy.terminationGraceMarginSeconds -}}
 {{- max (int .Values.proxy.terminationGracePeriodSeconds) $derived -}}
 {{- end }}
+
+{{/* The Secret whose `admin-key` guards the proxies' admin API; empty when it is open. */}}
+{{- define "switchyard.adminKeySecret" -}}
+{{- if not .Values.proxy.requestView.openAdminApi -}}
+{{- .Values.proxy.requestView.adminKeySecret | default "switchyard-admin-key" -}}
+{{- end -}}
+{{- end }}

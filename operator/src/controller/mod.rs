@@ -4,6 +4,7 @@
 //! routing snapshot, published to the proxies, with each object's verdict on its status).
 //! Both are thin shells around the pure `build` and `switchyard_api::compile`.
 
+pub mod admin_key;
 pub mod backend;
 pub mod client_keys;
 pub mod proxy;
