@@ -21,7 +21,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -98,27 +99,48 @@ struct ListQuery {
 const MAX_LIST: usize = 10_000;
 
 /// `GET /api/requests?limit=N`: the newest N finished requests (default 100), newest first,
-/// from the history file when there is one (so they outlive a restart), and how many are in
-/// flight now.
+/// and how many are in flight now. With a history they come from it (so they outlive a
+/// restart), merged with this proxy's records in memory: the writer commits in batches, so
+/// the last few milliseconds' requests may not be in the database yet.
 async fn list_requests(State(app): State<Arc<AppState>>, Query(q): Query<ListQuery>) -> Response {
     let limit = q.limit.unwrap_or(100).min(MAX_LIST);
     let in_flight = app.in_flight();
-    match from_history(&app, move |h| h.recent(limit)).await {
-        Some(Ok(requests)) => {
-            return Json(json!({
-                "requests": requests,
-                "in_flight": in_flight,
-                "source": "history",
-                "dropped": app.records.history().map_or(0, |h| h.dropped()),
-            }))
-            .into_response()
-        }
-        Some(Err(e)) => return e,
-        None => {}
-    }
     let recent = app.records.recent(limit.min(DEFAULT_KEPT));
-    let requests: Vec<&RequestRecord> = recent.iter().map(|r| &**r).collect();
-    Json(json!({"requests": requests, "in_flight": in_flight, "source": "memory"})).into_response()
+    let stored = match from_history(&app, move |h| h.recent(limit)).await {
+        Some(Ok(stored)) => stored,
+        Some(Err(e)) => return e,
+        None => {
+            let requests: Vec<&RequestRecord> = recent.iter().map(|r| &**r).collect();
+            return Json(json!({"requests": requests, "in_flight": in_flight, "source": "memory"}))
+                .into_response();
+        }
+    };
+    let requests = newest_of(&recent, stored, limit);
+    Json(json!({
+        "requests": requests,
+        "in_flight": in_flight,
+        "source": "history",
+        "dropped": app.records.history().map_or(0, |h| h.dropped()),
+    }))
+    .into_response()
+}
+
+/// Records in memory and rows of the history as one list, each request once, newest first.
+fn newest_of(memory: &[Arc<RequestRecord>], stored: Vec<Value>, limit: usize) -> Vec<Value> {
+    let mut out: Vec<Value> = memory
+        .iter()
+        .filter_map(|r| serde_json::to_value(&**r).ok())
+        .collect();
+    let ids: HashSet<&str> = memory.iter().map(|r| r.id.as_str()).collect();
+    out.extend(
+        stored
+            .into_iter()
+            .filter(|v| !v["id"].as_str().is_some_and(|id| ids.contains(id))),
+    );
+    // Stable: ties keep memory's order (newest first), then the history's.
+    out.sort_by_key(|v| std::cmp::Reverse(v["time_ms"].as_u64().unwrap_or(0)));
+    out.truncate(limit);
+    out
 }
 
 /// `GET /api/requests/{id}`: the record, and under `content` what the request carried
@@ -295,4 +317,42 @@ async fn readyz(State(app): State<Arc<AppState>>) -> Response {
 
 async fn config_version(State(app): State<Arc<AppState>>) -> Json<serde_json::Value> {
     Json(json!({"version": app.runtime.load().version}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::access_log::AccessLog;
+
+    fn record(id: &str, time_ms: u64) -> Arc<RequestRecord> {
+        let mut r = AccessLog::new(id.into(), Instant::now()).to_record(1, "");
+        r.time_ms = time_ms;
+        Arc::new(r)
+    }
+
+    #[test]
+    fn the_list_merges_memory_and_history_newest_first_each_request_once() {
+        // In memory: the newest two, one not committed yet (b).
+        let memory = [record("b", 30), record("a", 20)];
+        let stored = vec![
+            json!({"id": "a", "time_ms": 20}),
+            json!({"id": "x", "time_ms": 25}),
+            json!({"id": "y", "time_ms": 10}),
+        ];
+        let ids = |list: Vec<Value>| -> Vec<String> {
+            list.iter()
+                .map(|v| v["id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            ids(newest_of(&memory, stored.clone(), 10)),
+            ["b", "x", "a", "y"]
+        );
+        assert_eq!(ids(newest_of(&memory, stored, 2)), ["b", "x"]);
+        // A restarted proxy: nothing in memory yet, the history alone.
+        assert_eq!(
+            ids(newest_of(&[], vec![json!({"id": "y", "time_ms": 10})], 5)),
+            ["y"]
+        );
+    }
 }
