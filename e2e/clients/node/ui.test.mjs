@@ -165,6 +165,10 @@ test('the live table shows each request with its route, backend, attempts and fi
     { backend: 'vllm', served: 'qwen3-coder', window: '32768', state: 'ok' },
   );
   assert.match(await page.textContent('#config'), /last change applied/);
+  // The config's change history: the one load at start, applied, with its version.
+  const version = (await page.textContent('#config')).match(/^config (\S+)/)[1];
+  assert.deepEqual(await page.$$eval('#reload-list li', (lis) => lis.map((li) => li.textContent.split(' · ').slice(1))),
+    [['applied', version]]);
 
   // A row opens its details: the record, then what the client sent, what went upstream
   // after translation (Chat Completions for the served model, max_tokens capped at the 32k
