@@ -112,6 +112,14 @@ async fn records_name_route_backend_attempts_and_the_fixes_that_fired() {
     );
     assert_eq!(records[1]["stop_reason"], "end_turn");
     assert_eq!(
+        records[1]["fix_notes"],
+        json!(["max_tokens 64000 → 32768: the context window leaves no more"])
+    );
+    assert_eq!(
+        records[0]["fix_notes"],
+        json!(["1 tool call(s) recovered from the model's text"])
+    );
+    assert_eq!(
         records[0]["fixes"],
         json!(["text_tool_calls"]),
         "{}",

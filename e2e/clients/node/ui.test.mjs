@@ -177,6 +177,9 @@ test('the live table shows each request with its route, backend, attempts and fi
   await page.waitForSelector('#detail:not([hidden])');
   assert.equal(await page.textContent('#detail-id'), clamped);
   assert.match(await page.textContent('#detail-fields'), /context_clamp/);
+  assert.match(await page.textContent('#detail-fields'), /max_tokens 64000 → 32768: the context window leaves no more/);
+  assert.equal(await page.getAttribute(`tr[data-id="${clamped}"] .fix`, 'title'),
+    "max_tokens lowered to what the model's context window leaves");
   await page.waitForFunction(() => !document.querySelector('#detail-upstream').textContent.includes('loading'));
   assert.equal(await page.isHidden('#detail-no-content'), true);
   const shown = async (part) => JSON.parse(await page.textContent(`#detail-${part}`));
@@ -217,5 +220,12 @@ test('the live table shows each request with its route, backend, attempts and fi
   }, slowId);
   assert.equal((await row(page, slowId)).status, '200');
   assert.equal(await page.$$eval('tr.row', (r) => r.length), 4);
+
+  // The filter keeps the rows that mention what is typed: a fix, then nothing to match.
+  const visible = () => page.$$eval('tr.row:not([hidden])', (trs) => trs.map((tr) => tr.dataset.id));
+  await page.fill('#filter', 'text_tool_calls');
+  assert.deepEqual(await visible(), [recovered]);
+  await page.fill('#filter', '');
+  assert.equal((await visible()).length, 4);
   await page.close();
 });

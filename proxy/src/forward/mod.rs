@@ -651,8 +651,9 @@ impl Attempt<'_> {
                 .content
                 .iter()
                 .filter(|b| matches!(b, OutBlock::ToolUse { .. }));
-            if calls.count() > native_calls {
-                log.fixed("text_tool_calls");
+            let recovered = calls.count().saturating_sub(native_calls);
+            if recovered > 0 {
+                log.fixed_because("text_tool_calls", recovered_note(recovered));
             }
             log.usage = msg.usage;
             log.stop_reason = msg.stop_reason;
@@ -777,7 +778,14 @@ impl Attempt<'_> {
     /// Client fields this backend cannot take: a debug line and a count each.
     fn count_dropped(&self, names: &[String], log: &mut AccessLog) {
         if !names.is_empty() {
-            log.fixed("dropped_fields");
+            log.fixed_because(
+                "dropped_fields",
+                format!(
+                    "not taken by `{}`, dropped: {}",
+                    self.name(),
+                    names.join(", ")
+                ),
+            );
         }
         for name in names {
             tracing::debug!(field = %name, backend = %self.name(), "field not supported by backend; dropped");
@@ -989,6 +997,11 @@ impl Attempt<'_> {
     }
 }
 
+/// What `text_tool_calls` says it did.
+pub(crate) fn recovered_note(calls: usize) -> String {
+    format!("{calls} tool call(s) recovered from the model's text")
+}
+
 fn too_long(t: TooLong) -> AttemptError {
     // A prompt of exactly the window leaves no room for one output token: its maximum is
     // one less, so that N > M holds (Claude Code parses both numbers).
@@ -999,8 +1012,16 @@ fn too_long(t: TooLong) -> AttemptError {
 /// A `max_tokens` other than the client's (lowered to fit the window, or left to the
 /// backend to fill it) is the context clamp.
 fn note_fit(log: &mut AccessLog, asked: u32, fit: Fit) {
-    if fit.max_tokens != Some(asked) {
-        log.fixed("context_clamp");
+    match fit.max_tokens {
+        Some(m) if m == asked => {}
+        Some(m) => log.fixed_because(
+            "context_clamp",
+            format!("max_tokens {asked} → {m}: the context window leaves no more"),
+        ),
+        None => log.fixed_because(
+            "context_clamp",
+            format!("max_tokens {asked} not sent: the backend fills what its window leaves"),
+        ),
     }
 }
 

@@ -298,7 +298,7 @@ pub fn openai_body(
             }
         }
         if tr.text_tool_calls > 0 {
-            guard.log.fixed("text_tool_calls");
+            guard.log.fixed_because("text_tool_calls", super::recovered_note(tr.text_tool_calls as usize));
         }
         if tr.anomalies > 0 {
             tracing::warn!(fragments = tr.anomalies, "tool-call fragments arrived after their call was closed");

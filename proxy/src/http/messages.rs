@@ -178,8 +178,8 @@ pub(super) async fn route_and_forward(
     validate_request(&req)?;
     let (route, route_limiter) = enter_route(&rt, &key, &req.model, log)?;
     let (estimate, edited) = edit_context(&mut req);
-    if edited {
-        log.fixed("context_edits");
+    if let Some(note) = edited {
+        log.fixed_because("context_edits", note);
     }
     check_size(&key, route_limiter, estimate)?;
     if let Some(answer) = answer_server_tools(&req, estimate, log) {
@@ -241,23 +241,27 @@ fn check_size(
     Ok(())
 }
 
-/// Carries out the request's `context_management` edits; returns the prompt estimate and
-/// whether an edit cleared anything.
+/// Carries out the request's `context_management` edits; returns the prompt estimate and,
+/// when an edit cleared anything, what.
 ///
 /// Here rather than in `fixes::apply`: the edits shrink the prompt, and everything after this
 /// point must see the shrunk one: the size check against the token quotas, the routing rules
 /// on input tokens and the `max_tokens` clamp in `forward` (which estimate the request they
 /// are given), and `count_tokens`. `fixes` runs per attempt and backend, after those.
-pub(super) fn edit_context(req: &mut MessagesRequest) -> (u64, bool) {
+pub(super) fn edit_context(req: &mut MessagesRequest) -> (u64, Option<String>) {
     let applied = crate::fixes::context_edits::apply(req);
-    if applied.cleared_tool_uses > 0 {
+    let note = (applied.cleared_tool_uses > 0).then(|| {
         tracing::debug!(
             cleared_tool_uses = applied.cleared_tool_uses,
             cleared_input_tokens = applied.cleared_input_tokens,
             "context_management: old tool results cleared"
         );
-    }
-    (estimate_prompt_tokens(req), applied.cleared_tool_uses > 0)
+        format!(
+            "context_management: {} old tool result(s) cleared, ≈ {} input tokens",
+            applied.cleared_tool_uses, applied.cleared_input_tokens
+        )
+    });
+    (estimate_prompt_tokens(req), note)
 }
 
 /// A request whose only tools are Anthropic server tools (Claude Code's WebSearch/WebFetch

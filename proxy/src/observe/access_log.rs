@@ -37,6 +37,8 @@ pub struct AccessLog {
     pub capture: Option<Box<Captured>>,
     /// Fixes that changed the request or its answer, each named once.
     pub fixes: Vec<&'static str>,
+    /// What some fixes did, in words (the clamp's numbers, the dropped fields, …).
+    pub fix_notes: Vec<String>,
     /// The client key's and the route's limiters: their concurrency permits are held until
     /// the request ends (streams included), and they are charged its tokens then.
     pub limiters: Vec<(Arc<KeyEntry>, Arc<ConcurrencyPermit>)>,
@@ -65,6 +67,7 @@ impl AccessLog {
             error: None,
             capture: None,
             fixes: Vec::new(),
+            fix_notes: Vec::new(),
             limiters: Vec::new(),
         }
     }
@@ -73,6 +76,15 @@ impl AccessLog {
     pub fn fixed(&mut self, name: &'static str) {
         if !self.fixes.contains(&name) {
             self.fixes.push(name);
+        }
+    }
+
+    /// Notes a fix that fired and what it did (each different note once: a retry that does
+    /// the same again adds nothing).
+    pub fn fixed_because(&mut self, name: &'static str, note: String) {
+        self.fixed(name);
+        if !self.fix_notes.contains(&note) {
+            self.fix_notes.push(note);
         }
     }
 
@@ -106,6 +118,7 @@ impl AccessLog {
             cache_read_tokens: self.usage.cache_read_input_tokens,
             attempts: self.attempts,
             fixes: self.fixes.clone(),
+            fix_notes: self.fix_notes.clone(),
             error: self.error.clone(),
             has_content: self.capture.is_some(),
         }

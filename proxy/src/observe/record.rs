@@ -42,6 +42,8 @@ pub struct RequestRecord {
     /// Fixes that changed the request or its answer (`fixes::apply`, `context_clamp`,
     /// `dropped_fields`, `context_edits`, `text_tool_calls`).
     pub fixes: Vec<&'static str>,
+    /// What some of them did, in words (`context_clamp`'s numbers, the fields dropped, …).
+    pub fix_notes: Vec<String>,
     pub error: Option<String>,
     /// Content was captured (`GET /api/requests/{id}` has it while the request is recent).
     pub has_content: bool,
