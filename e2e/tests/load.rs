@@ -195,3 +195,57 @@ async fn reload_and_sigterm_during_load_cut_no_stream() {
     let (_proxy, status) = term.await.unwrap();
     assert!(status.unwrap().success(), "exit 0 after draining");
 }
+
+/// A client that connected during the grace period but sends its request only after the
+/// listener closed is still answered: the connection was accepted, so its first request is
+/// in flight (hyper-util's own graceful shutdown would cancel it while it waits for its first
+/// bytes, and the request would be lost). A connection that sends nothing within the head
+/// timeout is still closed, and the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_opened_in_the_grace_period_gets_its_request_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let m = mock().await;
+    let server = "shutdownGraceMs: 2000, drainTimeoutMs: 30000";
+    let cfg = TempFile::new(&config(&m, server, 120_000));
+    let mut proxy =
+        ProxyProcess::start(&["--config", cfg.path(), "--header-read-timeout-ms", "8000"]).unwrap();
+    let addr = proxy.url().trim_start_matches("http://").to_owned();
+    let admin = proxy.admin_url();
+    let term = tokio::task::spawn_blocking(move || {
+        let status = proxy.terminate(Duration::from_secs(60));
+        (proxy, status)
+    });
+    assert!(readiness_fails(&admin).await, "readyz never failed");
+    // Inside the grace period: connect, then stay silent until the listener has closed.
+    let connect = || tokio::net::TcpStream::connect(addr.clone());
+    let mut late = connect().await.expect("accepted in the grace period");
+    let silent = connect().await.expect("accepted in the grace period");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while connect().await.is_ok() {
+        assert!(Instant::now() < deadline, "the listener never closed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = r#"{"model":"claude-sonnet-4-5","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}"#;
+    let request = format!(
+        "POST /v1/messages HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    late.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), late.read_to_end(&mut answer))
+        .await
+        .expect("answered, then closed")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.contains("Hello from mock vLLM."), "{answer}");
+    // Told to close after its request: no keep-alive past shutdown.
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    drop(silent); // closed by the proxy after the head timeout at the latest
+    let (_proxy, status) = term.await.unwrap();
+    assert!(status.unwrap().success(), "exit 0 after draining");
+}
