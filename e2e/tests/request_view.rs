@@ -376,6 +376,14 @@ fn assembled(sse: &str) -> (String, Vec<Value>) {
     (text, inputs)
 }
 
+/// One captured part of a request's content (`request`, `upstream`, `response`), parsed.
+fn content_part(record: &Value, name: &str) -> Value {
+    let text = record["content"][name]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name}: {record}"));
+    serde_json::from_str(text).unwrap()
+}
+
 #[tokio::test]
 async fn content_is_captured_per_key_translated_upstream_and_reassembled() {
     let m = MockVllm::start(MockConfig::default(), "127.0.0.1:0".parse().unwrap())
@@ -422,14 +430,7 @@ async fn content_is_captured_per_key_translated_upstream_and_reassembled() {
     assert_eq!(record["has_content"], true, "{record}");
     assert_eq!(record["subagent"], "agent-7f3a");
     let content = &record["content"];
-    let part = |name: &str| -> Value {
-        serde_json::from_str(
-            content[name]
-                .as_str()
-                .unwrap_or_else(|| panic!("{name}: {record}")),
-        )
-        .unwrap()
-    };
+    let part = |name: &str| content_part(&record, name);
     // What the client sent: Anthropic's shape, the secret redacted.
     let request = part("request");
     assert_eq!(request["system"][0]["text"], "You are terse.");
@@ -467,12 +468,9 @@ async fn content_is_captured_per_key_translated_upstream_and_reassembled() {
     )
     .await;
     let (_, record) = get(format!("{admin}/api/requests/{whole}"), None).await;
-    let response: Value =
-        serde_json::from_str(record["content"]["response"].as_str().unwrap()).unwrap();
     let got: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(response, got);
-    let upstream: Value =
-        serde_json::from_str(record["content"]["upstream"].as_str().unwrap()).unwrap();
+    assert_eq!(content_part(&record, "response"), got);
+    let upstream = content_part(&record, "upstream");
     assert_eq!(upstream["max_tokens"], 64);
     assert_eq!(upstream["stream"], false);
 

@@ -67,6 +67,9 @@ pub fn count_upstream_error(app: &AppState, backend: &str, e: &UpstreamError) {
         .inc();
 }
 
+/// Claude Code's subagent id, sent on a subagent's requests (fixtures/claude-code).
+const AGENT_HEADER: &str = "x-claude-code-agent-id";
+
 /// The client's session, for affinity: Claude Code's `X-Claude-Code-Session-Id` header or
 /// Codex's `session-id`; else the `session_id` inside the JSON string `metadata.user_id`
 /// (Claude Code), else `metadata.user_id` itself (OpenAI clients' `user`, older Claude Code
@@ -113,7 +116,7 @@ pub fn facts<'a>(
 ) -> RequestFacts<'a> {
     RequestFacts {
         model: &req.model,
-        agent_header: headers.contains_key("x-claude-code-agent-id"),
+        agent_header: headers.contains_key(AGENT_HEADER),
         thinking: req
             .thinking
             .as_ref()
@@ -149,7 +152,7 @@ pub async fn messages(
 ) -> Result<Forwarded, ApiError> {
     let session = note(log, session_id(headers, &req), req.stream);
     log.subagent = headers
-        .get("x-claude-code-agent-id")
+        .get(AGENT_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let plan = route.plan(

@@ -226,34 +226,25 @@ impl AccessLog {
         );
         records.push(record, capture.map(|c| *c));
     }
-}
 
-impl AccessLog {
     /// Captures `body` as what went upstream, when content is captured for this request.
     pub fn capture_upstream<T: serde::Serialize>(&mut self, body: &T) {
         if let Some(c) = self.capture.as_mut() {
-            c.upstream = serde_json::to_value(body).ok().map(|v| capture::shown(&v));
+            c.upstream = capture::shown_of(body);
         }
     }
 
     /// Captures a whole answer, when content is captured for this request.
     pub fn capture_response<T: serde::Serialize>(&mut self, answer: &T) {
         if let Some(c) = self.capture.as_mut() {
-            c.response = serde_json::to_value(answer)
-                .ok()
-                .map(|v| capture::shown(&v));
+            c.response = capture::shown_of(answer);
         }
     }
 }
 
 /// The client's request for the access line: its first 8 KiB.
 fn logged_content(c: &Captured) -> Option<&str> {
-    let text = c.request.as_deref()?;
-    let mut end = text.len().min(8_192);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    Some(&text[..end])
+    Some(capture::prefix(c.request.as_deref()?, 8_192))
 }
 
 /// An endpoint URL without user info or query (either may carry a credential).

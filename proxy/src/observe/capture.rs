@@ -78,11 +78,22 @@ pub fn shown(value: &Value) -> String {
         }
     }
     // Still too large (a huge number of short values): the text itself is cut, no longer JSON.
-    let mut end = PART_BYTES;
+    let head = prefix(&text, PART_BYTES);
+    format!("{head}… [{} more bytes]", text.len() - head.len())
+}
+
+/// Any serializable body as [`shown`]; `None` if it does not serialize.
+pub fn shown_of<T: Serialize>(body: &T) -> Option<String> {
+    serde_json::to_value(body).ok().map(|v| shown(&v))
+}
+
+/// The longest start of `text` of at most `max` bytes that ends on a character boundary.
+pub fn prefix(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}… [{} more bytes]", &text[..end], text.len() - end)
+    &text[..end]
 }
 
 /// A copy with strings redacted and cut to `cut` characters.
